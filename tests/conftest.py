@@ -1,0 +1,69 @@
+"""Shared fixtures: real PostgreSQL and Redis (started by `make test`), the shared real data."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("TICKML_SHARED_DATA", REPO.parent / "shared" / "data"))
+EQUITY_ROOT = SHARED_DATA / "equity-ticks-2013"
+BINANCE_ROOT = SHARED_DATA / "binance-ws-2024"
+
+#: Admin URL of the test PostgreSQL server; each test session gets its own database on it.
+PG_ADMIN_URL = os.environ.get("TICKML_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TICKML_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+needs_equity = pytest.mark.skipif(
+    not EQUITY_ROOT.is_dir(), reason=f"real equity ticks not found at {EQUITY_ROOT}"
+)
+needs_binance = pytest.mark.skipif(
+    not BINANCE_ROOT.is_dir(), reason=f"real Binance captures not found at {BINANCE_ROOT}"
+)
+
+
+@pytest.fixture(scope="session")
+def equity_root() -> Path:
+    if not EQUITY_ROOT.is_dir():
+        pytest.fail(f"real equity ticks not found at {EQUITY_ROOT} (set TICKML_SHARED_DATA)")
+    return EQUITY_ROOT
+
+
+@pytest.fixture(scope="session")
+def binance_root() -> Path:
+    if not BINANCE_ROOT.is_dir():
+        pytest.fail(f"real Binance captures not found at {BINANCE_ROOT} (set TICKML_SHARED_DATA)")
+    return BINANCE_ROOT
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test session (dropped afterwards)."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"tickml_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture()
+def redis_url() -> Iterator[str]:
+    """Redis database 15, flushed before and after each test that uses it."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+    client.close()

@@ -1,0 +1,287 @@
+"""The canonical tick: the one shape every reader produces and everything downstream reads.
+
+One row per market event (a quote change, a trade, or both at once):
+
+=========  ======================  ==================================================
+column     type                    meaning
+=========  ======================  ==================================================
+symbol     string                  instrument id, upper case (``AIG``, ``BTCUSDT``)
+ts         timestamp[ns, UTC]      when the event happened (exchange/vendor time)
+seq        int64                   per-symbol sequence number, strictly increasing in
+                                   source order; unique per (symbol, seq). Used for
+                                   de-duplication on the bus and in the tick store.
+bid, ask   float64                 top of book *after* the event; null when the
+                                   source has no book yet (trades-only symbols, the
+                                   first trades of a day)
+bid_size,  float64                 sizes at the top of book (null with the price)
+ask_size
+price      float64                 the trade price; null on a quote-only event
+size       float64                 the trade size; 0 on a quote-only event
+=========  ======================  ==================================================
+
+``seq`` is the one addition to the contract in ARCHITECTURE.md: sources with their own ids
+(Binance update / trade ids) keep them; sources without (vendor files, CSV) derive it from the
+timestamp and the row's position (``ts_ms * 1000 + k``), so re-reading the same file yields the
+same ``seq`` and re-ingesting a day is idempotent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+TICK_COLUMNS: tuple[str, ...] = (
+    "symbol",
+    "ts",
+    "seq",
+    "bid",
+    "ask",
+    "bid_size",
+    "ask_size",
+    "price",
+    "size",
+)
+FLOAT_COLUMNS: tuple[str, ...] = ("bid", "ask", "bid_size", "ask_size", "price", "size")
+
+TICK_SCHEMA = pa.schema(
+    [
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("ts", pa.timestamp("ns", tz="UTC"), nullable=False),
+        pa.field("seq", pa.int64(), nullable=False),
+        pa.field("bid", pa.float64()),
+        pa.field("ask", pa.float64()),
+        pa.field("bid_size", pa.float64()),
+        pa.field("ask_size", pa.float64()),
+        pa.field("price", pa.float64()),
+        pa.field("size", pa.float64()),
+    ]
+)
+
+QUARANTINE_COLUMNS: tuple[str, ...] = ("source", "position", "reason", "symbol", "ts", "raw")
+
+#: Every reason a tick can be rejected for, with what it means. Readers and the validator use
+#: only these codes, so reports and the quarantine table stay comparable across sources.
+REJECT_REASONS: dict[str, str] = {
+    "unparseable": "the row could not be split into the expected fields (wrong column count, "
+    "bad encoding, broken JSON)",
+    "wrong_type": "a field that must be numeric or a timestamp does not parse as one",
+    "empty_symbol": "symbol is missing or blank",
+    "nan_or_inf": "a required value is NaN or infinite (a trade without a price, a book side "
+    "with a price but no size, or any infinity)",
+    "non_positive": "a price or size that must be > 0 is zero or negative",
+    "crossed_book": "bid > ask (a locked book, bid == ask, is kept)",
+    "out_of_order": "timestamp earlier than the symbol's latest by more than the tolerance",
+    "duplicate": "same (symbol, seq) as an earlier tick, or an exact repeat of a row",
+    "empty_event": "neither a trade nor any book side: nothing happened",
+    "vendor_suspicious": "flagged as likely erroneous by the data vendor",
+}
+
+
+@dataclass
+class ValidationResult:
+    """Valid ticks (canonical, sorted by symbol then ts then seq) and the quarantined rest."""
+
+    ticks: pd.DataFrame
+    quarantine: pd.DataFrame
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_valid(self) -> int:
+        return len(self.ticks)
+
+    @property
+    def n_rejected(self) -> int:
+        return len(self.quarantine)
+
+
+def empty_ticks() -> pd.DataFrame:
+    return TICK_SCHEMA.empty_table().to_pandas()
+
+
+def empty_quarantine() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "source": pd.Series([], dtype=object),
+            "position": pd.Series([], dtype="int64"),
+            "reason": pd.Series([], dtype=object),
+            "symbol": pd.Series([], dtype=object),
+            "ts": pd.Series([], dtype="datetime64[ns, UTC]"),
+            "raw": pd.Series([], dtype=object),
+        }
+    )
+
+
+def make_quarantine(
+    source: str,
+    positions: np.ndarray | list[int],
+    reasons: np.ndarray | list[str] | str,
+    raws: np.ndarray | list[str] | None = None,
+    symbols: np.ndarray | list[str] | str | None = None,
+    ts: pd.Series | np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Build quarantine records: where the row was, why it was rejected, and what it held."""
+    n = len(positions)
+    if n == 0:
+        return empty_quarantine()
+    if isinstance(reasons, str):
+        reasons = [reasons] * n
+    if symbols is None or isinstance(symbols, str):
+        symbols = [symbols] * n
+    unknown = set(pd.unique(np.asarray(reasons, dtype=object))) - set(REJECT_REASONS)
+    if unknown:
+        raise ValueError(f"unknown reject reasons {sorted(unknown)}")
+    ts_col = (
+        pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns, UTC]")
+        if ts is None
+        else pd.Series(pd.to_datetime(np.asarray(ts), utc=True))
+    )
+    return pd.DataFrame(
+        {
+            "source": [source] * n,
+            "position": np.asarray(positions, dtype="int64"),
+            "reason": np.asarray(reasons, dtype=object),
+            "symbol": np.asarray(symbols, dtype=object),
+            "ts": ts_col.to_numpy(),
+            "raw": np.asarray(raws if raws is not None else [""] * n, dtype=object),
+        }
+    ).astype({"ts": "datetime64[ns, UTC]"})
+
+
+def reason_counts(quarantine: pd.DataFrame) -> dict[str, int]:
+    if quarantine.empty:
+        return {}
+    return {str(k): int(v) for k, v in quarantine["reason"].value_counts().sort_index().items()}
+
+
+def _raw_repr(frame: pd.DataFrame, idx: np.ndarray) -> list[str]:
+    sub = frame.iloc[idx]
+    cols = [c for c in TICK_COLUMNS if c in sub.columns]
+    return [
+        ",".join("" if pd.isna(v) else str(v) for v in row)
+        for row in sub[cols].itertuples(index=False, name=None)
+    ]
+
+
+def validate_ticks(
+    frame: pd.DataFrame,
+    source: str,
+    positions: np.ndarray | None = None,
+    out_of_order_tolerance: pd.Timedelta | str = "0s",
+    prior_quarantine: pd.DataFrame | None = None,
+) -> ValidationResult:
+    """Check canonical ticks row by row and split them into valid ticks and quarantine records.
+
+    ``frame`` must already have the canonical columns with canonical dtypes (readers coerce
+    and quarantine ``wrong_type`` / ``unparseable`` rows themselves). ``positions`` are the rows'
+    positions in the source (line numbers, frame numbers), kept in the quarantine. Each rejected
+    row gets the first reason that applies, in the order of :data:`REJECT_REASONS`.
+
+    Out-of-order: a tick whose ts is earlier than the running maximum of its symbol (in source
+    order) by more than ``out_of_order_tolerance`` is rejected; later ticks within the tolerance
+    are kept and re-sorted into time order.
+    """
+    n = len(frame)
+    if positions is None:
+        positions = np.arange(n, dtype=np.int64)
+    positions = np.asarray(positions, dtype=np.int64)
+    missing = [c for c in TICK_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{source}: canonical columns missing: {missing}")
+    tol = pd.Timedelta(out_of_order_tolerance).value
+    frame = frame.reset_index(drop=True)
+    reason = np.full(n, "", dtype=object)
+
+    def mark(mask: np.ndarray, code: str) -> None:
+        reason[mask & (reason == "")] = code
+
+    sym = frame["symbol"]
+    mark(sym.isna().to_numpy() | (sym.astype(str).str.strip() == "").to_numpy(), "empty_symbol")
+
+    vals = {c: frame[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in FLOAT_COLUMNS}
+    any_inf = np.zeros(n, dtype=bool)
+    for v in vals.values():
+        any_inf |= np.isinf(v)
+    price, size = vals["price"], vals["size"]
+    bid, ask, bsz, asz = vals["bid"], vals["ask"], vals["bid_size"], vals["ask_size"]
+    has_price = ~np.isnan(price)
+    # a trade needs both price and size; a book side with a price needs its size and vice versa
+    nan_req = (has_price & np.isnan(size)) | (~has_price & ~np.isnan(size) & (size != 0))
+    nan_req |= np.isnan(bid) != np.isnan(bsz)
+    nan_req |= np.isnan(ask) != np.isnan(asz)
+    mark(any_inf | nan_req, "nan_or_inf")
+
+    with np.errstate(invalid="ignore"):
+        nonpos = (has_price & ((price <= 0) | (size <= 0))) | (size < 0)
+        nonpos |= (bid <= 0) | (ask <= 0) | (bsz <= 0) | (asz <= 0)
+    mark(nonpos, "non_positive")
+    with np.errstate(invalid="ignore"):
+        mark(bid > ask, "crossed_book")
+    mark(~has_price & np.isnan(bid) & np.isnan(ask), "empty_event")
+
+    ts = frame["ts"]
+    ts_ns = ts.to_numpy(dtype="datetime64[ns]").view(np.int64) if len(ts) else np.array([])
+    if n:
+        ok = reason == ""
+        run_max = pd.Series(np.where(ok, ts_ns, np.iinfo(np.int64).min)).groupby(
+            sym.to_numpy()
+        ).cummax().to_numpy()
+        mark(ts_ns < run_max - tol, "out_of_order")
+        ok = reason == ""
+        seq = frame["seq"].to_numpy()
+        key = pd.DataFrame({"symbol": sym.to_numpy(), "seq": seq})
+        dup = np.zeros(n, dtype=bool)
+        dup[ok] = key[ok].duplicated(keep="first").to_numpy()
+        mark(dup, "duplicate")
+
+    bad = np.flatnonzero(reason != "")
+    quarantine = make_quarantine(
+        source,
+        positions[bad],
+        reason[bad],
+        raws=_raw_repr(frame, bad),
+        symbols=sym.iloc[bad].astype(object).to_numpy(),
+        ts=ts.iloc[bad].to_numpy() if len(bad) else None,
+    )
+    if prior_quarantine is not None and not prior_quarantine.empty:
+        quarantine = pd.concat([prior_quarantine, quarantine], ignore_index=True)
+    good = frame.loc[reason == "", list(TICK_COLUMNS)]
+    good = good.sort_values(["symbol", "ts", "seq"], kind="stable").reset_index(drop=True)
+    good = coerce_ticks(good)
+    return ValidationResult(good, quarantine, reason_counts(quarantine))
+
+
+def coerce_ticks(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return ``frame`` with exactly the canonical columns and dtypes (no validation)."""
+    out = pd.DataFrame(
+        {
+            "symbol": frame["symbol"].astype(object),
+            "ts": pd.to_datetime(frame["ts"], utc=True).astype("datetime64[ns, UTC]"),
+            "seq": frame["seq"].astype("int64"),
+        }
+    )
+    for c in FLOAT_COLUMNS:
+        out[c] = frame[c].astype("float64")
+    out["size"] = out["size"].fillna(0.0)  # quote-only events carry size 0
+    return out.reset_index(drop=True)
+
+
+def ticks_to_arrow(frame: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(coerce_ticks(frame), schema=TICK_SCHEMA, preserve_index=False)
+
+
+def derive_seq(ts_ns: np.ndarray, symbols: np.ndarray | None = None) -> np.ndarray:
+    """Sequence numbers for sources without ids: ``ts_ms * 1000 + k`` (k-th tick in that ms).
+
+    Deterministic for a given file, strictly increasing in time order per symbol, unique per
+    symbol as long as fewer than 1000 events share one millisecond (checked).
+    """
+    ts_ns = np.asarray(ts_ns, dtype=np.int64)
+    ms = ts_ns // 1_000_000
+    key = pd.DataFrame({"s": symbols if symbols is not None else 0, "ms": ms})
+    k = key.groupby(["s", "ms"], sort=False).cumcount().to_numpy()
+    if len(k) and k.max() >= 1000:
+        raise ValueError("more than 1000 events in one millisecond for one symbol: give a seq")
+    return ms * 1000 + k
