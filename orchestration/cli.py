@@ -1,0 +1,272 @@
+"""The `tickml` command line.
+
+It lives in ``orchestration`` rather than ``tickml`` because some commands drive Dagster, and the
+``tickml`` library stays free of Dagster and Feast imports. Heavy imports happen inside commands so
+``tickml --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(
+    help="tickml: learn short-horizon price direction from market ticks and serve it live.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+console = Console(stderr=True)
+out = Console()
+
+SOURCE_HELP = "simulator | equity-ticks | binance | canonical"
+BENCHMARKS = {
+    "parse": "vendor equity files -> canonical ticks (ticks/s)",
+    "store": "canonical ticks -> Postgres tick store with COPY (ticks/s)",
+    "features-batch": "batch feature engine, all features (ticks/s per core)",
+    "features-stream": "streaming feature engine, per-tick updates (ticks/s per core)",
+}
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _parse_date(value: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(value) if value else None
+
+
+def _resolve_days(
+    source: str, ticks: Path | None, start: str | None, end: str | None, n_days: int
+) -> list[dt.date]:
+    from tickml.ingest import SourceSpec, available_days, simulated_days
+
+    if source == "simulator":
+        first = _parse_date(start) or dt.date(2024, 1, 2)
+        days = simulated_days(first, n_days)
+        last = _parse_date(end)
+        return [d for d in days if last is None or d <= last]
+    days = available_days(SourceSpec(kind=source, path=ticks))
+    lo, hi = _parse_date(start), _parse_date(end)
+    return [d for d in days if (lo is None or d >= lo) and (hi is None or d <= hi)]
+
+
+def _guess_source(ticks: Path | None, source: str | None) -> str:
+    if source:
+        return source
+    if ticks is None:
+        return "simulator"
+    if ticks.is_dir() and any(ticks.glob("*/*_trade.zip")):
+        return "equity-ticks"
+    if ticks.suffix == ".gz" or (ticks.is_dir() and any(ticks.glob("*.gz"))):
+        return "binance"
+    return "canonical"
+
+
+@app.command()
+def ingest(
+    ticks: Path | None = typer.Option(None, "--ticks", help="Source files (not for simulator)."),
+    source: str | None = typer.Option(None, help=f"{SOURCE_HELP} (guessed from --ticks)."),
+    start: str | None = typer.Option(None, help="First day, YYYY-MM-DD (default: all)."),
+    end: str | None = typer.Option(None, help="Last day, YYYY-MM-DD (default: all)."),
+    days: int = typer.Option(3, help="Simulator only: how many weekdays to make."),
+    symbols: str | None = typer.Option(None, help="Comma-separated symbols (default: all)."),
+    workdir: Path = typer.Option(Path("work"), help="Lake, Dagster home and reports go here."),
+    pg_url: str | None = typer.Option(
+        None, envvar="TICKML_PG_URL", show_envvar=True,
+        help="Also write the Postgres tick store (URL from env is safer than the flag).",
+    ),
+    sim_symbols: int = typer.Option(8, help="Simulator only: number of symbols."),
+    signal_strength: float = typer.Option(0.0, help="Simulator only: planted signal strength."),
+    out_of_order_tolerance: str = typer.Option("0s", help="Out-of-order tolerance, e.g. 100ms."),
+) -> None:
+    """Ingest days of ticks into the lake (and Postgres) through Dagster's [bold]raw_ticks[/]."""
+    summaries = _ingest(
+        ticks, source, start, end, days, symbols, workdir, pg_url, sim_symbols,
+        signal_strength, out_of_order_tolerance,
+    )
+    _print_summary(summaries)
+
+
+def _ingest(
+    ticks: Path | None, source: str | None, start: str | None, end: str | None, n_days: int,
+    symbols: str | None, workdir: Path, pg_url: str | None, sim_symbols: int,
+    signal_strength: float, tolerance: str,
+) -> list[dict[str, Any]]:
+    from orchestration.resources import TickSourceResource
+    from orchestration.runner import materialize_days
+
+    kind = _guess_source(ticks, source)
+    try:
+        day_list = _resolve_days(kind, ticks, start, end, n_days)
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    if not day_list:
+        console.print(f"[red]error:[/] no days to ingest from {kind} {ticks or ''}")
+        raise typer.Exit(2)
+    res = TickSourceResource(
+        kind=kind,
+        path=str(ticks.resolve()) if ticks else None,
+        symbols=[s.strip().upper() for s in symbols.split(",")] if symbols else None,
+        out_of_order_tolerance=tolerance,
+        sim_n_symbols=sim_symbols,
+        sim_signal_strength=signal_strength,
+    )
+    workdir = workdir.resolve()
+    console.print(
+        f"ingesting {len(day_list)} day(s) from [bold]{kind}[/] "
+        f"{ticks or ''} -> {workdir / 'lake'}" + (" + Postgres" if pg_url else "")
+    )
+    with _progress() as bar:
+        task = bar.add_task("raw_ticks", total=len(day_list))
+
+        def step(day: dt.date, row: dict[str, Any]) -> None:
+            bar.update(task, advance=1, description=f"raw_ticks {day}")
+
+        return materialize_days(day_list, workdir, res, pg_url, on_day=step)
+
+
+def _print_summary(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="raw_ticks per day")
+    for col in ("day", "ticks", "symbols", "quarantined", "reasons", "ticks/s", "checks"):
+        table.add_column(col, justify="right" if col not in ("reasons", "checks") else "left")
+    total_t = total_q = 0
+    for r in rows:
+        total_t += int(r.get("n_ticks", 0))
+        total_q += int(r.get("n_quarantined", 0))
+        checks = ", ".join(f"{k}:{'ok' if v else 'FAIL'}" for k, v in r["checks"].items())
+        reasons = str(r.get("quarantine_reasons", "")).replace("\n", " ")
+        table.add_row(
+            str(r["day"]), f"{int(r.get('n_ticks', 0)):,}", str(r.get("n_symbols", 0)),
+            f"{int(r.get('n_quarantined', 0)):,}", reasons[:60],
+            f"{float(r.get('ticks_per_second', 0)):,.0f}", checks,
+        )
+    out.print(table)
+    out.print(f"total: {total_t:,} ticks, {total_q:,} quarantined")
+
+
+@app.command()
+def demo(
+    ticks: Path | None = typer.Option(
+        None, "--ticks", help="Real data instead of the simulator, e.g. "
+        "../shared/data/equity-ticks-2013."
+    ),
+    source: str | None = typer.Option(None, help=f"{SOURCE_HELP} (guessed from --ticks)."),
+    days: int = typer.Option(3, help="Simulator only: number of weekdays."),
+    workdir: Path = typer.Option(Path("work/demo"), help="Where the demo writes everything."),
+) -> None:
+    """The end-to-end demo on embedded defaults (simulator unless --ticks is given)."""
+    pg_url = os.environ.get("TICKML_PG_URL")
+    rows = _ingest(ticks, source, None, None, days, None, workdir, pg_url, 8, 0.0, "0s")
+    _print_summary(rows)
+    failed = [(r["day"], k) for r in rows for k, ok in r["checks"].items() if not ok]
+    if failed:
+        out.print(f"[yellow]checks that did not pass:[/] {failed}")
+    out.print(
+        f"lake: {(workdir / 'lake').resolve()}  dagster runs: "
+        f"{os.environ.get('DAGSTER_HOME')} (see `make dagster`)"
+    )
+
+
+@app.command()
+def simulate(
+    out_path: Path = typer.Option(..., "--out", help="Parquet file to write."),
+    start: str = typer.Option("2024-01-02", help="First day."),
+    days: int = typer.Option(1, help="Number of weekdays."),
+    symbols: int = typer.Option(8, help="Number of symbols."),
+    seed: int = typer.Option(7, help="Random seed."),
+    signal_strength: float = typer.Option(0.0, help="Planted signal strength (0 = none)."),
+) -> None:
+    """Write simulated canonical ticks to a Parquet file (bring-your-own-data format)."""
+    import pandas as pd
+
+    from tickml.ingest import simulated_days
+    from tickml.readers.canonical import write_canonical
+    from tickml.simulator import SimConfig, simulate_day
+
+    cfg = SimConfig(n_symbols=symbols, seed=seed, signal_strength=signal_strength)
+    frames = []
+    day_list = simulated_days(dt.date.fromisoformat(start), days)
+    with _progress() as bar:
+        for day in bar.track(day_list, description="simulating"):
+            frames.append(simulate_day(cfg, day).ticks)
+    ticks = pd.concat(frames, ignore_index=True)
+    write_canonical(ticks, out_path)
+    out.print(f"wrote {len(ticks):,} ticks for {symbols} symbols x {days} day(s) to {out_path}")
+
+
+@app.command()
+def quarantine(
+    workdir: Path = typer.Option(Path("work"), help="Workdir used by ingest/demo."),
+    day: str | None = typer.Option(None, help="One day (default: all)."),
+    limit: int = typer.Option(20, help="Rows to show."),
+) -> None:
+    """Show quarantined (rejected) rows with their reasons and source positions."""
+    import pandas as pd
+
+    from tickml.lake import TickLake
+
+    lake = TickLake(workdir / "lake")
+    day_list = [dt.date.fromisoformat(day)] if day else lake.days()
+    frames = [lake.read_quarantine(d) for d in day_list]
+    q = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if q.empty:
+        out.print("no quarantined rows")
+        return
+    out.print(q["reason"].value_counts().rename("rows").to_frame().to_string())
+    out.print(q.head(limit).to_string(max_colwidth=60))
+
+
+@app.command()
+def bench(
+    name: str = typer.Argument(..., help="One of: " + ", ".join(BENCHMARKS)),
+    option: list[str] = typer.Option(
+        [], "--set", help="Benchmark keyword argument, KEY=VALUE (repeatable)."
+    ),
+) -> None:
+    """Run one benchmark; prints one JSON object per line (name, value, unit, ...)."""
+    if name not in BENCHMARKS:
+        console.print(f"[red]unknown benchmark {name!r}[/]; choose one of: {', '.join(BENCHMARKS)}")
+        raise typer.Exit(2)
+    kwargs: dict[str, Any] = {}
+    for item in option:
+        key, _, raw = item.partition("=")
+        try:
+            kwargs[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            kwargs[key] = raw
+    module = importlib.import_module(f"benchmarks.{name.replace('-', '_')}")
+    console.print(f"running benchmark {name}: {BENCHMARKS[name]} ...")
+    for row in module.run(**kwargs):
+        sys.stdout.write(json.dumps(row, default=str) + "\n")
+        sys.stdout.flush()
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,119 @@
+"""The Parquet tick lake: ``ROOT/ticks/date=YYYY-MM-DD/symbol=SYM/part-0.parquet``.
+
+Hive-style partitions by session date and symbol, so the offline side (features, Feast's file
+source, ad-hoc DuckDB/pyarrow queries) reads exactly the days and symbols it needs. Writing a
+(day, symbol) replaces it atomically (write to a temp file, then rename), so re-ingesting a day
+is idempotent. Quarantine records live beside: ``ROOT/quarantine/date=YYYY-MM-DD/part-0.parquet``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tickml.schema import TICK_SCHEMA, empty_quarantine, empty_ticks, ticks_to_arrow
+
+
+def _safe_symbol(symbol: str) -> str:
+    bad = set('/\\\0') | {".."}
+    if not symbol or any(ch in symbol for ch in bad) or symbol in {".", ".."}:
+        raise ValueError(f"symbol {symbol!r} cannot be used as a lake partition name")
+    return symbol
+
+
+class TickLake:
+    """Read and write canonical ticks partitioned by day and symbol under ``root``."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    # -- paths -----------------------------------------------------------------------------
+    def day_dir(self, day: dt.date) -> Path:
+        return self.root / "ticks" / f"date={day.isoformat()}"
+
+    def symbol_file(self, day: dt.date, symbol: str) -> Path:
+        return self.day_dir(day) / f"symbol={_safe_symbol(symbol)}" / "part-0.parquet"
+
+    def quarantine_file(self, day: dt.date) -> Path:
+        return self.root / "quarantine" / f"date={day.isoformat()}" / "part-0.parquet"
+
+    # -- writing ---------------------------------------------------------------------------
+    def write_day(self, ticks: pd.DataFrame, day: dt.date, replace_all: bool = True) -> int:
+        """Write one day of canonical ticks; returns the number of rows written.
+
+        ``replace_all`` drops symbols of that day that are not in ``ticks`` (a full re-ingest);
+        otherwise only the symbols present are replaced.
+        """
+        day_dir = self.day_dir(day)
+        if replace_all and day_dir.exists():
+            shutil.rmtree(day_dir)
+        table = ticks_to_arrow(ticks)
+        written = 0
+        for symbol, part in ticks.groupby("symbol", sort=True):
+            idx = part.index.to_numpy()
+            sub = table.take(pa.array(idx))
+            _atomic_write(sub, self.symbol_file(day, str(symbol)))
+            written += sub.num_rows
+        return written
+
+    def write_quarantine(self, quarantine: pd.DataFrame, day: dt.date) -> Path:
+        path = self.quarantine_file(day)
+        q = quarantine if not quarantine.empty else empty_quarantine()
+        q = q.astype({"source": str, "reason": str, "raw": str})
+        q["symbol"] = q["symbol"].astype(object).where(q["symbol"].notna(), None)
+        _atomic_write(pa.Table.from_pandas(q, preserve_index=False), path)
+        return path
+
+    # -- reading ---------------------------------------------------------------------------
+    def days(self) -> list[dt.date]:
+        base = self.root / "ticks"
+        if not base.is_dir():
+            return []
+        out = []
+        for p in base.iterdir():
+            if p.is_dir() and p.name.startswith("date="):
+                out.append(dt.date.fromisoformat(p.name[5:]))
+        return sorted(out)
+
+    def symbols(self, day: dt.date) -> list[str]:
+        d = self.day_dir(day)
+        if not d.is_dir():
+            return []
+        return sorted(p.name[7:] for p in d.iterdir() if p.name.startswith("symbol="))
+
+    def read_day(self, day: dt.date, symbols: Sequence[str] | None = None) -> pd.DataFrame:
+        names = self.symbols(day) if symbols is None else list(symbols)
+        tables = [
+            pq.read_table(self.symbol_file(day, s), schema=TICK_SCHEMA)
+            for s in names
+            if self.symbol_file(day, s).exists()
+        ]
+        if not tables:
+            return empty_ticks()
+        return pa.concat_tables(tables).to_pandas()
+
+    def read_range(
+        self, start: dt.date, end: dt.date, symbols: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        frames = [self.read_day(d, symbols) for d in self.days() if start <= d <= end]
+        frames = [f for f in frames if not f.empty]
+        return pd.concat(frames, ignore_index=True) if frames else empty_ticks()
+
+    def read_quarantine(self, day: dt.date) -> pd.DataFrame:
+        path = self.quarantine_file(day)
+        return pq.read_table(path).to_pandas() if path.exists() else empty_quarantine()
+
+
+def _atomic_write(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
