@@ -133,21 +133,21 @@ def make_quarantine(
     unknown = set(pd.unique(np.asarray(reasons, dtype=object))) - set(REJECT_REASONS)
     if unknown:
         raise ValueError(f"unknown reject reasons {sorted(unknown)}")
-    ts_col = (
-        pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns, UTC]")
-        if ts is None
-        else pd.Series(pd.to_datetime(np.asarray(ts), utc=True))
-    )
-    return pd.DataFrame(
+    if ts is None:
+        ts_values = pd.DatetimeIndex([pd.NaT] * n, tz="UTC")
+    else:
+        ts_values = pd.DatetimeIndex(pd.to_datetime(pd.Series(np.asarray(ts)), utc=True))
+    out = pd.DataFrame(
         {
             "source": [source] * n,
             "position": np.asarray(positions, dtype="int64"),
             "reason": np.asarray(reasons, dtype=object),
             "symbol": np.asarray(symbols, dtype=object),
-            "ts": ts_col.to_numpy(),
             "raw": np.asarray(raws if raws is not None else [""] * n, dtype=object),
         }
-    ).astype({"ts": "datetime64[ns, UTC]"})
+    )
+    out.insert(4, "ts", ts_values.astype("datetime64[ns, UTC]"))
+    return out
 
 
 def reason_counts(quarantine: pd.DataFrame) -> dict[str, int]:

@@ -1,0 +1,83 @@
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tickml.ingest import non_monotone_symbols, simulated_days
+from tickml.lake import TickLake
+from tickml.schema import TICK_COLUMNS, make_quarantine
+
+pytestmark = pytest.mark.unit
+
+
+def _ticks(symbols=("AAA", "BBB"), n=5, day=dt.date(2024, 1, 2)):
+    rows = []
+    base = pd.Timestamp(day, tz="UTC") + pd.Timedelta(hours=15)
+    for s in symbols:
+        for i in range(n):
+            rows.append((s, base + pd.Timedelta(seconds=i), i, 10.0, 10.01, 100.0, 200.0,
+                         np.nan if i % 2 else 10.0, 0.0 if i % 2 else 50.0))
+    return pd.DataFrame(rows, columns=list(TICK_COLUMNS))
+
+
+def test_write_read_roundtrip_exact(tmp_path):
+    lake = TickLake(tmp_path)
+    day = dt.date(2024, 1, 2)
+    t = _ticks()
+    assert lake.write_day(t, day) == len(t)
+    back = lake.read_day(day)
+    pd.testing.assert_frame_equal(back, t, check_dtype=False)
+    assert str(back["ts"].dtype) == "datetime64[ns, UTC]"
+    assert lake.days() == [day]
+    assert lake.symbols(day) == ["AAA", "BBB"]
+    assert list(lake.read_day(day, ["BBB"])["symbol"].unique()) == ["BBB"]
+
+
+def test_rewrite_is_idempotent_and_replaces_dropped_symbols(tmp_path):
+    lake = TickLake(tmp_path)
+    day = dt.date(2024, 1, 2)
+    lake.write_day(_ticks(), day)
+    lake.write_day(_ticks(), day)
+    assert len(lake.read_day(day)) == 10
+    lake.write_day(_ticks(symbols=("AAA",)), day)
+    assert lake.symbols(day) == ["AAA"]
+    assert len(lake.read_day(day)) == 5
+
+
+def test_partition_names_reject_path_tricks(tmp_path):
+    lake = TickLake(tmp_path)
+    with pytest.raises(ValueError):
+        lake.write_day(_ticks(symbols=("../etc",)), dt.date(2024, 1, 2))
+
+
+def test_quarantine_roundtrip(tmp_path):
+    lake = TickLake(tmp_path)
+    day = dt.date(2024, 1, 2)
+    q = make_quarantine("f.csv", [3, 9], ["crossed_book", "wrong_type"], ["a", "b"], ["X", None])
+    lake.write_quarantine(q, day)
+    back = lake.read_quarantine(day)
+    assert list(back["reason"]) == ["crossed_book", "wrong_type"]
+    assert list(back["position"]) == [3, 9]
+    assert lake.read_quarantine(dt.date(2030, 1, 1)).empty
+
+
+def test_read_range_and_empty(tmp_path):
+    lake = TickLake(tmp_path)
+    assert lake.read_day(dt.date(2024, 1, 2)).empty
+    for d in (dt.date(2024, 1, 2), dt.date(2024, 1, 3)):
+        lake.write_day(_ticks(day=d), d)
+    assert len(lake.read_range(dt.date(2024, 1, 1), dt.date(2024, 1, 2))) == 10
+    assert len(lake.read_range(dt.date(2024, 1, 1), dt.date(2024, 1, 9))) == 20
+
+
+def test_non_monotone_detection():
+    t = _ticks()
+    assert non_monotone_symbols(t) == []
+    t.loc[3, "ts"] = t.loc[0, "ts"] - pd.Timedelta(seconds=1)
+    assert non_monotone_symbols(t) == ["AAA"]
+
+
+def test_simulated_days_are_weekdays():
+    days = simulated_days(dt.date(2024, 1, 5), 3)  # a Friday
+    assert days == [dt.date(2024, 1, 5), dt.date(2024, 1, 8), dt.date(2024, 1, 9)]
