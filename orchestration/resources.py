@@ -65,6 +65,26 @@ class LakeResource(dg.ConfigurableResource):
         return TickLake(self.root)
 
 
+class FeastResource(dg.ConfigurableResource):
+    """The Feast feature store of the deployment (definitions in feature_repo/)."""
+
+    env: str = Field(default="local", description="local (sqlite/file) or prod (Redis/Postgres).")
+    redis_url: str | None = Field(default=None, description="prod: Redis URL (TICKML_REDIS_URL).")
+    registry_url: str | None = Field(
+        default=None, description="prod: SQL registry URL (TICKML_FEAST_REGISTRY_URL)."
+    )
+
+    def store(self) -> Any:
+        from feature_repo.store import load_store
+
+        return load_store(self.env, self.redis_url, self.registry_url)
+
+    def apply(self) -> list[str]:
+        from feature_repo.store import apply
+
+        return apply(self.store())
+
+
 class TickStoreResource(dg.ConfigurableResource):
     """The PostgreSQL tick store. Optional: with no URL, the lake alone is the store."""
 
@@ -106,6 +126,7 @@ def local_resources() -> dict[str, Any]:
         "tick_store": TickStoreResource(
             url=dg.EnvVar("TICKML_PG_URL") if os.environ.get("TICKML_PG_URL") else None
         ),
+        "feast": FeastResource(env="local"),
     }
 
 
@@ -115,6 +136,11 @@ def prod_resources() -> dict[str, Any]:
         "tick_source": _source_from_env(),
         "lake": LakeResource(root=str(default_workdir() / "lake")),
         "tick_store": TickStoreResource(url=dg.EnvVar("TICKML_PG_URL")),
+        "feast": FeastResource(
+            env="prod",
+            redis_url=dg.EnvVar("TICKML_REDIS_URL"),
+            registry_url=dg.EnvVar("TICKML_FEAST_REGISTRY_URL"),
+        ),
     }
 
 

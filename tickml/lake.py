@@ -117,3 +117,37 @@ def _atomic_write(table: pa.Table, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, path)
+
+
+class FeatureTables:
+    """Batch feature tables: ``ROOT/features/date=YYYY-MM-DD/part-0.parquet`` (all symbols).
+
+    This directory is the Feast offline source of the ``tick_features`` view.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root) / "features"
+
+    def day_file(self, day: dt.date) -> Path:
+        return self.root / f"date={day.isoformat()}" / "part-0.parquet"
+
+    def write_day(self, features: pd.DataFrame, day: dt.date) -> Path:
+        path = self.day_file(day)
+        _atomic_write(pa.Table.from_pandas(features, preserve_index=False), path)
+        return path
+
+    def days(self) -> list[dt.date]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            dt.date.fromisoformat(p.name[5:])
+            for p in self.root.iterdir()
+            if p.name.startswith("date=") and (p / "part-0.parquet").exists()
+        )
+
+    def read_day(self, day: dt.date) -> pd.DataFrame:
+        return pq.read_table(self.day_file(day)).to_pandas()
+
+    def read_range(self, start: dt.date, end: dt.date) -> pd.DataFrame:
+        frames = [self.read_day(d) for d in self.days() if start <= d <= end]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

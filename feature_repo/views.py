@@ -1,0 +1,33 @@
+"""Feast feature views. The feature list comes from tickml.features (one definition)."""
+
+from datetime import timedelta
+
+from feast import FeatureView, Field
+from feast.types import Array, Float32, Float64
+
+from feature_repo.entities import symbol
+from feature_repo.sources import model_vector_push, tick_features_push
+from tickml.features import FeatureConfig, feature_names
+
+FEATURE_NAMES = feature_names(FeatureConfig())
+
+tick_features = FeatureView(
+    name="tick_features",
+    entities=[symbol],
+    ttl=timedelta(days=1),
+    schema=[Field(name=n, dtype=Float64) for n in FEATURE_NAMES],
+    source=tick_features_push,
+    online=True,
+    description="Microstructure features per symbol at each sampling close (event_timestamp).",
+    tags={"family": "all", "sampling": "interval close"},
+)
+
+model_vector = FeatureView(
+    name="model_vector",
+    entities=[symbol],
+    ttl=timedelta(minutes=30),
+    schema=[Field(name="vector", dtype=Array(Float32))],
+    source=model_vector_push,
+    online=True,
+    description="The model's whole input vector per symbol, packed (live scoring reads this).",
+)
