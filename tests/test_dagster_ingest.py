@@ -56,10 +56,10 @@ def test_simulator_days_through_dagster_into_lake_and_postgres(tmp_path, dagster
             assert all(r["checks"].values()), r["checks"]
             n_lake = len(lake.read_day(day))
             assert n_lake == r["n_ticks"] > 1000
-            assert store.count(day=day) == n_lake
+            assert store.count(day=day, tz="America/New_York") == n_lake
         # idempotent: the same day again leaves the same rows, no duplicates
         materialize_days(days[:1], tmp_path, src, pg_url)
-        assert store.count(day=days[0]) == rows[0]["n_ticks"]
+        assert store.count(day=days[0], tz="America/New_York") == rows[0]["n_ticks"]
     finally:
         store.close()
     # the runs are recorded in the Dagster instance (what the UI shows)

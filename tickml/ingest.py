@@ -205,9 +205,11 @@ def ingest_day(
     lake.write_quarantine(res.quarantine, day)
     if store is not None:
         store.ensure_schema()
-        store.write_day(ticks, day)
+        store.write_day(ticks, day, symbols=spec.symbols, tz=SESSION_TZ[spec.kind])
         if not res.quarantine.empty:
-            store.write_quarantine(res.quarantine)
+            store.write_quarantine(
+                res.quarantine, replace_sources=sorted(set(res.quarantine["source"]))
+            )
     per_symbol = {str(k): int(v) for k, v in ticks.groupby("symbol").size().items()}
     summary = IngestSummary(
         day=day,
