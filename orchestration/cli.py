@@ -95,7 +95,9 @@ def ingest(
     ),
     sim_symbols: int = typer.Option(8, help="Simulator only: number of symbols."),
     signal_strength: float = typer.Option(0.0, help="Simulator only: planted signal strength."),
-    out_of_order_tolerance: str = typer.Option("0s", help="Out-of-order tolerance, e.g. 100ms."),
+    out_of_order_tolerance: str | None = typer.Option(
+        None, help="Out-of-order tolerance, e.g. 100ms (default per source: binance 1s, else 0)."
+    ),
 ) -> None:
     """Ingest days of ticks into the lake (and Postgres) through Dagster's [bold]raw_ticks[/]."""
     summaries = _ingest(
@@ -108,7 +110,7 @@ def ingest(
 def _ingest(
     ticks: Path | None, source: str | None, start: str | None, end: str | None, n_days: int,
     symbols: str | None, workdir: Path, pg_url: str | None, sim_symbols: int,
-    signal_strength: float, tolerance: str,
+    signal_strength: float, tolerance: str | None,
 ) -> list[dict[str, Any]]:
     from orchestration.resources import TickSourceResource
     from orchestration.runner import materialize_days
@@ -175,7 +177,7 @@ def demo(
 ) -> None:
     """The end-to-end demo on embedded defaults (simulator unless --ticks is given)."""
     pg_url = os.environ.get("TICKML_PG_URL")
-    rows = _ingest(ticks, source, None, None, days, None, workdir, pg_url, 8, 0.0, "0s")
+    rows = _ingest(ticks, source, None, None, days, None, workdir, pg_url, 8, 0.0, None)
     _print_summary(rows)
     failed = [(r["day"], k) for r in rows for k, ok in r["checks"].items() if not ok]
     if failed:

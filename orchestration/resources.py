@@ -31,9 +31,10 @@ class TickSourceResource(dg.ConfigurableResource):
     symbols: list[str] | None = Field(
         default=None, description="Restrict to these symbols (default: all in the source)."
     )
-    out_of_order_tolerance: str = Field(
-        default="0s",
-        description="Ticks earlier than their symbol's latest by more than this are rejected.",
+    out_of_order_tolerance: str | None = Field(
+        default=None,
+        description="Ticks out of time order by more than this are rejected (default per "
+        "source: 1s for Binance captures, 0s otherwise).",
     )
     sim_n_symbols: int = Field(default=8, description="Simulator: number of symbols.")
     sim_seed: int = Field(default=7, description="Simulator: base random seed.")

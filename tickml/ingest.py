@@ -19,6 +19,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,6 +42,13 @@ SESSION_TZ: dict[str, str] = {
 }
 
 
+#: out-of-order tolerance per source when none is given: Binance's bookTicker and trade streams
+#: interleave up to ~30 ms out of exchange-time order; files and the simulator are sorted.
+DEFAULT_TOLERANCE: dict[str, str] = {
+    "simulator": "0s", "equity-ticks": "0s", "binance": "1s", "canonical": "0s",
+}
+
+
 @dataclass(frozen=True)
 class SourceSpec:
     """Where ticks come from. ``path`` is required for every kind but ``simulator``."""
@@ -48,7 +56,7 @@ class SourceSpec:
     kind: str = "simulator"
     path: Path | None = None
     symbols: tuple[str, ...] | None = None
-    out_of_order_tolerance: str = "0s"
+    out_of_order_tolerance: str | None = None  # None: the source's default (DEFAULT_TOLERANCE)
     sim: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -59,6 +67,10 @@ class SourceSpec:
                 raise ValueError(f"source {self.kind!r} needs a path (--ticks PATH)")
             if not Path(self.path).exists():
                 raise FileNotFoundError(f"source {self.kind!r}: {self.path} does not exist")
+
+    @property
+    def tolerance(self) -> str:
+        return self.out_of_order_tolerance or DEFAULT_TOLERANCE[self.kind]
 
 
 def available_days(spec: SourceSpec) -> list[dt.date]:
@@ -105,11 +117,11 @@ _CANONICAL_CACHE: dict[tuple[str, str], ValidationResult] = {}
 def _read_canonical_all(spec: SourceSpec) -> ValidationResult:
     from tickml.readers.canonical import read_canonical
 
-    key = (str(spec.path), spec.out_of_order_tolerance)
+    key = (str(spec.path), spec.tolerance)
     if key not in _CANONICAL_CACHE:
         _CANONICAL_CACHE.clear()
         _CANONICAL_CACHE[key] = read_canonical(
-            Path(str(spec.path)), out_of_order_tolerance=spec.out_of_order_tolerance
+            Path(str(spec.path)), out_of_order_tolerance=spec.tolerance
         )
     return _CANONICAL_CACHE[key]
 
@@ -121,13 +133,13 @@ def load_day(spec: SourceSpec, day: dt.date) -> ValidationResult:
         from tickml.readers.equity import read_equity_day
 
         return read_equity_day(
-            Path(str(spec.path)), day, symbols, out_of_order_tolerance=spec.out_of_order_tolerance
+            Path(str(spec.path)), day, symbols, out_of_order_tolerance=spec.tolerance
         )
     if spec.kind == "binance":
         from tickml.readers.binance import read_binance_capture
 
         parts = [
-            read_binance_capture(f, out_of_order_tolerance=spec.out_of_order_tolerance or "1s")
+            read_binance_capture(f, out_of_order_tolerance=spec.tolerance)
             for f, d in _binance_files(Path(str(spec.path)))
             if d == day
         ]
@@ -143,7 +155,7 @@ def load_day(spec: SourceSpec, day: dt.date) -> ValidationResult:
     return ValidationResult(ticks, empty_quarantine(), {})
 
 
-def _concat(parts: list[ValidationResult]) -> ValidationResult:
+def _concat(parts: Sequence[ValidationResult]) -> ValidationResult:
     if not parts:
         return ValidationResult(empty_ticks(), empty_quarantine(), {})
     ticks = pd.concat([p.ticks for p in parts], ignore_index=True)

@@ -179,9 +179,8 @@ def validate_ticks(
     positions in the source (line numbers, frame numbers), kept in the quarantine. Each rejected
     row gets the first reason that applies, in the order of :data:`REJECT_REASONS`.
 
-    Out-of-order: a tick whose ts is earlier than the running maximum of its symbol (in source
-    order) by more than ``out_of_order_tolerance`` is rejected; later ticks within the tolerance
-    are kept and re-sorted into time order.
+    Out-of-order: see :func:`out_of_order_mask`; ticks out of order by no more than
+    ``out_of_order_tolerance`` are kept and re-sorted into time order.
     """
     n = len(frame)
     if positions is None:
@@ -224,11 +223,8 @@ def validate_ticks(
     ts = frame["ts"]
     ts_ns = ts.to_numpy(dtype="datetime64[ns]").view(np.int64) if len(ts) else np.array([])
     if n:
-        ok = reason == ""
-        run_max = pd.Series(np.where(ok, ts_ns, np.iinfo(np.int64).min)).groupby(
-            sym.to_numpy()
-        ).cummax().to_numpy()
-        mark(ts_ns < run_max - tol, "out_of_order")
+        mark(ts.isna().to_numpy(), "wrong_type")
+        mark(out_of_order_mask(ts_ns, sym.to_numpy(), reason == "", tol), "out_of_order")
         ok = reason == ""
         seq = frame["seq"].to_numpy()
         key = pd.DataFrame({"symbol": sym.to_numpy(), "seq": seq})
@@ -251,6 +247,58 @@ def validate_ticks(
     good = good.sort_values(["symbol", "ts", "seq"], kind="stable").reset_index(drop=True)
     good = coerce_ticks(good)
     return ValidationResult(good, quarantine, reason_counts(quarantine))
+
+
+def out_of_order_mask(
+    ts_ns: np.ndarray, symbols: np.ndarray, eligible: np.ndarray, tol: int, max_rounds: int = 4
+) -> np.ndarray:
+    """Which ticks to reject so that each symbol's timestamps (in source order) never go back
+    by more than ``tol`` ns.
+
+    Two kinds of fault look alike: a *late* tick (back-dated: earlier than ticks before it) and
+    a *future* tick (a typo like 2031: later than every tick after it). Rejecting everything
+    below the running maximum handles the first but turns one future typo into the loss of the
+    rest of the day. So per symbol and round, both candidate sets are computed, ticks below the
+    running maximum of the ticks before them (late) and ticks above the running minimum of the
+    ticks after them (future), and the smaller set is rejected; a final running-maximum pass
+    guarantees the result is in order.
+    """
+    n = len(ts_ns)
+    rejected = np.zeros(n, dtype=bool)
+    if n == 0:
+        return rejected
+    keys, _ = pd.factorize(pd.Series(symbols, dtype=object).fillna(""))
+    idx = np.flatnonzero(eligible)
+    k, t = keys[idx], ts_ns[idx]
+    same = k[1:] == k[:-1]
+    n_keys = int(np.count_nonzero(np.bincount(k))) if len(k) else 0
+    if (len(idx) - 1 - int(same.sum())) == max(n_keys - 1, 0) and not np.any(
+        (t[1:] < t[:-1]) & same
+    ):
+        return rejected  # fast path: symbols in contiguous blocks, each already sorted
+    lo, hi = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+
+    def late_future(active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        run_max = pd.Series(np.where(active, ts_ns, lo)).groupby(keys).cummax().to_numpy()
+        prev_max = pd.Series(run_max).groupby(keys).shift(1, fill_value=lo).to_numpy()
+        rev = pd.Series(np.where(active, ts_ns, hi)[::-1])
+        run_min = rev.groupby(keys[::-1]).cummin().to_numpy()[::-1]
+        next_min = pd.Series(run_min).groupby(keys).shift(-1, fill_value=hi).to_numpy()
+        with np.errstate(over="ignore"):
+            late = active & (ts_ns < prev_max - tol) & (prev_max != lo)
+            future = active & (ts_ns > next_min + tol) & (next_min != hi)
+        return late, future
+
+    for _ in range(max_rounds):
+        active = eligible & ~rejected
+        late, future = late_future(active)
+        if not late.any():
+            break
+        n_late = pd.Series(late).groupby(keys).transform("sum").to_numpy()
+        n_future = pd.Series(future).groupby(keys).transform("sum").to_numpy()
+        rejected |= np.where(n_future < n_late, future, late)
+    late, _ = late_future(eligible & ~rejected)
+    return rejected | late
 
 
 def coerce_ticks(frame: pd.DataFrame) -> pd.DataFrame:
