@@ -197,7 +197,9 @@ def validate_ticks(
         reason[mask & (reason == "")] = code
 
     sym = frame["symbol"]
-    mark(sym.isna().to_numpy() | (sym.astype(str).str.strip() == "").to_numpy(), "empty_symbol")
+    codes, uniques = pd.factorize(sym, use_na_sentinel=True)
+    blank_code = np.array([not isinstance(u, str) or not u.strip() for u in uniques], dtype=bool)
+    mark((codes < 0) | (blank_code[codes] if len(uniques) else np.zeros(n, bool)), "empty_symbol")
 
     vals = {c: frame[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in FLOAT_COLUMNS}
     any_inf = np.zeros(n, dtype=bool)
