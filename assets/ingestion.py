@@ -72,6 +72,7 @@ def raw_ticks(
             "n_quarantined": dg.MetadataValue.int(s.n_quarantined),
             "quarantine_share": dg.MetadataValue.float(s.quarantine_share),
             "quarantine_reasons": dg.MetadataValue.md(reasons_md),
+            "quarantine_counts": dg.MetadataValue.json(s.reasons),
             "ticks_per_symbol": dg.MetadataValue.md(symbols_md),
             "seconds": dg.MetadataValue.float(round(s.seconds, 3)),
             "ticks_per_second": dg.MetadataValue.float(

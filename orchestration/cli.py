@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -148,21 +149,24 @@ def _ingest(
 
 def _print_summary(rows: list[dict[str, Any]]) -> None:
     table = Table(title="raw_ticks per day")
-    for col in ("day", "ticks", "symbols", "quarantined", "reasons", "ticks/s", "checks"):
-        table.add_column(col, justify="right" if col not in ("reasons", "checks") else "left")
+    for col in ("day", "ticks", "symbols", "rejected", "reasons", "ticks/s", "checks"):
+        table.add_column(col, justify="left" if col in ("reasons", "checks") else "right")
     total_t = total_q = 0
     for r in rows:
         total_t += int(r.get("n_ticks", 0))
         total_q += int(r.get("n_quarantined", 0))
-        checks = ", ".join(f"{k}:{'ok' if v else 'FAIL'}" for k, v in r["checks"].items())
-        reasons = str(r.get("quarantine_reasons", "")).replace("\n", " ")
+        ok = sum(bool(v) for v in r["checks"].values())
+        failed = [k for k, v in r["checks"].items() if not v]
+        checks = f"{ok}/{len(r['checks'])} passed" + (f" ({', '.join(failed)})" if failed else "")
+        counts = r.get("quarantine_counts") or {}
+        reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())) or "-"
         table.add_row(
             str(r["day"]), f"{int(r.get('n_ticks', 0)):,}", str(r.get("n_symbols", 0)),
-            f"{int(r.get('n_quarantined', 0)):,}", reasons[:60],
+            f"{int(r.get('n_quarantined', 0)):,}", reasons,
             f"{float(r.get('ticks_per_second', 0)):,.0f}", checks,
         )
     out.print(table)
-    out.print(f"total: {total_t:,} ticks, {total_q:,} quarantined")
+    out.print(f"total: {total_t:,} ticks, {total_q:,} rejected (see `tickml quarantine`)")
 
 
 @app.command()
@@ -264,6 +268,8 @@ def bench(
 
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+    # backfill_policy is marked beta in Dagster 1.13; the warning is noise for CLI users
+    warnings.filterwarnings("ignore", message=".*currently in beta.*")
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -47,6 +47,7 @@ def materialize_days(
     source: TickSourceResource,
     pg_url: str | None = None,
     on_day: Callable[[dt.date, dict[str, Any]], None] | None = None,
+    log_level: str = "WARNING",
 ) -> list[dict[str, Any]]:
     """Materialize ``raw_ticks`` for each day (one Dagster run per partition)."""
     from assets.ingestion import raw_ticks
@@ -63,11 +64,12 @@ def materialize_days(
                 resources=resources,
                 instance=instance,
                 raise_on_error=True,
+                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             )
         mats = result.asset_materializations_for_node("raw_ticks")
         meta = {k: v.value for k, v in mats[0].metadata.items()} if mats else {}
         checks = {
-            e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+            e.check_name: e.passed
             for e in result.get_asset_check_evaluations()
         }
         row = {"day": day, "run_id": result.run_id, "checks": checks, **meta}
