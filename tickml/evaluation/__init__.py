@@ -1,0 +1,1 @@
+"""Out-of-sample evaluation: purged walk-forward splits, metrics, baselines."""
