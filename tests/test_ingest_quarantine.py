@@ -44,15 +44,14 @@ def test_every_reject_reason_reaches_the_postgres_quarantine(tmp_path, pg_url):
     try:
         s = ingest_day(SourceSpec(kind="canonical", path=csv), DAY, lake, store)
         expected = {i + 2: reason for i, (_, reason) in enumerate(ROWS) if reason}
-        q = store.read_quarantine()
-        assert set(q["source"]) == {str(csv)}
+        q = store.read_quarantine(str(csv))
         got = dict(zip(q["position"], q["reason"], strict=True))
         assert got == expected
         assert set(got.values()) == set(REJECT_REASONS)  # every class is covered
         assert s.n_quarantined == len(expected)
         # no valid tick lost: the valid rows are in the lake and in Postgres exactly once
         valid = [r for r, reason in ROWS if reason is None]
-        assert s.n_ticks == len(valid) == store.count()
+        assert s.n_ticks == len(valid) == store.count(day=DAY)
         stored = store.read(DAY)
         assert sorted(zip(stored["symbol"], stored["seq"], strict=True)) == [
             ("AAA", 1), ("AAA", 2), ("AAA", 12), ("BBB", 1)
@@ -61,8 +60,8 @@ def test_every_reject_reason_reaches_the_postgres_quarantine(tmp_path, pg_url):
         assert set(lake.read_quarantine(DAY)["reason"]) == set(REJECT_REASONS)
         # re-ingesting the same file changes nothing (idempotent, no duplicate quarantine)
         ingest_day(SourceSpec(kind="canonical", path=csv), DAY, lake, store)
-        assert store.count() == len(valid)
-        assert len(store.read_quarantine()) == len(expected)
+        assert store.count(day=DAY) == len(valid)
+        assert len(store.read_quarantine(str(csv))) == len(expected)
     finally:
         store.close()
 
