@@ -57,8 +57,17 @@ def load_store(
 
 
 def definitions() -> list:
-    """Every Feast object of the repo, for ``FeatureStore.apply``."""
-    from feature_repo import entities, services, sources, views
+    """Every Feast object of the repo, for ``FeatureStore.apply``.
+
+    The modules are reloaded so paths follow the current environment (TICKML_WORKDIR,
+    TICKML_FEATURES_PATH), as they do when the ``feast`` CLI imports them.
+    """
+    import importlib
+
+    from feature_repo import entities, paths, services, sources, views
+
+    for mod in (paths, entities, sources, views, services):
+        importlib.reload(mod)
 
     return [
         entities.symbol,

@@ -15,7 +15,12 @@ from typing import Any
 
 import dagster as dg
 
-from orchestration.resources import LakeResource, TickSourceResource, TickStoreResource
+from orchestration.resources import (
+    FeastResource,
+    LakeResource,
+    TickSourceResource,
+    TickStoreResource,
+)
 
 
 def prepare_instance(workdir: Path) -> dg.DagsterInstance:
@@ -34,11 +39,29 @@ def prepare_instance(workdir: Path) -> dg.DagsterInstance:
 def build_resources(
     workdir: Path, source: TickSourceResource, pg_url: str | None
 ) -> dict[str, Any]:
+    # Feast's repo resolves its Parquet sources and local registry from the workdir
+    os.environ["TICKML_WORKDIR"] = str(workdir)
+    os.environ.pop("TICKML_FEAST_HOME", None)
     return {
         "tick_source": source,
         "lake": LakeResource(root=str(workdir / "lake")),
         "tick_store": TickStoreResource(url=pg_url),
+        "feast": FeastResource(env="local"),
     }
+
+
+def _asset_defs(names: Sequence[str]) -> list[Any]:
+    from assets import features, ingestion
+
+    found = {}
+    for mod in (ingestion, features):
+        for obj in vars(mod).values():
+            if isinstance(obj, dg.AssetsDefinition):
+                found[obj.key.to_user_string()] = obj
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise ValueError(f"unknown assets {missing}; known: {sorted(found)}")
+    return [found[n] for n in names]
 
 
 def materialize_days(
@@ -48,10 +71,14 @@ def materialize_days(
     pg_url: str | None = None,
     on_day: Callable[[dt.date, dict[str, Any]], None] | None = None,
     log_level: str = "WARNING",
+    assets: Sequence[str] = ("raw_ticks",),
 ) -> list[dict[str, Any]]:
-    """Materialize ``raw_ticks`` for each day (one Dagster run per partition)."""
-    from assets.ingestion import raw_ticks
+    """Materialize the daily ``assets`` for each day (one Dagster run per partition).
 
+    Returns per day the metadata of ``raw_ticks`` (or the first asset) plus ``checks`` (every
+    check's pass/fail, keyed ``check`` or ``asset.check`` for the later assets) and ``assets``
+    (each asset's metadata)."""
+    selected = _asset_defs(assets)
     instance = prepare_instance(workdir)
     resources = build_resources(workdir, source, pg_url)
     out = []
@@ -59,20 +86,27 @@ def materialize_days(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=dg.BetaWarning)
             result = dg.materialize(
-                [raw_ticks],
+                selected,
                 partition_key=day.isoformat(),
                 resources=resources,
                 instance=instance,
                 raise_on_error=True,
                 run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             )
-        mats = result.asset_materializations_for_node("raw_ticks")
-        meta = {k: v.value for k, v in mats[0].metadata.items()} if mats else {}
+        per_asset: dict[str, dict[str, Any]] = {}
+        for ev in result.get_asset_materialization_events():
+            mat = ev.step_materialization_data.materialization if ev.is_step_materialization else None
+            if mat is not None:
+                key = mat.asset_key.to_user_string()
+                per_asset[key] = {k: v.value for k, v in mat.metadata.items()}
+        first = assets[0]
         checks = {
-            e.check_name: e.passed
+            (e.check_name if e.asset_key.to_user_string() == first
+             else f"{e.asset_key.to_user_string()}.{e.check_name}"): e.passed
             for e in result.get_asset_check_evaluations()
         }
-        row = {"day": day, "run_id": result.run_id, "checks": checks, **meta}
+        row = {"day": day, "run_id": result.run_id, "checks": checks, "assets": per_asset,
+               **per_asset.get(first, {})}
         out.append(row)
         if on_day:
             on_day(day, row)

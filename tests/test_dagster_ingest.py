@@ -128,3 +128,27 @@ def test_dagster_dev_serves_the_asset_graph(tmp_path):
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_tick_features_asset_and_feast_registry(tmp_path, dagster_home, monkeypatch):
+    """raw_ticks -> tick_features in one real Dagster run; checks pass; Feast repo applies."""
+    import dagster as dg
+
+    from assets.features import feast_registry
+    from orchestration.runner import build_resources
+    from tickml.lake import FeatureTables
+
+    src = TickSourceResource(kind="simulator", sim_n_symbols=3, sim_seed=3)
+    day = dt.date(2024, 1, 2)
+    [row] = materialize_days([day], tmp_path, src, assets=("raw_ticks", "tick_features"))
+    assert all(row["checks"].values()), row["checks"]
+    assert {"tick_features.no_nan_or_inf", "tick_features.point_in_time"} <= set(row["checks"])
+    feats = FeatureTables(tmp_path / "lake").read_day(day)
+    assert row["assets"]["tick_features"]["rows"] == len(feats) > 0
+    assert (feats["last_tick_ts"] <= feats["event_timestamp"]).all()
+    monkeypatch.setenv("TICKML_FEAST_HOME", str(tmp_path / "feast"))
+    res = dg.materialize([feast_registry], resources=build_resources(tmp_path, src, None))
+    assert res.success
+    applied = res.asset_materializations_for_node("feast_registry")[0].metadata["applied"].value
+    assert "tick_features_v1" in applied
