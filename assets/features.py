@@ -1,34 +1,24 @@
 """Feature asset family: ``tick_features`` (batch feature tables) and ``feast_registry``."""
 
 import datetime as dt
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import Field
 
 from orchestration.partitions import daily
-from orchestration.resources import FeastResource, LakeResource
+from orchestration.resources import FeastResource, LakeResource, PipelineConfigResource
 from tickml.features import FeatureConfig, compute_features, feature_defs
 from tickml.lake import FeatureTables
 
 
-class FeaturesConfig(dg.Config):
-    feature_config: str | None = Field(
-        default=None,
-        description="YAML file with tickml.features.FeatureConfig fields (default: built-in).",
-    )
-    interval: str | None = Field(
-        default=None, description="Override the sampling interval, e.g. '1min' or '5min'."
-    )
-
-    def load(self) -> FeatureConfig:
-        data = yaml.safe_load(Path(self.feature_config).read_text()) if self.feature_config else {}
-        if self.interval:
-            data["interval"] = self.interval
-        return FeatureConfig.model_validate(data or {})
+def with_pit_columns(features: pd.DataFrame) -> pd.DataFrame:
+    """Add ``row_event_ns`` / ``last_tick_ns`` (int64): served by Feast beside the features so
+    the training set can prove, row by row, that no feature came from after its label time."""
+    out = features.copy()
+    out["row_event_ns"] = out["event_timestamp"].astype("int64")
+    out["last_tick_ns"] = out["last_tick_ts"].astype("int64")
+    return out
 
 
 def pit_violations(features: pd.DataFrame) -> int:
@@ -68,12 +58,12 @@ def disallowed_nans(features: pd.DataFrame, config: FeatureConfig) -> dict[str, 
     ],
 )
 def tick_features(
-    context: dg.AssetExecutionContext, config: FeaturesConfig, lake: LakeResource
+    context: dg.AssetExecutionContext, lake: LakeResource, pipeline: PipelineConfigResource
 ) -> dg.MaterializeResult:
     day = dt.date.fromisoformat(context.partition_key)
-    fcfg = config.load()
+    fcfg = pipeline.load().features
     ticks = lake.ticks().read_day(day)
-    feats = compute_features(ticks, fcfg)
+    feats = with_pit_columns(compute_features(ticks, fcfg))
     path = FeatureTables(lake.root).write_day(feats, day)
     bad = disallowed_nans(feats, fcfg)
     late = pit_violations(feats)

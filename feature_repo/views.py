@@ -3,19 +3,22 @@
 from datetime import timedelta
 
 from feast import FeatureView, Field
-from feast.types import Array, Float32, Float64
+from feast.types import Array, Float32, Float64, Int64
 
 from feature_repo.entities import symbol
 from feature_repo.sources import model_vector_push, tick_features_push
 from tickml.features import FeatureConfig, feature_names
 
 FEATURE_NAMES = feature_names(FeatureConfig())
+#: not model inputs: the row's own close and its newest input tick (ns), for point-in-time checks
+PIT_COLUMNS = ("row_event_ns", "last_tick_ns")
 
 tick_features = FeatureView(
     name="tick_features",
     entities=[symbol],
     ttl=timedelta(days=1),
-    schema=[Field(name=n, dtype=Float64) for n in FEATURE_NAMES],
+    schema=[Field(name=n, dtype=Float64) for n in FEATURE_NAMES]
+    + [Field(name=n, dtype=Int64) for n in PIT_COLUMNS],
     source=tick_features_push,
     online=True,
     description="Microstructure features per symbol at each sampling close (event_timestamp).",

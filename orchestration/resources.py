@@ -57,6 +57,19 @@ class TickSourceResource(dg.ConfigurableResource):
         )
 
 
+class PipelineConfigResource(dg.ConfigurableResource):
+    """The run configuration (features, labels, experiment): a YAML file, or the defaults."""
+
+    path: str | None = Field(
+        default=None, description="YAML run config (see `tickml config`); empty = defaults."
+    )
+
+    def load(self) -> Any:
+        from tickml.config import RunConfig
+
+        return RunConfig.load(self.path)
+
+
 class LakeResource(dg.ConfigurableResource):
     """The Parquet lake (ticks, quarantine, later feature tables) under one root folder."""
 
@@ -128,6 +141,7 @@ def local_resources() -> dict[str, Any]:
             url=dg.EnvVar("TICKML_PG_URL") if os.environ.get("TICKML_PG_URL") else None
         ),
         "feast": FeastResource(env="local"),
+        "pipeline": PipelineConfigResource(path=os.environ.get("TICKML_CONFIG") or None),
     }
 
 
@@ -142,6 +156,7 @@ def prod_resources() -> dict[str, Any]:
             redis_url=dg.EnvVar("TICKML_REDIS_URL"),
             registry_url=dg.EnvVar("TICKML_FEAST_REGISTRY_URL"),
         ),
+        "pipeline": PipelineConfigResource(path=os.environ.get("TICKML_CONFIG") or None),
     }
 
 

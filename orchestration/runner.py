@@ -18,6 +18,7 @@ import dagster as dg
 from orchestration.resources import (
     FeastResource,
     LakeResource,
+    PipelineConfigResource,
     TickSourceResource,
     TickStoreResource,
 )
@@ -37,7 +38,10 @@ def prepare_instance(workdir: Path) -> dg.DagsterInstance:
 
 
 def build_resources(
-    workdir: Path, source: TickSourceResource, pg_url: str | None
+    workdir: Path,
+    source: TickSourceResource,
+    pg_url: str | None,
+    config_path: str | None = None,
 ) -> dict[str, Any]:
     # Feast's repo resolves its Parquet sources and local registry from the workdir
     os.environ["TICKML_WORKDIR"] = str(workdir)
@@ -47,6 +51,7 @@ def build_resources(
         "lake": LakeResource(root=str(workdir / "lake")),
         "tick_store": TickStoreResource(url=pg_url),
         "feast": FeastResource(env="local"),
+        "pipeline": PipelineConfigResource(path=config_path),
     }
 
 
@@ -72,6 +77,7 @@ def materialize_days(
     on_day: Callable[[dt.date, dict[str, Any]], None] | None = None,
     log_level: str = "WARNING",
     assets: Sequence[str] = ("raw_ticks",),
+    config_path: str | None = None,
 ) -> list[dict[str, Any]]:
     """Materialize the daily ``assets`` for each day (one Dagster run per partition).
 
@@ -80,7 +86,7 @@ def materialize_days(
     (each asset's metadata)."""
     selected = _asset_defs(assets)
     instance = prepare_instance(workdir)
-    resources = build_resources(workdir, source, pg_url)
+    resources = build_resources(workdir, source, pg_url, config_path)
     out = []
     for day in days:
         with warnings.catch_warnings():

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from assets.features import with_pit_columns
 from tickml.features import FeatureConfig, compute_features, feature_names
 from tickml.lake import FeatureTables
 from tickml.simulator import SimConfig, simulate_day
@@ -27,7 +28,7 @@ def feature_tables(tmp_path_factory):
     frames = []
     for day in DAYS:
         ticks = simulate_day(SimConfig(n_symbols=3, seed=5), day).ticks
-        feats = compute_features(ticks, cfg)
+        feats = with_pit_columns(compute_features(ticks, cfg))
         tables.write_day(feats, day)
         frames.append(feats)
     return work, pd.concat(frames, ignore_index=True)
@@ -86,7 +87,8 @@ def _push_and_read(store, feats: pd.DataFrame, cols: list[str]):
     from feast.data_source import PushMode
 
     last = feats.sort_values("event_timestamp").groupby("symbol").tail(1).reset_index(drop=True)
-    push = last[["symbol", "event_timestamp", *feature_names(FeatureConfig())]].copy()
+    push = last[["symbol", "event_timestamp", *feature_names(FeatureConfig()),
+                 "row_event_ns", "last_tick_ns"]].copy()
     store.push("tick_features_push", push, to=PushMode.ONLINE)
     online = store.get_online_features(
         features=[f"tick_features:{c}" for c in cols],
@@ -102,7 +104,7 @@ def _check_store(store, feats):
     applied = apply(store)
     assert {"tick_features", "tick_features_v1", "tick_features_push"} <= set(applied)
     assert store.get_feature_service("tick_features_v1").name == "tick_features_v1"
-    assert len(store.get_feature_view("tick_features").features) == len(_names())
+    assert len(store.get_feature_view("tick_features").features) == len(_names()) + 2  # + PIT
 
     entity = _entity(feats)
     got = _historical(store, entity, cols)
@@ -115,6 +117,11 @@ def _check_store(store, feats):
     early = len(entity) - 1
     assert early not in set(got["row"]) or got.loc[got["row"] == early, cols].isna().all().all()
     assert len(got) >= len(entity) - 1
+    # the served point-in-time columns prove it row by row
+    pit = _historical(store, entity, ["row_event_ns", "last_tick_ns"])
+    ts_ns = entity["ts"].astype("int64").to_numpy()[pit["row"].to_numpy()]
+    assert (pit["row_event_ns"].to_numpy() <= ts_ns).all()
+    assert (pit["last_tick_ns"].to_numpy() <= pit["row_event_ns"].to_numpy()).all()
 
     last, online = _push_and_read(store, feats, cols)
     online = online.set_index("symbol").loc[last["symbol"]]
