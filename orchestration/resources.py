@@ -78,6 +78,10 @@ class LakeResource(dg.ConfigurableResource):
     def ticks(self) -> TickLake:
         return TickLake(self.root)
 
+    def dataset_path(self) -> Path:
+        """The point-in-time training set (Parquet) built by ``training_dataset``."""
+        return Path(self.root) / "datasets" / "training.parquet"
+
 
 class FeastResource(dg.ConfigurableResource):
     """The Feast feature store of the deployment (definitions in feature_repo/)."""

@@ -56,10 +56,10 @@ def build_resources(
 
 
 def _asset_defs(names: Sequence[str]) -> list[Any]:
-    from assets import features, ingestion
+    from assets import features, ingestion, labels, training
 
     found = {}
-    for mod in (ingestion, features):
+    for mod in (ingestion, features, labels, training):
         for obj in vars(mod).values():
             if isinstance(obj, dg.AssetsDefinition):
                 found[obj.key.to_user_string()] = obj
@@ -117,3 +117,37 @@ def materialize_days(
         if on_day:
             on_day(day, row)
     return out
+
+
+def materialize_once(
+    assets: Sequence[str],
+    workdir: Path,
+    source: TickSourceResource | None = None,
+    pg_url: str | None = None,
+    config_path: str | None = None,
+    log_level: str = "WARNING",
+) -> dict[str, Any]:
+    """Materialize unpartitioned assets (training set, models) in one run, in graph order."""
+    instance = prepare_instance(workdir)
+    src = source or TickSourceResource()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=dg.BetaWarning)
+        result = dg.materialize(
+            _asset_defs(assets),
+            resources=build_resources(workdir, src, pg_url, config_path),
+            instance=instance,
+            raise_on_error=True,
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        )
+    per_asset: dict[str, dict[str, Any]] = {}
+    for ev in result.get_asset_materialization_events():
+        mat = ev.step_materialization_data.materialization if ev.is_step_materialization else None
+        if mat is not None:
+            per_asset[mat.asset_key.to_user_string()] = {
+                k: v.value for k, v in mat.metadata.items()
+            }
+    checks = {
+        f"{e.asset_key.to_user_string()}.{e.check_name}": e.passed
+        for e in result.get_asset_check_evaluations()
+    }
+    return {"run_id": result.run_id, "assets": per_asset, "checks": checks}

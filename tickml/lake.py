@@ -119,21 +119,23 @@ def _atomic_write(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
-class FeatureTables:
-    """Batch feature tables: ``ROOT/features/date=YYYY-MM-DD/part-0.parquet`` (all symbols).
+class DayTables:
+    """One Parquet file per day for all symbols: ``ROOT/<kind>/date=YYYY-MM-DD/part-0.parquet``.
 
-    This directory is the Feast offline source of the ``tick_features`` view.
+    ``features`` (the Feast offline source of ``tick_features``) and ``labels`` use it.
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root) / "features"
+    kind = "tables"
+
+    def __init__(self, root: str | os.PathLike[str], kind: str | None = None) -> None:
+        self.root = Path(root) / (kind or self.kind)
 
     def day_file(self, day: dt.date) -> Path:
         return self.root / f"date={day.isoformat()}" / "part-0.parquet"
 
-    def write_day(self, features: pd.DataFrame, day: dt.date) -> Path:
+    def write_day(self, frame: pd.DataFrame, day: dt.date) -> Path:
         path = self.day_file(day)
-        _atomic_write(pa.Table.from_pandas(features, preserve_index=False), path)
+        _atomic_write(pa.Table.from_pandas(frame, preserve_index=False), path)
         return path
 
     def days(self) -> list[dt.date]:
@@ -145,9 +147,29 @@ class FeatureTables:
             if p.name.startswith("date=") and (p / "part-0.parquet").exists()
         )
 
+    def has_day(self, day: dt.date) -> bool:
+        return self.day_file(day).exists()
+
     def read_day(self, day: dt.date) -> pd.DataFrame:
         return pq.read_table(self.day_file(day)).to_pandas()
 
     def read_range(self, start: dt.date, end: dt.date) -> pd.DataFrame:
         frames = [self.read_day(d) for d in self.days() if start <= d <= end]
+        frames = [f for f in frames if not f.empty]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def read_all(self) -> pd.DataFrame:
+        days = self.days()
+        return self.read_range(days[0], days[-1]) if days else pd.DataFrame()
+
+
+class FeatureTables(DayTables):
+    """Batch feature tables: the Feast offline source of the ``tick_features`` view."""
+
+    kind = "features"
+
+
+class LabelTables(DayTables):
+    """Label tables (both horizons) keyed by (symbol, event_timestamp)."""
+
+    kind = "labels"
