@@ -1,0 +1,177 @@
+"""Evaluation reports: ``evaluation.json`` (machine-readable) and ``evaluation.html`` (plots).
+
+Input: the dict of :meth:`tickml.models.experiment.ExperimentResult.to_dict` (``models``,
+``baselines``, ``backtest``, ``selection``, ``folds``, ``ic_by_fold``...). Plots are PNG (matplotlib
+Agg) embedded in the HTML and also written beside it, so the Dagster UI can link them.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+METRICS = ("n", "log_loss", "balanced_accuracy", "directional_accuracy", "macro_f1", "pr_auc",
+           "ic", "ic_ci95")
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        return f"{v:.4f}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return html.escape(str(v))
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def plot_equity(backtest: dict[str, Any]) -> bytes | None:
+    curve = backtest.get("equity_curve") or []
+    if not curve:
+        return None
+    import pandas as pd
+
+    ts = pd.to_datetime([c[0] for c in curve], utc=True)
+    val = [c[1] for c in curve]
+    fig, ax = plt.subplots(figsize=(8, 3))
+    ax.plot(ts, val, lw=1.2)
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set_title("Backtest equity (net of costs, units of one position's notional)")
+    fig.autofmt_xdate()
+    return _png(fig)
+
+
+def plot_calibration(models: list[dict[str, Any]]) -> bytes | None:
+    tabs = [(m["name"], (m.get("oos") or {}).get("calibration") or {}) for m in models]
+    tabs = [(n, t["top"]) for n, t in tabs if t.get("top")]
+    if not tabs:
+        return None
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8, label="perfect")
+    for name, top in tabs:
+        pts = [(p, o) for p, o, c in zip(top["mean_predicted"], top["observed"], top["count"],
+                                        strict=False) if c and p is not None and o is not None]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker="o", label=name)
+    ax.set_xlabel("predicted probability of the called class")
+    ax.set_ylabel("observed frequency")
+    ax.set_title("Calibration (out of sample)")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def plot_shap(selection: dict[str, Any], top: int = 25) -> bytes | None:
+    table = selection.get("table") or []
+    if not table:
+        return None
+    rows = sorted(table, key=lambda r: -(r.get("mean_abs_shap") or r.get("mean") or 0))[:top]
+    key = "mean_abs_shap" if "mean_abs_shap" in rows[0] else "mean"
+    names = [r.get("feature", "?") for r in rows][::-1]
+    vals = [r.get(key) or 0 for r in rows][::-1]
+    fig, ax = plt.subplots(figsize=(6, max(3, 0.22 * len(rows))))
+    ax.barh(names, vals)
+    ax.set_title(f"SHAP importance (mean |SHAP| across folds), top {len(rows)}")
+    ax.tick_params(axis="y", labelsize=7)
+    return _png(fig)
+
+
+def plot_ic_by_fold(ic_by_fold: Any) -> bytes | None:
+    if not ic_by_fold:
+        return None
+    series: dict[str, list[tuple[int, float]]] = {}
+    if isinstance(ic_by_fold, dict):
+        for name, vals in ic_by_fold.items():
+            series[name] = [(i, v) for i, v in enumerate(vals) if v is not None]
+    else:
+        for row in ic_by_fold:
+            for name, v in row.items():
+                if name != "fold" and isinstance(v, (int, float)):
+                    series.setdefault(name, []).append((int(row.get("fold", 0)), float(v)))
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3))
+    width = 0.8 / max(len(series), 1)
+    for j, (name, pts) in enumerate(series.items()):
+        ax.bar([p[0] + j * width for p in pts], [p[1] for p in pts], width=width, label=name)
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set_xlabel("fold")
+    ax.set_ylabel("IC (Spearman)")
+    ax.set_title("Out-of-sample IC by fold")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _metric_table(rows: list[dict[str, Any]], title: str) -> str:
+    head = "".join(f"<th>{m}</th>" for m in ("name", "horizon", *METRICS))
+    body = ""
+    for r in rows:
+        oos = r.get("oos") or {}
+        cells = [r.get("name"), r.get("horizon")] + [oos.get(m) for m in METRICS]
+        body += "<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in cells) + "</tr>"
+    return f"<h2>{title}</h2><table><tr>{head}</tr>{body}</table>"
+
+
+def write_reports(result: dict[str, Any], out_dir: Path, title: str = "tickml evaluation") -> dict[str, Path]:
+    """Write ``evaluation.json``, ``evaluation.html`` and the plot PNGs; returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    js = out_dir / "evaluation.json"
+    js.write_text(json.dumps(result, indent=2, default=str))
+    paths["json"] = js
+    plots = {
+        "equity_curve": plot_equity(result.get("backtest") or {}),
+        "calibration": plot_calibration(result.get("models") or []),
+        "shap_importance": plot_shap(result.get("selection") or {}),
+        "ic_by_fold": plot_ic_by_fold(result.get("ic_by_fold")),
+    }
+    imgs = ""
+    for name, png in plots.items():
+        if png is None:
+            continue
+        p = out_dir / f"{name}.png"
+        p.write_bytes(png)
+        paths[name] = p
+        b64 = base64.b64encode(png).decode()
+        imgs += f'<figure><img alt="{name}" src="data:image/png;base64,{b64}"/></figure>'
+    bt = result.get("backtest") or {}
+    bt_rows = "".join(
+        f"<tr><td>{k}</td><td>{_fmt(v)}</td></tr>"
+        for k, v in bt.items() if k != "equity_curve" and not isinstance(v, (list, dict))
+    )
+    notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in result.get("notes") or [])
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;
+margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right;font-size:13px}}
+figure{{display:inline-block;margin:.5em}}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>All metrics are out of sample (purged walk-forward test folds). IC = Spearman rank correlation
+of score = P(UP) - P(DOWN) with the forward return, 95% interval from a block bootstrap by day.</p>
+{_metric_table(result.get("models") or [], "Models")}
+{_metric_table(result.get("baselines") or [], "Baselines (same folds)")}
+<h2>Backtest (same decision function as the live worker, costs included)</h2>
+<table>{bt_rows}</table>
+{imgs}
+{"<h2>Notes</h2><ul>" + notes + "</ul>" if notes else ""}
+</body></html>"""
+    h = out_dir / "evaluation.html"
+    h.write_text(page)
+    paths["html"] = h
+    return paths
