@@ -129,7 +129,9 @@ def _metric_table(rows: list[dict[str, Any]], title: str) -> str:
     return f"<h2>{title}</h2><table><tr>{head}</tr>{body}</table>"
 
 
-def write_reports(result: dict[str, Any], out_dir: Path, title: str = "tickml evaluation") -> dict[str, Path]:
+def write_reports(
+    result: dict[str, Any], out_dir: Path, title: str = "tickml evaluation"
+) -> dict[str, Path]:
     """Write ``evaluation.json``, ``evaluation.html`` and the plot PNGs; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
