@@ -111,7 +111,8 @@ def ingest(
 def _ingest(
     ticks: Path | None, source: str | None, start: str | None, end: str | None, n_days: int,
     symbols: str | None, workdir: Path, pg_url: str | None, sim_symbols: int,
-    signal_strength: float, tolerance: str | None,
+    signal_strength: float, tolerance: str | None, assets: tuple[str, ...] = ("raw_ticks",),
+    config_path: str | None = None,
 ) -> list[dict[str, Any]]:
     from orchestration.resources import TickSourceResource
     from orchestration.runner import materialize_days
@@ -138,13 +139,16 @@ def _ingest(
         f"ingesting {len(day_list)} day(s) from [bold]{kind}[/] "
         f"{ticks or ''} -> {workdir / 'lake'}" + (" + Postgres" if pg_url else "")
     )
+    label = " + ".join(assets)
     with _progress() as bar:
-        task = bar.add_task("raw_ticks", total=len(day_list))
+        task = bar.add_task(label, total=len(day_list))
 
         def step(day: dt.date, row: dict[str, Any]) -> None:
-            bar.update(task, advance=1, description=f"raw_ticks {day}")
+            bar.update(task, advance=1, description=f"{label} {day}")
 
-        return materialize_days(day_list, workdir, res, pg_url, on_day=step)
+        return materialize_days(
+            day_list, workdir, res, pg_url, on_day=step, assets=assets, config_path=config_path
+        )
 
 
 def _print_summary(rows: list[dict[str, Any]]) -> None:
@@ -190,6 +194,124 @@ def demo(
         f"lake: {(workdir / 'lake').resolve()}  dagster runs: "
         f"{os.environ.get('DAGSTER_HOME')} (see `make dagster`)"
     )
+
+
+def _duration(text: str) -> str:
+    """'15m' / '1m' / '90s' / '1h' / '15min' -> a pandas offset string ('15min')."""
+    import pandas as pd
+
+    t = text.strip().lower()
+    if t.endswith("m") and t[:-1].isdigit():
+        t = t + "in"
+    try:
+        pd.Timedelta(t)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not a duration: {text!r} (e.g. 1m, 15m, 90s, 1h)") from exc
+    return t
+
+
+OFFLINE_DAILY = ("raw_ticks", "tick_features", "labels")
+OFFLINE_GLOBAL = (
+    "feast_registry", "training_dataset", "model_experiment", "challenger_model",
+    "champion_model",
+)
+
+
+@app.command()
+def run(
+    ticks: Path | None = typer.Option(None, "--ticks", help="Source files (default: simulator)."),
+    source: str | None = typer.Option(None, help=f"{SOURCE_HELP} (guessed from --ticks)."),
+    config: Path | None = typer.Option(None, help="Run config YAML (see `tickml config`)."),
+    horizons: str | None = typer.Option(None, help="SHORT,LONG label horizons, e.g. 5m,15m."),
+    interval: str | None = typer.Option(None, help="Sampling interval of feature rows, e.g. 1m."),
+    workdir: Path = typer.Option(Path("work/run"), help="Lake, Dagster home, models, reports."),
+    start: str | None = typer.Option(None, help="First day, YYYY-MM-DD (default: all)."),
+    end: str | None = typer.Option(None, help="Last day, YYYY-MM-DD (default: all)."),
+    days: int = typer.Option(5, help="Simulator only: number of weekdays."),
+    symbols: str | None = typer.Option(None, help="Comma-separated symbols (default: all)."),
+    sim_symbols: int = typer.Option(8, help="Simulator only: number of symbols."),
+    signal_strength: float = typer.Option(
+        0.0, help="Simulator only: planted signal strength (0 = no edge to find)."
+    ),
+) -> None:
+    """The whole offline graph through Dagster: ingest -> features -> labels -> Feast training
+    set -> SHAP selection -> dual LightGBM -> walk-forward evaluation + backtest -> registry.
+    Writes WORKDIR/reports/evaluation.json and evaluation.html."""
+    import time
+
+    from tickml.config import RunConfig, documented_yaml
+
+    t0 = time.perf_counter()
+    workdir = workdir.resolve()
+    try:
+        cfg = RunConfig.load(config).with_overrides(
+            tuple(_duration(h) for h in horizons.split(",")) if horizons else None,  # type: ignore[arg-type]
+            _duration(interval) if interval else None,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]config error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg_path = workdir / "config.yaml"
+    cfg_path.write_text(documented_yaml(cfg) + "\n")
+    rows = _ingest(
+        ticks, source, start, end, days, symbols, workdir, os.environ.get("TICKML_PG_URL"),
+        sim_symbols, signal_strength, None, assets=OFFLINE_DAILY, config_path=str(cfg_path),
+    )
+    _print_summary(rows)
+    from orchestration.resources import TickSourceResource
+    from orchestration.runner import materialize_once
+
+    console.print("training set (Feast), SHAP selection, dual LightGBM, walk-forward, backtest...")
+    with console.status("training and evaluating"):
+        res = materialize_once(
+            OFFLINE_GLOBAL, workdir, TickSourceResource(), config_path=str(cfg_path)
+        )
+    _print_evaluation(workdir / "reports" / "evaluation.json", res["checks"])
+    out.print(f"reports: {workdir / 'reports' / 'evaluation.html'}  "
+              f"({time.perf_counter() - t0:,.0f} s in all)")
+
+
+def _print_evaluation(path: Path, checks: dict[str, bool]) -> None:
+    if not path.exists():
+        out.print(f"[red]no evaluation written at {path}[/]")
+        return
+    ev = json.loads(path.read_text())
+    table = Table(title="out-of-sample evaluation (purged walk-forward)")
+    for col in ("model", "horizon", "n", "log loss", "bal. acc", "dir. acc", "IC", "IC 95%"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+
+    def f(v: Any) -> str:
+        return "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
+
+    for kind in ("models", "baselines"):
+        for m in ev.get(kind, []):
+            o = m.get("oos", {})
+            ci = o.get("ic_ci95") or [None, None]
+            table.add_row(
+                ("" if kind == "models" else "baseline: ") + str(m.get("name")),
+                str(m.get("horizon", "")), f(o.get("n")), f(o.get("log_loss")),
+                f(o.get("balanced_accuracy")), f(o.get("directional_accuracy")),
+                f(o.get("ic")), f"[{f(ci[0])}, {f(ci[1])}]",
+            )
+    out.print(table)
+    bt = ev.get("backtest", {})
+    out.print("backtest: " + ", ".join(
+        f"{k} {f(bt.get(k))}" for k in ("net_pnl", "sharpe", "max_drawdown", "n_trades",
+                                         "hit_rate")
+    ))
+    failed = [k for k, v in checks.items() if not v]
+    out.print("checks: " + (f"[yellow]not passed: {failed}[/]" if failed else "all passed"))
+
+
+@app.command("config")
+def show_config(
+    config: Path | None = typer.Option(None, help="Show this file's effective values."),
+) -> None:
+    """Print the run configuration as YAML, every knob with its description."""
+    from tickml.config import RunConfig, documented_yaml
+
+    out.print(documented_yaml(RunConfig.load(config)), markup=False, highlight=False)
 
 
 @app.command()
