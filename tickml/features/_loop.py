@@ -1,0 +1,244 @@
+"""Compiled drivers: the batch day loop and the streaming snapshot over all symbols.
+
+Both call the same ``update`` per tick and the same ``snapshot_row`` per row; the only thing
+they decide is *when* a row is written, with the same rules:
+
+- interval mode: a row at each grid time b (grid aligned to the local midnight) from the first
+  grid time at or after the symbol's first tick of the day; ticks with ts <= b are in it.
+- every-n mode: a row after every n-th tick, stamped with its ts, written once every tick
+  with that same ts has been applied (at the next later tick, or at the end of the day).
+- with ``session_only``, rows only at times in (open, close].
+"""
+
+from __future__ import annotations
+
+from tickml.features import _layout as L
+from tickml.features._jit import kernel
+from tickml.features._snapshot import snapshot_row
+from tickml.features._update import mark_row, reset_day, update
+
+
+@kernel
+def row_allowed(IS, k, P, t):
+    """Whether the symbol in row k gets a row stamped t (its day, after its first tick)."""
+    if IS[k, L.I_FIRST_TS] < 0 or IS[k, L.I_FIRST_TS] > t:
+        return False
+    if t <= IS[k, L.I_DAY_START] or t > IS[k, L.I_DAY_END]:
+        return False
+    if P[L.P_SESSION_ONLY] == 1 and not (IS[k, L.I_OPEN] < t <= IS[k, L.I_CLOSE]):
+        return False
+    return True
+
+
+@kernel
+def ceil_grid(t, day_start, step):
+    """The first grid time >= t (grid = day_start + j * step)."""
+    q = (t - day_start + step - 1) // step
+    return day_start + q * step
+
+
+@kernel
+def run_day(
+    F,
+    IS,
+    P,
+    PF,
+    prog,
+    scale,
+    refs,
+    ck,
+    modes,
+    work,
+    ts,
+    bid,
+    ask,
+    bsz,
+    asz,
+    price,
+    size,
+    day,
+    larr,
+    LF,
+    LI,
+    lk,
+    step,
+    out,
+    out_ts,
+    out_last,
+):
+    """Replay one day of one symbol in row 0 of F/IS; write its rows. Returns the row count.
+
+    day = (day_start, day_end, open, close); lk = 0: LF/LI row 0 is the leader's (its final
+    state of this day, or F/IS itself for the leader), lk = -1: no leader.
+    """
+    reset_day(F, IS, 0, P, day[0], day[1], day[2], day[3], larr)
+    n = ts.shape[0]
+    nrow = 0
+    every_n = P[L.P_EVERY_N]
+    next_b = ceil_grid(ts[0], day[0], step)
+    for i in range(n):
+        if every_n == 0:
+            while next_b < ts[i]:
+                if row_allowed(IS, 0, P, next_b):
+                    snapshot_row(
+                        F,
+                        IS,
+                        0,
+                        P,
+                        PF,
+                        prog,
+                        scale,
+                        refs,
+                        ck,
+                        modes,
+                        next_b,
+                        LF,
+                        LI,
+                        lk,
+                        larr,
+                        work,
+                        out[nrow],
+                    )
+                    out_ts[nrow] = next_b
+                    out_last[nrow] = IS[0, L.I_LAST_TS]
+                    nrow += 1
+                next_b += step
+        st = update(F, IS, 0, P, PF, ts[i], bid[i], ask[i], bsz[i], asz[i], price[i], size[i], larr)
+        if st == L.ST_ROW_DUE:
+            t = IS[0, L.I_LAST_TS]
+            if row_allowed(IS, 0, P, t):
+                snapshot_row(
+                    F,
+                    IS,
+                    0,
+                    P,
+                    PF,
+                    prog,
+                    scale,
+                    refs,
+                    ck,
+                    modes,
+                    t,
+                    LF,
+                    LI,
+                    lk,
+                    larr,
+                    work,
+                    out[nrow],
+                )
+                out_ts[nrow] = t
+                out_last[nrow] = t
+                nrow += 1
+            mark_row(IS, 0)
+            update(F, IS, 0, P, PF, ts[i], bid[i], ask[i], bsz[i], asz[i], price[i], size[i], larr)
+    if every_n == 0:
+        end = ceil_grid(IS[0, L.I_LAST_TS], day[0], step)
+        if P[L.P_SESSION_ONLY] == 1:
+            end = max(end, day[3])
+        while next_b <= end:
+            if row_allowed(IS, 0, P, next_b):
+                snapshot_row(
+                    F,
+                    IS,
+                    0,
+                    P,
+                    PF,
+                    prog,
+                    scale,
+                    refs,
+                    ck,
+                    modes,
+                    next_b,
+                    LF,
+                    LI,
+                    lk,
+                    larr,
+                    work,
+                    out[nrow],
+                )
+                out_ts[nrow] = next_b
+                out_last[nrow] = IS[0, L.I_LAST_TS]
+                nrow += 1
+            next_b += step
+    elif IS[0, L.I_PENDING] == 1:
+        t = IS[0, L.I_LAST_TS]
+        if row_allowed(IS, 0, P, t):
+            snapshot_row(
+                F, IS, 0, P, PF, prog, scale, refs, ck, modes, t, LF, LI, lk, larr, work, out[nrow]
+            )
+            out_ts[nrow] = t
+            out_last[nrow] = t
+            nrow += 1
+        mark_row(IS, 0)
+    return nrow
+
+
+@kernel
+def snapshot_all(
+    F,
+    IS,
+    P,
+    PF,
+    prog,
+    scale,
+    refs,
+    ck,
+    modes,
+    work,
+    t,
+    lk,
+    larr,
+    n_sym,
+    out,
+    out_idx,
+    out_last,
+):
+    """Rows at grid time t for every symbol that gets one. Returns the count, or -1 - k when
+    symbol k already holds a tick newer than t (the caller snapshotted too late)."""
+    nrow = 0
+    for k in range(n_sym):
+        if IS[k, L.I_LAST_TS] > t and IS[k, L.I_DAY_START] < t <= IS[k, L.I_DAY_END]:
+            return -1 - k
+        if not row_allowed(IS, k, P, t):
+            continue
+        snapshot_row(
+            F, IS, k, P, PF, prog, scale, refs, ck, modes, t, F, IS, lk, larr, work, out[nrow]
+        )
+        out_idx[nrow] = k
+        out_last[nrow] = IS[k, L.I_LAST_TS]
+        nrow += 1
+    return nrow
+
+
+@kernel
+def snapshot_one(
+    F,
+    IS,
+    k,
+    P,
+    PF,
+    prog,
+    scale,
+    refs,
+    ck,
+    modes,
+    work,
+    t,
+    lk,
+    larr,
+    out,
+):
+    """The every-n row of symbol k at its last tick time t (the caller checks row_allowed)."""
+    snapshot_row(F, IS, k, P, PF, prog, scale, refs, ck, modes, t, F, IS, lk, larr, work, out)
+    mark_row(IS, k)
+
+
+@kernel
+def update_many(F, IS, k, P, PF, ts, bid, ask, bsz, asz, price, size, larr):
+    """Apply ticks in order; stops at the first one that needs the caller (returns its index
+    and status, or (n, 0) when all were applied)."""
+    for i in range(ts.shape[0]):
+        st = update(F, IS, k, P, PF, ts[i], bid[i], ask[i], bsz[i], asz[i], price[i], size[i], larr)
+        if st != 0:
+            return i, st
+    return ts.shape[0], 0

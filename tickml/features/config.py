@@ -1,0 +1,140 @@
+"""Configuration of the feature engine: which families, which windows, how rows are sampled."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Family = Literal[
+    "price",
+    "order_flow",
+    "microstructure",
+    "blocks",
+    "session",
+    "stationarity",
+    "cross_asset",
+    "regime",
+]
+ALL_FAMILIES: tuple[Family, ...] = (
+    "price",
+    "order_flow",
+    "microstructure",
+    "blocks",
+    "session",
+    "stationarity",
+    "cross_asset",
+    "regime",
+)
+
+#: d chosen by :func:`tickml.features.fracdiff.choose_fracdiff_d` on the real 1-minute bar
+#: closes (log reference price) of equity-ticks-2013, regular session 2013-10-07..11: the
+#: smallest d on a 0.05 grid whose 30-bar fracdiff passes the ADF test at 5% for each of AIG
+#: (alone: 0.65), BAC (0.70), IBM (0.75) and SPY (0.70).
+DEFAULT_FRACDIFF_D = 0.75
+
+
+class FeatureConfig(BaseModel):
+    """Everything that changes what the feature engine computes. Both modes read only this."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    families: tuple[Family, ...] = Field(
+        ALL_FAMILIES, description="feature families switched on (the others are not output)"
+    )
+    features: tuple[str, ...] | None = Field(
+        None,
+        description="output only these features of the enabled families (None: all); "
+        "features they are computed from are computed too, not output",
+    )
+    tick_windows: tuple[int, ...] = Field(
+        (20, 60, 180), description="windows over the last N ticks (any event with a price)"
+    )
+    trade_windows: tuple[int, ...] = Field(
+        (20, 60, 180), description="windows over the last N trades (order-flow family)"
+    )
+    time_windows_s: tuple[int, ...] = Field(
+        (10, 60, 300), description="windows in seconds, on a one-second bucket grid"
+    )
+    n_blocks: int = Field(6, ge=2, description="number of tick blocks (blocks family)")
+    block_size: int = Field(30, ge=2, description="ticks per block")
+    interval: str = Field(
+        "1min", description="sampling interval and bar length (pandas offset, divides a day)"
+    )
+    every_n_ticks: int | None = Field(
+        None, ge=1, description="sample a row every N ticks instead of on the interval grid"
+    )
+    tz: str = Field("America/New_York", description="time zone of the trading day and session")
+    session_open: dt.time | None = Field(
+        dt.time(9, 30), description="regular session open (local); None: the whole day"
+    )
+    session_close: dt.time | None = Field(
+        dt.time(16, 0), description="regular session close (local); None: the whole day"
+    )
+    session_only: bool = Field(
+        True, description="emit rows only at times inside the regular session (open, close]"
+    )
+    leader: str | None = Field("SPY", description="cross-asset leader symbol (None: off)")
+    leader_lags: tuple[int, ...] = Field((1, 5, 15), description="leader return horizons, in bars")
+    corr_bars: int = Field(30, ge=3, description="bars in the rolling leader correlation/beta")
+    atr_bars: int = Field(14, ge=1, description="bars in the average true range")
+    volume_z_bars: int = Field(30, ge=2, description="bars in the bar-volume z-score")
+    fracdiff_d: float = Field(
+        DEFAULT_FRACDIFF_D, ge=0.0, le=1.0, description="fractional differencing order"
+    )
+    fracdiff_width: int = Field(30, ge=1, description="fixed window of the bar fracdiff, bars")
+    fracdiff_tick_width: int = Field(
+        180, ge=1, description="fixed window of the tick fracdiff, ticks"
+    )
+    large_trade_size: float | None = Field(
+        None, gt=0, description="absolute large-trade size; None: adaptive (see multiple)"
+    )
+    large_trade_mult: float = Field(
+        5.0, gt=0, description="large trade: size >= this x EWMA of trade size (adaptive)"
+    )
+    size_ewma_halflife: float = Field(500.0, gt=0, description="trade-size EWMA half-life, trades")
+    vol_ewma_halflife: float = Field(
+        2000.0, gt=0, description="half-life of the regime's baseline volatility EWMA, ticks"
+    )
+    profile_tick: float = Field(0.01, gt=0, description="price bin of the volume profile")
+    profile_bins: int = Field(2001, ge=3, description="bins of the volume profile")
+    value_area: float = Field(0.7, gt=0, lt=1, description="volume share of the value area")
+
+    @field_validator("tick_windows", "trade_windows", "time_windows_s", "leader_lags")
+    @classmethod
+    def _positive_sorted(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or any(int(x) < 1 for x in v):
+            raise ValueError("windows must be a non-empty tuple of positive integers")
+        return tuple(sorted({int(x) for x in v}))
+
+    @field_validator("families")
+    @classmethod
+    def _unique(cls, v: tuple[Family, ...]) -> tuple[Family, ...]:
+        return tuple(f for f in ALL_FAMILIES if f in v)
+
+    @model_validator(mode="after")
+    def _check(self) -> FeatureConfig:
+        ns = self.interval_ns
+        if ns < 1_000_000_000 or ns % 1_000_000_000 or 86_400_000_000_000 % ns:
+            raise ValueError("interval must be whole seconds and divide a day")
+        if (self.session_open is None) != (self.session_close is None):
+            raise ValueError("give both session_open and session_close, or neither")
+        if self.session_open is not None and self.session_close is not None:
+            if self.session_close <= self.session_open:
+                raise ValueError("session_close must be after session_open")
+        if min(self.tick_windows) < 2 or min(self.trade_windows) < 2:
+            raise ValueError("tick and trade windows need at least 2 ticks")
+        return self
+
+    @property
+    def interval_ns(self) -> int:
+        return int(pd.Timedelta(self.interval).value)
+
+    @property
+    def has_session(self) -> bool:
+        return self.session_open is not None
+
+    def enabled(self, family: str) -> bool:
+        return family in self.families

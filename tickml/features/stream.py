@@ -1,0 +1,282 @@
+"""Streaming mode: per-symbol state updated tick by tick, rows written at each boundary.
+
+The engine runs the same compiled ``update`` and ``snapshot_row`` as batch mode, so a replay
+that feeds the same ticks and snapshots at the same boundaries gives the same numbers, bit for
+bit. Contract of the caller (what a live materializer does):
+
+- feed each symbol's ticks in time order (a tick older than the symbol's newest is applied at
+  the newest time; a tick from an earlier day is dropped and counted in ``dropped_late``);
+- interval mode: call :meth:`snapshot` with each grid time ``b`` after every tick with
+  ``ts <= b`` and before any tick with ``ts > b`` (a late call raises);
+- every-n mode: rows are produced inside :meth:`update`; collect them with :meth:`drain`
+  (and :meth:`flush` at the end of a replay). For the cross-asset family feed all symbols in
+  one time-ordered stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from tickml.features._layout import (
+    I_DAY_END,
+    I_DAY_START,
+    I_IS_LEADER,
+    I_LAST_TS,
+    I_PENDING,
+    ST_NEED_DAY,
+    ST_ROW_DUE,
+)
+from tickml.features._loop import row_allowed, snapshot_all, snapshot_one
+from tickml.features._loop import update_many as _update_many
+from tickml.features._update import mark_row, reset_day
+from tickml.features._update import update as _update
+from tickml.features.batch import feature_frame
+from tickml.features.calendar import day_of
+from tickml.features.config import FeatureConfig
+from tickml.features.program import compile_program
+
+log = logging.getLogger(__name__)
+
+
+def _ns(t: int | pd.Timestamp | np.datetime64) -> int:
+    if isinstance(t, int | np.integer):
+        return int(t)
+    return int(pd.Timestamp(t).value)
+
+
+class StreamingFeatureEngine:
+    """Incremental features for a universe of symbols (one state row per symbol)."""
+
+    def __init__(self, config: FeatureConfig | None = None, symbols: Iterable[str] = ()) -> None:
+        self.config = config or FeatureConfig()
+        self.program = compile_program(self.config)
+        p = self.program
+        self.names: list[str] = p.names
+        self._symbols: list[str] = []
+        self._index: dict[str, int] = {}
+        self._F = np.full((0, p.nf), np.nan)  # noqa: N815
+        self._I = np.zeros((0, p.ni), dtype=np.int64)  # noqa: N815
+        self._larr = np.full(p.bars_per_day, np.nan)
+        self._work = np.zeros(p.work_size)  # snapshot scratch
+        self._lk = -1
+        self._every_n = self.config.every_n_ticks or 0
+        self._rows: list[tuple[str, int, np.ndarray]] = []
+        self._day_end = -1
+        self.dropped_late = 0
+        for s in symbols:
+            self.add_symbol(s)
+
+    # ---- symbols -------------------------------------------------------------------------
+    @property
+    def symbols(self) -> list[str]:
+        return list(self._symbols)
+
+    def add_symbol(self, symbol: str) -> int:
+        """Add a symbol (no-op if known); returns its state row."""
+        if symbol in self._index:
+            return self._index[symbol]
+        k = len(self._symbols)
+        if k == self._F.shape[0]:
+            grow = max(8, k)
+            self._F = np.vstack([self._F, np.full((grow, self.program.nf), np.nan)])
+            self._I = np.vstack([self._I, np.zeros((grow, self.program.ni), dtype=np.int64)])
+        self._symbols.append(symbol)
+        self._index[symbol] = k
+        if self.config.leader is not None and symbol == self.config.leader:
+            self._I[k, I_IS_LEADER] = 1
+            self._lk = k
+        return k
+
+    # ---- ticks ---------------------------------------------------------------------------
+    def update(
+        self,
+        symbol: str,
+        ts: int,
+        bid: float,
+        ask: float,
+        bid_size: float,
+        ask_size: float,
+        price: float,
+        size: float,
+    ) -> None:
+        """Apply one canonical tick (``ts`` in UTC ns; NaN for missing book/price, size 0)."""
+        k = self._index.get(symbol)
+        if k is None:
+            k = self.add_symbol(symbol)
+        st = _update(
+            self._F,
+            self._I,
+            k,
+            self.program.P,
+            self.program.PF,
+            ts,
+            bid,
+            ask,
+            bid_size,
+            ask_size,
+            price,
+            size,
+            self._larr,
+        )
+        if st:
+            self._slow(k, st, ts, bid, ask, bid_size, ask_size, price, size)
+
+    def update_many(
+        self,
+        symbol: str,
+        ts: np.ndarray,
+        bid: np.ndarray,
+        ask: np.ndarray,
+        bid_size: np.ndarray,
+        ask_size: np.ndarray,
+        price: np.ndarray,
+        size: np.ndarray,
+    ) -> None:
+        """Apply a batch of one symbol's ticks, exactly as repeated :meth:`update` calls.
+
+        No interval row is written inside the batch: snapshot boundaries between batches.
+        """
+        k = self._index.get(symbol)
+        if k is None:
+            k = self.add_symbol(symbol)
+        arrs = [
+            np.ascontiguousarray(a, dtype=np.float64)
+            for a in (bid, ask, bid_size, ask_size, price, size)
+        ]
+        t = np.ascontiguousarray(ts, dtype=np.int64)
+        i0, n = 0, t.shape[0]
+        p = self.program
+        while i0 < n:
+            i, st = _update_many(
+                self._F, self._I, k, p.P, p.PF, t[i0:], *(a[i0:] for a in arrs), self._larr
+            )
+            i0 += i
+            if st:
+                self._slow(k, st, int(t[i0]), *(float(a[i0]) for a in arrs))
+                i0 += 1
+
+    def _slow(self, k: int, st: int, ts: int, *tick: float) -> None:
+        p = self.program
+        while st:
+            if st == ST_NEED_DAY:
+                if self._I[k, I_DAY_END] != 0 and ts <= self._I[k, I_DAY_START]:
+                    self.dropped_late += 1
+                    log.warning(
+                        "%s: tick at %d is from an earlier day, dropped", self._symbols[k], ts
+                    )
+                    return
+                day = day_of(self.config, ts)
+                if day[1] > self._day_end:
+                    self.flush()  # every-n rows of the ending day first (leader still there)
+                    self._day_end = day[1]
+                elif self._I[k, I_PENDING] == 1:
+                    self._emit(k)
+                reset_day(self._F, self._I, k, p.P, day[0], day[1], day[2], day[3], self._larr)
+            elif st == ST_ROW_DUE:
+                self._emit(k)
+            st = _update(self._F, self._I, k, p.P, p.PF, ts, *tick, self._larr)
+
+    def _emit(self, k: int) -> None:
+        p = self.program
+        t = int(self._I[k, I_LAST_TS])
+        if row_allowed(self._I, k, p.P, t):
+            out = np.empty(len(p.defs))
+            snapshot_one(
+                self._F,
+                self._I,
+                k,
+                p.P,
+                p.PF,
+                p.prog,
+                p.scale,
+                p.refs,
+                p.ck,
+                p.modes,
+                self._work,
+                t,
+                self._lk,
+                self._larr,
+                out,
+            )
+            self._rows.append((self._symbols[k], t, out if p.all_outputs else out[p.out_idx]))
+        else:
+            mark_row(self._I, k)
+
+    # ---- rows ----------------------------------------------------------------------------
+    def snapshot_arrays(
+        self, boundary_ts: int | pd.Timestamp
+    ) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Rows at grid time ``boundary_ts``: (symbols, values [n, features], last tick ns)."""
+        if self._every_n:
+            raise ValueError("every-n-ticks engine: rows come from update(); use drain()")
+        b = _ns(boundary_ts)
+        p, n_sym = self.program, len(self._symbols)
+        out = np.empty((n_sym, len(p.defs)))
+        idx = np.empty(n_sym, dtype=np.int64)
+        last = np.empty(n_sym, dtype=np.int64)
+        n = snapshot_all(
+            self._F,
+            self._I,
+            p.P,
+            p.PF,
+            p.prog,
+            p.scale,
+            p.refs,
+            p.ck,
+            p.modes,
+            self._work,
+            b,
+            self._lk,
+            self._larr,
+            n_sym,
+            out,
+            idx,
+            last,
+        )
+        if n < 0:
+            sym = self._symbols[-1 - n]
+            raise ValueError(
+                f"snapshot at {pd.Timestamp(b, tz='UTC')} after {sym} already "
+                "applied a later tick: snapshot before feeding newer ticks"
+            )
+        vals = out[:n] if p.all_outputs else out[:n][:, p.out_idx]
+        return [self._symbols[i] for i in idx[:n]], vals, last[:n]
+
+    def snapshot(self, boundary_ts: int | pd.Timestamp) -> pd.DataFrame:
+        """Feature rows stamped ``boundary_ts`` (same columns as :func:`compute_features`)."""
+        syms, vals, last = self.snapshot_arrays(boundary_ts)
+        b = _ns(boundary_ts)
+        return feature_frame(
+            np.asarray(syms, dtype=object), np.full(len(syms), b, np.int64), vals, last, self.names
+        )
+
+    def flush(self) -> None:
+        """Write every pending every-n row (end of a replay or of a day)."""
+        if not self._every_n:
+            return
+        for k in np.flatnonzero(self._I[: len(self._symbols), I_PENDING] == 1):
+            self._emit(int(k))
+
+    def drain(self) -> pd.DataFrame:
+        """The every-n rows written since the last drain, as a feature frame."""
+        rows, self._rows = self._rows, []
+        if not rows:
+            return feature_frame(
+                np.array([], dtype=object),
+                np.array([], dtype=np.int64),
+                np.empty((0, len(self.names))),
+                np.array([], dtype=np.int64),
+                self.names,
+            )
+        ts = np.array([r[1] for r in rows], dtype=np.int64)
+        return feature_frame(
+            np.array([r[0] for r in rows], dtype=object),
+            ts,
+            np.vstack([r[2] for r in rows]),
+            ts.copy(),
+            self.names,
+        )
