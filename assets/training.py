@@ -5,7 +5,12 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from orchestration.resources import FeastResource, LakeResource, PipelineConfigResource
+from orchestration.resources import (
+    FeastResource,
+    LakeResource,
+    ModelRegistryResource,
+    PipelineConfigResource,
+)
 from tickml.lake import LabelTables
 
 FEATURE_SERVICE = "tick_features_v1"
@@ -95,3 +100,118 @@ def training_dataset(
                                 metadata={k: dg.MetadataValue.int(v) for k, v in pit.items()}),
         ],
     )
+
+
+def _md_models(result: dict) -> str:
+    rows = []
+    for kind in ("models", "baselines"):
+        for m in result.get(kind) or []:
+            o = m.get("oos") or {}
+            rows.append({
+                "model": ("" if kind == "models" else "baseline ") + str(m.get("name")),
+                "horizon": m.get("horizon"), "n": o.get("n"),
+                "log_loss": o.get("log_loss"), "bal_acc": o.get("balanced_accuracy"),
+                "dir_acc": o.get("directional_accuracy"), "ic": o.get("ic"),
+                "ic_ci95": str(o.get("ic_ci95")),
+            })
+    return pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4f") if rows else "none"
+
+
+def _md_selection(result: dict, top: int = 20) -> str:
+    table = (result.get("selection") or {}).get("table") or []
+    if not table:
+        return "none"
+    return pd.DataFrame(table).head(top).to_markdown(index=False, floatfmt=".4g")
+
+
+@dg.asset(
+    deps=["training_dataset"],
+    group_name="training",
+    kinds={"lightgbm", "shap"},
+    description=(
+        "Purged walk-forward evaluation: per fold SHAP selection (top-K) inside the training "
+        "window, dual LightGBM (5-class short, 3-class long) with early stopping, baselines "
+        "(logistic regression, momentum) on the same folds, a backtest through the live "
+        "decision function. Saves the production models as a new registry version "
+        "(challenger), registers its versioned Feast FeatureService, writes reports."
+    ),
+    check_specs=[
+        dg.AssetCheckSpec(
+            "beats_champion", asset="model_experiment", blocking=True,
+            description="Promotion gate: out-of-sample IC and log loss beat the champion "
+            "(and the absolute bar: IC interval above 0, log loss below momentum's).",
+        ),
+    ],
+)
+def model_experiment(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    feast: FeastResource,
+    pipeline: PipelineConfigResource,
+    registry: ModelRegistryResource,
+) -> dg.MaterializeResult:
+    from feature_repo.store import register_selection
+    from tickml.features import feature_names
+    from tickml.models.experiment import add_market_columns, run_experiment
+    from tickml.report import write_reports
+
+    cfg = pipeline.load()
+    data = pd.read_parquet(lake.dataset_path())
+    data = add_market_columns(data, tz=cfg.labels.tz)
+    feats = feature_names(cfg.features)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        context.log.info("experiment %s (%d/%d)", stage, done, total)
+
+    result = run_experiment(data, feats, cfg.experiment_config(), progress=progress)
+    res = result.to_dict()
+    reg = registry.registry()
+    version = reg.save(result, metadata={"horizons": [cfg.labels.short_horizon,
+                                                     cfg.labels.long_horizon]})
+    manifest = reg.manifest(version)
+    service = manifest.get("feature_service")
+    register_selection(feast.store(), service, manifest.get("features") or [])
+    res["version"] = version
+    res["feature_service"] = service
+    paths = write_reports(res, lake.reports_dir(), title=f"tickml evaluation, model {version}")
+    pred = getattr(result, "predictions", None)
+    if isinstance(pred, pd.DataFrame):
+        pred.to_parquet(lake.reports_dir() / "oos_predictions.parquet", index=False)
+    current = reg.champion()
+    ok, reasons = reg.promotion_decision(manifest, reg.manifest(current) if current else None)
+    bt = res.get("backtest") or {}
+    return dg.MaterializeResult(
+        metadata={
+            "version": version,
+            "feature_service": str(service),
+            "metrics": dg.MetadataValue.md(_md_models(res)),
+            "shap_top_features": dg.MetadataValue.md(_md_selection(res)),
+            "backtest": dg.MetadataValue.json(
+                {k: v for k, v in bt.items() if not isinstance(v, (list, dict))}
+            ),
+            "report": dg.MetadataValue.path(str(paths["html"])),
+            **{f"plot_{k}": dg.MetadataValue.path(str(p)) for k, p in paths.items()
+               if k not in ("json", "html")},
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="beats_champion", passed=ok,
+                metadata={"challenger": version, "champion": str(current),
+                          "reasons": dg.MetadataValue.json(reasons)},
+            ),
+        ],
+    )
+
+
+@dg.asset(
+    deps=["model_experiment"],
+    group_name="training",
+    description="The registry's champion: set to the new challenger only when its blocking "
+    "promotion check passed (otherwise this asset does not run).",
+)
+def champion_model(registry: ModelRegistryResource) -> dg.MaterializeResult:
+    reg = registry.registry()
+    version = reg.versions()[-1]
+    reg.set_champion(version)
+    return dg.MaterializeResult(metadata={"champion": version,
+                                          "manifest": dg.MetadataValue.json(reg.manifest(version))})

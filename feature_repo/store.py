@@ -87,3 +87,24 @@ def apply(store: FeatureStore) -> list[str]:
     objs = definitions()
     store.apply(objs)
     return [getattr(o, "name", str(o)) for o in objs]
+
+
+def register_selection(store: FeatureStore, name: str, features: list[str]) -> str:
+    """Register a versioned FeatureService over the selected features of ``tick_features``
+    (e.g. ``tick_features_top70_v3``), in model order; returns its name."""
+    from feast import FeatureService
+
+    from feature_repo.views import tick_features
+
+    if not features:
+        raise ValueError("no features to register")
+    unknown = [f for f in features if f not in {x.name for x in tick_features.features}]
+    if unknown:
+        raise ValueError(f"features not in tick_features: {unknown[:10]}")
+    service = FeatureService(
+        name=name,
+        features=[tick_features[features]],
+        description=f"SHAP-selected features ({len(features)}), in model input order.",
+    )
+    store.apply([service])
+    return name

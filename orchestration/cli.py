@@ -29,7 +29,8 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 console = Console(stderr=True)
-out = Console()
+# piped output (CI logs, `| tee`) gets a readable width instead of rich's 80 columns
+out = Console(width=None if sys.stdout.isatty() else 140)
 
 SOURCE_HELP = "simulator | equity-ticks | binance | canonical"
 BENCHMARKS = {
@@ -211,10 +212,7 @@ def _duration(text: str) -> str:
 
 
 OFFLINE_DAILY = ("raw_ticks", "tick_features", "labels")
-OFFLINE_GLOBAL = (
-    "feast_registry", "training_dataset", "model_experiment", "challenger_model",
-    "champion_model",
-)
+OFFLINE_GLOBAL = ("feast_registry", "training_dataset", "model_experiment", "champion_model")
 
 
 @app.command()
@@ -265,9 +263,14 @@ def run(
     console.print("training set (Feast), SHAP selection, dual LightGBM, walk-forward, backtest...")
     with console.status("training and evaluating"):
         res = materialize_once(
-            OFFLINE_GLOBAL, workdir, TickSourceResource(), config_path=str(cfg_path)
+            OFFLINE_GLOBAL, workdir, TickSourceResource(), config_path=str(cfg_path),
+            log_level="CRITICAL",  # failures are summarized below, with the check's reasons
         )
     _print_evaluation(workdir / "reports" / "evaluation.json", res["checks"])
+    for step, msg in res.get("failures", {}).items():
+        blocked = "blocking asset check" in msg
+        out.print(("[yellow]not promoted:[/] " if blocked else "[red]failed:[/] ")
+                  + f"{step}: {msg.splitlines()[0][:200]}")
     out.print(f"reports: {workdir / 'reports' / 'evaluation.html'}  "
               f"({time.perf_counter() - t0:,.0f} s in all)")
 
@@ -311,7 +314,7 @@ def show_config(
     """Print the run configuration as YAML, every knob with its description."""
     from tickml.config import RunConfig, documented_yaml
 
-    out.print(documented_yaml(RunConfig.load(config)), markup=False, highlight=False)
+    sys.stdout.write(documented_yaml(RunConfig.load(config)) + "\n")
 
 
 @app.command()

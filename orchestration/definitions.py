@@ -6,7 +6,7 @@ import os
 
 import dagster as dg
 
-from assets import features, ingestion, labels
+from assets import features, ingestion, labels, training
 from orchestration.partitions import daily
 from orchestration.resources import RESOURCES_BY_ENV
 
@@ -22,7 +22,7 @@ daily_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingestion, features, labels]),
+    assets=dg.load_assets_from_modules([ingestion, features, labels, training]),
     jobs=[ingest_job, daily_job],
     resources=RESOURCES_BY_ENV[ENV](),
 )

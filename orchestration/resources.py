@@ -78,6 +78,12 @@ class LakeResource(dg.ConfigurableResource):
     def ticks(self) -> TickLake:
         return TickLake(self.root)
 
+    def reports_dir(self) -> Path:
+        """Evaluation reports: next to the lake, ``<workdir>/reports``."""
+        p = Path(self.root).parent / "reports"
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
     def dataset_path(self) -> Path:
         """The point-in-time training set (Parquet) built by ``training_dataset``."""
         return Path(self.root) / "datasets" / "training.parquet"
@@ -101,6 +107,17 @@ class FeastResource(dg.ConfigurableResource):
         from feature_repo.store import apply
 
         return apply(self.store())
+
+
+class ModelRegistryResource(dg.ConfigurableResource):
+    """Versioned models (LightGBM text + manifest.json) and the champion pointer."""
+
+    root: str = Field(description="Registry folder.")
+
+    def registry(self) -> Any:
+        from tickml.models.registry import ModelRegistry
+
+        return ModelRegistry(self.root)
 
 
 class TickStoreResource(dg.ConfigurableResource):
@@ -146,6 +163,7 @@ def local_resources() -> dict[str, Any]:
         ),
         "feast": FeastResource(env="local"),
         "pipeline": PipelineConfigResource(path=os.environ.get("TICKML_CONFIG") or None),
+        "registry": ModelRegistryResource(root=str(default_workdir() / "models")),
     }
 
 
@@ -161,6 +179,7 @@ def prod_resources() -> dict[str, Any]:
             registry_url=dg.EnvVar("TICKML_FEAST_REGISTRY_URL"),
         ),
         "pipeline": PipelineConfigResource(path=os.environ.get("TICKML_CONFIG") or None),
+        "registry": ModelRegistryResource(root=str(default_workdir() / "models")),
     }
 
 

@@ -18,6 +18,7 @@ import dagster as dg
 from orchestration.resources import (
     FeastResource,
     LakeResource,
+    ModelRegistryResource,
     PipelineConfigResource,
     TickSourceResource,
     TickStoreResource,
@@ -52,6 +53,7 @@ def build_resources(
         "tick_store": TickStoreResource(url=pg_url),
         "feast": FeastResource(env="local"),
         "pipeline": PipelineConfigResource(path=config_path),
+        "registry": ModelRegistryResource(root=str(workdir / "models")),
     }
 
 
@@ -136,7 +138,7 @@ def materialize_once(
             _asset_defs(assets),
             resources=build_resources(workdir, src, pg_url, config_path),
             instance=instance,
-            raise_on_error=True,
+            raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         )
     per_asset: dict[str, dict[str, Any]] = {}
@@ -150,4 +152,10 @@ def materialize_once(
         f"{e.asset_key.to_user_string()}.{e.check_name}": e.passed
         for e in result.get_asset_check_evaluations()
     }
-    return {"run_id": result.run_id, "assets": per_asset, "checks": checks}
+    failures = {
+        ev.step_key: str(ev.event_specific_data.error.message).strip()
+        for ev in result.get_step_failure_events()
+        if ev.event_specific_data is not None and ev.event_specific_data.error is not None
+    }
+    return {"run_id": result.run_id, "assets": per_asset, "checks": checks,
+            "success": result.success, "failures": failures}

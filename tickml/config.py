@@ -19,12 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tickml.features import FeatureConfig
 from tickml.labels import LabelConfig
-
-
-def _experiment_default() -> Any:
-    from tickml.models.experiment import ExperimentConfig
-
-    return ExperimentConfig()
+from tickml.models.experiment import ExperimentConfig
 
 
 class RunConfig(BaseModel):
@@ -38,16 +33,14 @@ class RunConfig(BaseModel):
     labels: LabelConfig = Field(
         default_factory=LabelConfig, description="triple-barrier labels (tickml.labels)"
     )
-    experiment: dict[str, Any] = Field(
-        default_factory=dict,
+    experiment: ExperimentConfig = Field(
+        default_factory=ExperimentConfig,
         description="walk-forward evaluation, training, selection, decision and costs "
-        "(tickml.models.experiment.ExperimentConfig fields)",
+        "(tickml.models.experiment)",
     )
 
-    def experiment_config(self) -> Any:
-        from tickml.models.experiment import ExperimentConfig
-
-        return ExperimentConfig.model_validate(self.experiment)
+    def experiment_config(self) -> ExperimentConfig:
+        return self.experiment
 
     @classmethod
     def load(cls, path: str | Path | None) -> RunConfig:
@@ -84,6 +77,7 @@ def documented_yaml(model: BaseModel, indent: int = 0) -> str:
     """The model's values as YAML, each field preceded by its description as a comment."""
     lines: list[str] = []
     pad = " " * indent
+    as_json = model.model_dump(mode="json")
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
         if field.description:
@@ -92,7 +86,7 @@ def documented_yaml(model: BaseModel, indent: int = 0) -> str:
             lines.append(f"{pad}{name}:")
             lines.append(documented_yaml(value, indent + 2))
             continue
-        plain = _plain(value)
+        plain = as_json[name]
         if isinstance(plain, (list, dict)):
             text = yaml.safe_dump(plain, default_flow_style=True, width=10_000).strip()
         else:
@@ -100,15 +94,3 @@ def documented_yaml(model: BaseModel, indent: int = 0) -> str:
             text = text.removesuffix("\n...").removesuffix("...").strip()
         lines.append(f"{pad}{name}: {text}")
     return "\n".join(lines)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return {k: _plain(v) for k, v in value.model_dump(mode="json").items()}
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
