@@ -82,12 +82,15 @@ def plot_shap(selection: dict[str, Any], top: int = 25) -> bytes | None:
     table = selection.get("table") or []
     if not table:
         return None
-    rows = sorted(table, key=lambda r: -(r.get("mean_abs_shap") or r.get("mean") or 0))[:top]
-    key = "mean_abs_shap" if "mean_abs_shap" in rows[0] else "mean"
+    key = next((k for k in ("mean_importance", "mean_abs_shap", "mean") if k in table[0]), None)
+    if key is None:
+        return None
+    rows = sorted(table, key=lambda r: -(r.get(key) or 0))[:top]
     names = [r.get("feature", "?") for r in rows][::-1]
     vals = [r.get(key) or 0 for r in rows][::-1]
     fig, ax = plt.subplots(figsize=(6, max(3, 0.22 * len(rows))))
-    ax.barh(names, vals)
+    err = [r.get("std_importance") or 0 for r in rows][::-1]
+    ax.barh(names, vals, xerr=err if any(err) else None, error_kw={"lw": 0.6})
     ax.set_title(f"SHAP importance (mean |SHAP| across folds), top {len(rows)}")
     ax.tick_params(axis="y", labelsize=7)
     return _png(fig)
@@ -103,14 +106,17 @@ def plot_ic_by_fold(ic_by_fold: Any) -> bytes | None:
     else:
         for row in ic_by_fold:
             for name, v in row.items():
-                if name != "fold" and isinstance(v, (int, float)):
-                    series.setdefault(name, []).append((int(row.get("fold", 0)), float(v)))
+                if name.startswith("ic_") and isinstance(v, (int, float)):
+                    series.setdefault(name[3:], []).append((int(row.get("fold", 0)), float(v)))
     if not series:
         return None
     fig, ax = plt.subplots(figsize=(7, 3))
     width = 0.8 / max(len(series), 1)
     for j, (name, pts) in enumerate(series.items()):
-        ax.bar([p[0] + j * width for p in pts], [p[1] for p in pts], width=width, label=name)
+        ax.bar([p[0] - 0.4 + (j + 0.5) * width for p in pts], [p[1] for p in pts], width=width,
+               label=name)
+    folds = sorted({p[0] for pts in series.values() for p in pts})
+    ax.set_xticks(folds)
     ax.axhline(0, color="grey", lw=0.6)
     ax.set_xlabel("fold")
     ax.set_ylabel("IC (Spearman)")
