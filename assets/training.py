@@ -117,6 +117,14 @@ def _md_models(result: dict) -> str:
     return pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4f") if rows else "none"
 
 
+def _md_image(name: str, path) -> str:
+    """A PNG inline in the asset's metadata (the Dagster UI renders markdown images)."""
+    import base64
+
+    b64 = base64.b64encode(path.read_bytes()).decode()
+    return f"![{name}](data:image/png;base64,{b64})\n\n`{path}`"
+
+
 def _md_selection(result: dict, top: int = 20) -> str:
     table = (result.get("selection") or {}).get("table") or []
     if not table:
@@ -190,7 +198,7 @@ def model_experiment(
                 {k: v for k, v in bt.items() if not isinstance(v, (list, dict))}
             ),
             "report": dg.MetadataValue.path(str(paths["html"])),
-            **{f"plot_{k}": dg.MetadataValue.path(str(p)) for k, p in paths.items()
+            **{f"plot_{k}": dg.MetadataValue.md(_md_image(k, p)) for k, p in paths.items()
                if k not in ("json", "html")},
         },
         check_results=[
