@@ -1,0 +1,67 @@
+"""`tickml run` end to end: the whole offline graph through Dagster on the simulator."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+OOS_KEYS = {"n", "log_loss", "balanced_accuracy", "directional_accuracy", "macro_f1", "ic",
+            "ic_ci95"}
+
+
+def test_tickml_run_writes_reports_registry_and_feature_service(tmp_path):
+    work = tmp_path / "run"
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")}
+    env.pop("TICKML_FEAST_HOME", None)
+    cmd = [str(Path(sys.executable).parent / "tickml"), "run", "--workdir", str(work),
+           "--days", "3", "--sim-symbols", "4", "--horizons", "5m,15m"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "out-of-sample evaluation" in proc.stdout
+
+    ev = json.loads((work / "reports" / "evaluation.json").read_text())
+    assert [m["name"] for m in ev["models"]] == ["short", "long"]
+    assert [m["horizon"] for m in ev["models"]] == ["5m", "15m"]
+    assert ev["models"][0]["classes"] == ["UP", "DOWN", "FLAT", "TRAP_UP", "TRAP_DOWN"]
+    assert ev["models"][1]["classes"] == ["UP", "DOWN", "FLAT"]
+    for m in ev["models"] + ev["baselines"]:
+        assert OOS_KEYS <= set(m["oos"]), m["name"]
+        assert m["oos"]["n"] > 0
+    assert {"logistic_short", "momentum_short"} <= {b["name"] for b in ev["baselines"]}
+    assert {"net_pnl", "sharpe", "max_drawdown", "n_trades", "hit_rate"} <= set(ev["backtest"])
+    assert len(ev["selection"]["features"]) == 70
+    html = (work / "reports" / "evaluation.html").read_text()
+    assert "data:image/png;base64" in html and "Baselines" in html
+
+    # the registry holds the version with LightGBM text models and a manifest, no pickle
+    version = ev["version"]
+    vdir = work / "models" / version
+    assert (vdir / "short.txt").read_text().startswith("tree")
+    manifest = json.loads((vdir / "manifest.json").read_text())
+    assert manifest["features"] == ev["selection"]["features"]
+    assert not list(vdir.rglob("*.pkl")) and not list(vdir.rglob("*.pickle"))
+
+    # the selection is a versioned Feast FeatureService in the registry of this workdir
+    os.environ["TICKML_WORKDIR"] = str(work)
+    os.environ.pop("TICKML_FEAST_HOME", None)
+    from feature_repo.store import load_store
+
+    service = load_store("local").get_feature_service(ev["feature_service"])
+    names = [f.name for proj in service.feature_view_projections for f in proj.features]
+    assert names == ev["selection"]["features"]
+
+    # the training set the models saw is point-in-time: no feature after its row's time
+    data = pd.read_parquet(work / "lake" / "datasets" / "training.parquet")
+    t = data["event_timestamp"].astype("datetime64[ns, UTC]").astype("int64")
+    assert (data["row_event_ns"] <= t).all() and (data["last_tick_ns"] <= t).all()
+
+    # the champion moves only when the blocking check passed
+    champion = work / "models" / "champion.json"
+    promoted = "not promoted" not in proc.stdout
+    assert champion.exists() == promoted
