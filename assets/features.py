@@ -52,9 +52,9 @@ def disallowed_nans(features: pd.DataFrame, config: FeatureConfig) -> dict[str, 
     ),
     check_specs=[
         dg.AssetCheckSpec("no_nan_or_inf", asset="tick_features",
-                          description="No inf anywhere; no NaN in features documented as never NaN."),
+                          description="No inf anywhere; no NaN where documented never NaN."),
         dg.AssetCheckSpec("point_in_time", asset="tick_features",
-                          description="Every row's newest input tick is not after its event_timestamp."),
+                          description="No row's newest input tick is after its event_timestamp."),
     ],
 )
 def tick_features(

@@ -92,7 +92,9 @@ def training_dataset(
             "symbols": dg.MetadataValue.int(int(data["symbol"].nunique())),
             "first_event": str(data["event_timestamp"].min()),
             "last_event": str(data["event_timestamp"].max()),
-            "feature_age_s_max": dg.MetadataValue.float(float(np.nanmax(lag_s)) if len(data) else 0),
+            "feature_age_s_max": dg.MetadataValue.float(
+                float(np.nanmax(lag_s)) if len(data) else 0.0
+            ),
             "path": dg.MetadataValue.path(str(path)),
         },
         check_results=[

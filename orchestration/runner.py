@@ -103,7 +103,10 @@ def materialize_days(
             )
         per_asset: dict[str, dict[str, Any]] = {}
         for ev in result.get_asset_materialization_events():
-            mat = ev.step_materialization_data.materialization if ev.is_step_materialization else None
+            mat = (
+                ev.step_materialization_data.materialization
+                if ev.is_step_materialization else None
+            )
             if mat is not None:
                 key = mat.asset_key.to_user_string()
                 per_asset[key] = {k: v.value for k, v in mat.metadata.items()}

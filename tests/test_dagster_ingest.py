@@ -121,7 +121,8 @@ def test_dagster_dev_serves_the_asset_graph(tmp_path):
             time.sleep(1)
         assert nodes, "dagster dev did not serve the asset graph within 120 s"
         raw = [n for n in nodes if n["assetKey"]["path"] == ["raw_ticks"]]
-        assert raw and raw[0]["groupName"] == "ingestion" and "canonical ticks" in raw[0]["description"]
+        assert raw and raw[0]["groupName"] == "ingestion"
+        assert "canonical ticks" in raw[0]["description"]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

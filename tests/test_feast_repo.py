@@ -51,7 +51,7 @@ def _names():
 
 
 def _pit_expected(feats: pd.DataFrame, entity: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-    """Straightforward as-of join: the latest row with event_timestamp <= t, within the 1-day TTL."""
+    """Plain as-of join: the latest row with event_timestamp <= t, within the 1-day TTL."""
     out = []
     for _, row in entity.iterrows():
         f = feats[(feats["symbol"] == row["symbol"]) & (feats["event_timestamp"] <= row["ts"])
