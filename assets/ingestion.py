@@ -35,7 +35,7 @@ class IngestConfig(dg.Config):
     ),
     check_specs=[
         dg.AssetCheckSpec("row_count", asset="raw_ticks",
-                          description="At least `min_ticks` valid ticks (warns on no-session days)"),
+                          description="At least `min_ticks` valid ticks (warn on empty days)."),
         dg.AssetCheckSpec("quarantine_share", asset="raw_ticks",
                           description="Share of rejected rows below `max_quarantine_share`."),
         dg.AssetCheckSpec("monotone_timestamps", asset="raw_ticks",
