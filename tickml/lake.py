@@ -68,7 +68,8 @@ class TickLake:
         path = self.quarantine_file(day)
         q = quarantine if not quarantine.empty else empty_quarantine()
         q = q.astype({"source": str, "reason": str, "raw": str})
-        q["symbol"] = q["symbol"].astype(object).where(q["symbol"].notna(), None)
+        sym = q["symbol"].astype(object)
+        q["symbol"] = [None if pd.isna(v) else str(v) for v in sym]
         _atomic_write(pa.Table.from_pandas(q, preserve_index=False), path)
         return path
 

@@ -129,7 +129,7 @@ def make_quarantine(
     if isinstance(reasons, str):
         reasons = [reasons] * n
     if symbols is None or isinstance(symbols, str):
-        symbols = [symbols] * n
+        symbols = np.full(n, symbols, dtype=object)
     unknown = set(pd.unique(np.asarray(reasons, dtype=object))) - set(REJECT_REASONS)
     if unknown:
         raise ValueError(f"unknown reject reasons {sorted(unknown)}")
