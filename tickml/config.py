@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tickml.features import FeatureConfig
 from tickml.labels import LabelConfig
@@ -38,6 +38,16 @@ class RunConfig(BaseModel):
         "(tickml.models.experiment)",
     )
 
+    @model_validator(mode="after")
+    def _one_source_of_horizons(self) -> RunConfig:
+        """The labels' horizons name the models and set the holding period: the experiment
+        section follows them (set horizons under ``labels``)."""
+        want = {"short_horizon": self.labels.short_horizon,
+                "long_horizon": self.labels.long_horizon}
+        if any(getattr(self.experiment, k) != v for k, v in want.items()):
+            self.experiment = self.experiment.model_copy(update=want)
+        return self
+
     def experiment_config(self) -> ExperimentConfig:
         return self.experiment
 
@@ -58,11 +68,11 @@ class RunConfig(BaseModel):
     ) -> RunConfig:
         cfg = self
         if horizons:
-            cfg = cfg.model_copy(
-                update={"labels": cfg.labels.model_copy(
-                    update={"short_horizon": horizons[0], "long_horizon": horizons[1]}
-                )}
+            labels = LabelConfig.model_validate(
+                {**cfg.labels.model_dump(), "short_horizon": horizons[0],
+                 "long_horizon": horizons[1]}
             )
+            cfg = RunConfig.model_validate({**cfg.model_dump(), "labels": labels.model_dump()})
         if interval:
             cfg = cfg.model_copy(
                 update={"features": FeatureConfig.model_validate(

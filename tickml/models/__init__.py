@@ -1,0 +1,45 @@
+"""Direction models: training, SHAP selection, the walk-forward experiment and the registry.
+
+* :mod:`tickml.models.train`: :class:`TrainConfig`, :func:`train_model`, :func:`predict_proba`;
+* :mod:`tickml.models.selection`: per-fold SHAP importance and its stability across folds;
+* :mod:`tickml.models.experiment`: :func:`run_experiment` (evaluation.json via ``to_dict()``);
+* :mod:`tickml.models.registry`: :class:`ModelRegistry` (text models + manifest, no pickle).
+"""
+
+from __future__ import annotations
+
+from tickml.models.experiment import (
+    ExperimentConfig,
+    ExperimentResult,
+    add_market_columns,
+    prepare_dataset,
+    run_experiment,
+)
+from tickml.models.registry import (
+    ModelRegistry,
+    RegisteredModels,
+    RegistryError,
+    dataset_hash,
+    promotion_decision,
+)
+from tickml.models.selection import SelectionConfig, SelectionResult
+from tickml.models.train import TrainConfig, TrainedModel, predict_proba, train_model
+
+__all__ = [
+    "ExperimentConfig",
+    "ExperimentResult",
+    "ModelRegistry",
+    "RegisteredModels",
+    "RegistryError",
+    "SelectionConfig",
+    "SelectionResult",
+    "TrainConfig",
+    "TrainedModel",
+    "add_market_columns",
+    "dataset_hash",
+    "predict_proba",
+    "prepare_dataset",
+    "promotion_decision",
+    "run_experiment",
+    "train_model",
+]
