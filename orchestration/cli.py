@@ -181,7 +181,9 @@ def demo(
         "../shared/data/equity-ticks-2013."
     ),
     source: str | None = typer.Option(None, help=f"{SOURCE_HELP} (guessed from --ticks)."),
-    days: int = typer.Option(4, help="Simulator only: number of weekdays."),
+    days: int = typer.Option(
+        7, help="Simulator only: number of weekdays (5 out-of-sample days after 2 training)."
+    ),
     sim_symbols: int = typer.Option(6, help="Simulator only: number of symbols."),
     signal_strength: float = typer.Option(
         0.5, help="Simulator only: planted signal strength, so there is an edge to find."

@@ -59,13 +59,14 @@ def manifest(
     mom_ll: float | None,
     horizons: dict[str, str] | None = None,
     version: str = "v9",
+    n_days: int = 10,
 ) -> dict[str, Any]:
     return {
         "version": version,
         "horizons": horizons or {"short": "15m", "long": "30m"},
         "models": {"short": {"classes": list(CLASSES_5)}, "long": {"classes": list(CLASSES_3)}},
         "oos": {
-            "short": {"ic": ic, "ic_ci95": ci, "log_loss": ll},
+            "short": {"ic": ic, "ic_ci95": ci, "log_loss": ll, "n_days": n_days},
             "baselines": {"momentum_short": {"log_loss": mom_ll}},
         },
     }
@@ -209,6 +210,9 @@ def test_promotion_rule_cases() -> None:
     assert not promotion_decision(manifest(0.05, [0.01, 0.09], 1.36, 1.35), None)[0]
     assert not promotion_decision(manifest(0.05, [0.01, 0.09], 1.30, None), None)[0]
     assert not promotion_decision(manifest(None, None, None, None), None)[0]
+    # too few out-of-sample days: a day-block bootstrap interval is no evidence
+    ok, why = promotion_decision(manifest(0.05, [0.01, 0.09], 1.30, 1.35, n_days=4), None)
+    assert not ok and any("fewer than 5" in r for r in why)
     # against a champion: strictly better IC and log loss, on comparable models
     champ = manifest(0.04, [0.01, 0.07], 1.31, 1.35, version="v1")
     assert promotion_decision(good, champ)[0]

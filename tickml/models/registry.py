@@ -27,9 +27,11 @@ classes match it: a corrupted or missing file is a :class:`RegistryError` that n
 Promotion rule (:func:`promotion_decision`, the blocking check before ``set_champion``), on
 the short model's pooled out-of-sample metrics:
 
-* every candidate must clear an absolute bar: the lower end of its IC's 95% interval (day-block
-  bootstrap) is > 0, and its log loss is below the momentum baseline's on the same rows (a
-  model that does not beat "the last move persists" frequencies is not a model);
+* every candidate must clear an absolute bar: at least :data:`MIN_OOS_DAYS` out-of-sample days
+  (with fewer, a day-block bootstrap has a handful of distinct resamples and its interval means
+  little), the lower end of its IC's 95% interval (day-block bootstrap) is > 0, and its log
+  loss is below the momentum baseline's on the same rows (a model that does not beat "the last
+  move persists" frequencies is not a model);
 * with a champion, the challenger must also have a strictly higher IC *and* a strictly lower log
   loss than the champion, with the same horizons and classes (otherwise the numbers are not
   comparable and a person decides).
@@ -539,12 +541,23 @@ def _metric(manifest: Mapping[str, Any] | None, *keys: str) -> Any:
     return cur
 
 
+#: fewest out-of-sample days whose IC interval the promotion rule trusts
+MIN_OOS_DAYS = 5
+
+
 def promotion_decision(
     challenger: Mapping[str, Any], champion: Mapping[str, Any] | None
 ) -> tuple[bool, list[str]]:
     """(promote?, reasons) under the rule of the module docstring (short model, pooled OOS)."""
     reasons: list[str] = []
     ok = True
+    n_days = _metric(challenger, "oos", "short", "n_days")
+    if n_days is None or n_days < MIN_OOS_DAYS:
+        ok = False
+        reasons.append(
+            f"{n_days} out-of-sample days: fewer than {MIN_OOS_DAYS}, the IC interval is not "
+            "evidence"
+        )
     ic = _metric(challenger, "oos", "short", "ic")
     ci = _metric(challenger, "oos", "short", "ic_ci95")
     ll = _metric(challenger, "oos", "short", "log_loss")
