@@ -153,3 +153,28 @@ def test_tick_features_asset_and_feast_registry(tmp_path, dagster_home, monkeypa
     assert res.success
     applied = res.asset_materializations_for_node("feast_registry")[0].metadata["applied"].value
     assert "tick_features_v1" in applied
+
+
+def test_production_dagster_yaml_stores_runs_in_postgres(tmp_path, monkeypatch, pg_url):
+    """The project's dagster.yaml: dagster-postgres storage from TICKML_DAGSTER_PG_URL."""
+    import shutil
+
+    import dagster as dg
+    import psycopg
+
+    home = tmp_path / "prod_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv(
+        "TICKML_DAGSTER_PG_URL", pg_url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    )
+    instance = dg.DagsterInstance.get()
+    assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    src = TickSourceResource(kind="simulator", sim_n_symbols=2, sim_seed=1)
+    [row] = materialize_days([dt.date(2024, 1, 2)], tmp_path, src)
+    assert all(row["checks"].values())
+    with psycopg.connect(pg_url) as conn:
+        n_runs = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+        n_events = conn.execute("SELECT count(*) FROM event_logs").fetchone()[0]
+    assert n_runs == 1 and n_events > 10
