@@ -68,6 +68,17 @@ ensure_redis() {
   exit 1
 }
 
+ensure_chromium() {
+  # the UI test drives Debian's headless Chromium against `dagster dev`
+  if command -v chromium >/dev/null 2>&1; then return; fi
+  if is_root; then
+    apt_install chromium
+  else
+    say "chromium missing: the UI browser test will be skipped (sudo apt-get install -y chromium)"
+  fi
+}
+
 if [ -n "${TICKML_TEST_PG_URL:-}" ]; then say "using TICKML_TEST_PG_URL"; else ensure_postgres; fi
 if [ -n "${TICKML_TEST_REDIS_URL:-}" ]; then say "using TICKML_TEST_REDIS_URL"; else ensure_redis; fi
+ensure_chromium
 say "PostgreSQL and Redis are up"
