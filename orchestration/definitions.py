@@ -6,9 +6,10 @@ import os
 
 import dagster as dg
 
-from assets import features, ingestion, labels, training
-from orchestration.partitions import daily
+from assets import drift, features, ingestion, labels, training
 from orchestration.resources import RESOURCES_BY_ENV
+from orchestration.schedules import SCHEDULES
+from orchestration.sensors import drift_sensor, retrain_job, run_failure_sensor
 
 ENV = os.environ.get("TICKML_ENV", "local")
 if ENV not in RESOURCES_BY_ENV:
@@ -18,11 +19,12 @@ ingest_job = dg.define_asset_job("ingest_job", selection=dg.AssetSelection.group
 daily_job = dg.define_asset_job(
     "daily_job",
     selection=dg.AssetSelection.assets("raw_ticks", "tick_features", "labels"),
-    partitions_def=daily,
 )
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingestion, features, labels, training]),
-    jobs=[ingest_job, daily_job],
+    assets=dg.load_assets_from_modules([ingestion, features, labels, training, drift]),
+    jobs=[ingest_job, daily_job, retrain_job],
+    schedules=SCHEDULES,
+    sensors=[drift_sensor, run_failure_sensor],
     resources=RESOURCES_BY_ENV[ENV](),
 )

@@ -175,6 +175,10 @@ def test_production_dagster_yaml_stores_runs_in_postgres(tmp_path, monkeypatch, 
     [row] = materialize_days([dt.date(2024, 1, 2)], tmp_path, src)
     assert all(row["checks"].values())
     with psycopg.connect(pg_url) as conn:
-        n_runs = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
-        n_events = conn.execute("SELECT count(*) FROM event_logs").fetchone()[0]
+        n_runs = conn.execute(
+            "SELECT count(*) FROM runs WHERE run_id = %s", (row["run_id"],)
+        ).fetchone()[0]
+        n_events = conn.execute(
+            "SELECT count(*) FROM event_logs WHERE run_id = %s", (row["run_id"],)
+        ).fetchone()[0]
     assert n_runs == 1 and n_events > 10
