@@ -70,6 +70,22 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture()
+def fresh_pg_url() -> Iterator[str]:
+    """A database of this test's own (for state that must not mix with other tests')."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"tickml_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture()
 def redis_url() -> Iterator[str]:
     """Redis database 15, flushed before and after each test that uses it."""
     import redis

@@ -155,7 +155,7 @@ def test_tick_features_asset_and_feast_registry(tmp_path, dagster_home, monkeypa
     assert "tick_features_v1" in applied
 
 
-def test_production_dagster_yaml_stores_runs_in_postgres(tmp_path, monkeypatch, pg_url):
+def test_production_dagster_yaml_stores_runs_in_postgres(tmp_path, monkeypatch, fresh_pg_url):
     """The project's dagster.yaml: dagster-postgres storage from TICKML_DAGSTER_PG_URL."""
     import shutil
 
@@ -167,14 +167,14 @@ def test_production_dagster_yaml_stores_runs_in_postgres(tmp_path, monkeypatch, 
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv(
-        "TICKML_DAGSTER_PG_URL", pg_url.replace("postgresql://", "postgresql+psycopg2://", 1)
+        "TICKML_DAGSTER_PG_URL", fresh_pg_url.replace("postgresql://", "postgresql+psycopg2://", 1)
     )
     instance = dg.DagsterInstance.get()
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
     src = TickSourceResource(kind="simulator", sim_n_symbols=2, sim_seed=1)
     [row] = materialize_days([dt.date(2024, 1, 2)], tmp_path, src)
     assert all(row["checks"].values())
-    with psycopg.connect(pg_url) as conn:
+    with psycopg.connect(fresh_pg_url) as conn:
         n_runs = conn.execute(
             "SELECT count(*) FROM runs WHERE run_id = %s", (row["run_id"],)
         ).fetchone()[0]

@@ -112,7 +112,7 @@ def test_weekly_retrain_run_request():
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_two_day_backfill_recorded_in_postgres_instance(tmp_path, monkeypatch, pg_url):
+def test_two_day_backfill_recorded_in_postgres_instance(tmp_path, monkeypatch, fresh_pg_url):
     """Two daily partitions of raw_ticks -> tick_features run against the project's dagster.yaml
     (dagster-postgres): the instance in Postgres knows both partitions are materialized."""
     import psycopg
@@ -125,7 +125,7 @@ def test_two_day_backfill_recorded_in_postgres_instance(tmp_path, monkeypatch, p
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv(
-        "TICKML_DAGSTER_PG_URL", pg_url.replace("postgresql://", "postgresql+psycopg2://", 1)
+        "TICKML_DAGSTER_PG_URL", fresh_pg_url.replace("postgresql://", "postgresql+psycopg2://", 1)
     )
     days = [dt.date(2024, 1, 4), dt.date(2024, 1, 5)]
     # the nightly schedule's requests for those two nights name exactly these partitions
@@ -147,7 +147,7 @@ def test_two_day_backfill_recorded_in_postgres_instance(tmp_path, monkeypatch, p
     runs = instance.get_runs()
     assert sorted(r.tags["dagster/partition"] for r in runs) == keys
     assert all(r.is_success for r in runs)
-    with psycopg.connect(pg_url) as conn:
+    with psycopg.connect(fresh_pg_url) as conn:
         n_mat = conn.execute(
             "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'"
         ).fetchone()[0]
