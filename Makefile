@@ -20,6 +20,7 @@ venv: $(STAMP)
 
 ## make demo [ARGS="--ticks ../shared/data/equity-ticks-2013"]: install, run the pipeline, summarize
 demo: $(STAMP)
+	@bash scripts/services.sh --no-browser || echo "[demo] no Redis/PostgreSQL: the live replay at the end will be skipped"
 	$(BIN)/tickml demo $(ARGS)
 
 ## make test: start/install PostgreSQL + Redis if needed, install, run the whole suite

@@ -38,6 +38,8 @@ BENCHMARKS = {
     "store": "canonical ticks -> Postgres tick store with COPY (ticks/s)",
     "features-batch": "batch feature engine, all features (ticks/s per core)",
     "features-stream": "streaming feature engine, per-tick updates (ticks/s per core)",
+    "cross-section": "universe read from the Redis online store + both models + decision (ms)",
+    "tick-to-signal": "replay through bus, materializer, scorer: close -> signal ms, ticks/s",
 }
 
 
@@ -199,6 +201,37 @@ def demo(
         )
     _run_pipeline(ticks, source, None, None, None, workdir, None, None, days, None,
                   sim_symbols, signal_strength if ticks is None else 0.0)
+    _demo_live(ticks, source, days, sim_symbols, signal_strength, workdir.resolve())
+
+
+def _demo_live(ticks: Path | None, source: str | None, days: int, sim_symbols: int,
+               signal_strength: float, workdir: Path) -> None:
+    """The demo's last step: a day through the live path (a new simulated day after the
+    training days; with --ticks the last day of the data, which training saw: plumbing only)."""
+    import redis
+
+    from live.config import LiveConfig, redact
+    from tickml.ingest import available_days, simulated_days
+
+    cfg = LiveConfig()
+    try:
+        redis.Redis.from_url(cfg.redis_url, socket_connect_timeout=2).ping()
+    except redis.RedisError:
+        out.print(f"[yellow]live replay skipped:[/] no Redis at {redact(cfg.redis_url)} "
+                  "(run `bash scripts/services.sh`, or set TICKML_REDIS_URL)")
+        return
+    kind = _guess_source(ticks, source)
+    if kind == "simulator":
+        day = simulated_days(dt.date(2024, 1, 2), days + 1)[-1]
+    else:
+        from tickml.ingest import SourceSpec
+
+        day = available_days(SourceSpec(kind=kind, path=ticks))[-1]
+    out.print(f"live path: replaying {day} through feed -> Redis Streams -> materializers -> "
+              "Feast Redis online store -> scorer (lockstep, full speed)...")
+    _print_live(_live_replay(
+        "binance-replay" if kind == "binance" else kind, ticks, day.isoformat(), None,
+        workdir / "models", workdir / "config.yaml", 2, None, sim_symbols, signal_strength))
 
 
 def _duration(text: str) -> str:
@@ -385,12 +418,13 @@ def bench(
     option: list[str] = typer.Option(
         [], "--set", help="Benchmark keyword argument, KEY=VALUE (repeatable)."
     ),
+    symbols: int | None = typer.Option(None, help="cross-section: universe size (default 5000)."),
 ) -> None:
     """Run one benchmark; prints one JSON object per line (name, value, unit, ...)."""
     if name not in BENCHMARKS:
         console.print(f"[red]unknown benchmark {name!r}[/]; choose one of: {', '.join(BENCHMARKS)}")
         raise typer.Exit(2)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {} if symbols is None else {"symbols": symbols}
     for item in option:
         key, _, raw = item.partition("=")
         try:
@@ -402,6 +436,98 @@ def bench(
     for row in module.run(**kwargs):
         sys.stdout.write(json.dumps(row, default=str) + "\n")
         sys.stdout.flush()
+
+
+live_app = typer.Typer(help="The live path: feed, materializer, scorer, writer, supervisor.",
+                       no_args_is_help=True)
+app.add_typer(live_app, name="live")
+_PASS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+def _live_role(role: str, ctx: typer.Context) -> None:
+    from live.__main__ import main as live_main
+
+    raise typer.Exit(live_main([role, *ctx.args]))
+
+
+@live_app.command("feed", context_settings=_PASS)
+def live_feed(ctx: typer.Context) -> None:
+    """Publish a feed to the tick bus: --source simulator|equity-ticks|canonical|binance-replay
+    (replays, --ticks PATH --day D --speed K --lockstep) or binance (websocket, --url)."""
+    _live_role("feed", ctx)
+
+
+@live_app.command("materializer", context_settings=_PASS)
+def live_materializer(ctx: typer.Context) -> None:
+    """Bus -> streaming features -> Feast Redis online store (--own SHARD ...)."""
+    _live_role("materializer", ctx)
+
+
+@live_app.command("scorer", context_settings=_PASS)
+def live_scorer(ctx: typer.Context) -> None:
+    """Online vectors -> champion models -> risk gate -> signals (--registry DIR)."""
+    _live_role("scorer", ctx)
+
+
+@live_app.command("writer", context_settings=_PASS)
+def live_writer(ctx: typer.Context) -> None:
+    """Bus -> PostgreSQL tick store (TICKML_PG_URL)."""
+    _live_role("writer", ctx)
+
+
+@live_app.command("run", context_settings=_PASS)
+def live_run(ctx: typer.Context) -> None:
+    """Everything under one supervisor (restarts crashed workers; SIGTERM stops all).
+    `python -m live run --help` lists every option."""
+    _live_role("run", ctx)
+
+
+@live_app.command("replay")
+def live_replay(
+    source: str = typer.Option("simulator", help=SOURCE_HELP),
+    ticks: Path | None = typer.Option(None, "--ticks", help="Source files (replays)."),
+    day: str | None = typer.Option(None, help="Day to replay, YYYY-MM-DD."),
+    symbols: str | None = typer.Option(None, help="Comma-separated symbols (default: all)."),
+    registry: Path = typer.Option(Path("work/run/models"), help="Model registry folder."),
+    config: Path | None = typer.Option(None, help="Run config YAML (features, gates)."),
+    shards: int = typer.Option(2, help="Bus shards (one materializer process each)."),
+    max_seconds: float | None = typer.Option(None, help="Replay only the first N market s."),
+    sim_symbols: int = typer.Option(8, help="Simulator only: symbols."),
+    signal_strength: float = typer.Option(0.0, help="Simulator only: planted signal."),
+) -> None:
+    """Replay a day through the whole live path at full speed (lockstep) and print close ->
+    signal latency percentiles and signal counts (TICKML_REDIS_URL; TICKML_PG_URL optional)."""
+    _print_live(_live_replay(source, ticks, day, symbols, registry, config, shards, max_seconds,
+                             sim_symbols, signal_strength))
+
+
+def _live_replay(source: str, ticks: Path | None, day: str | None, symbols: str | None,
+                 registry: Path, config: Path | None, shards: int, max_seconds: float | None,
+                 sim_symbols: int, signal_strength: float) -> dict[str, Any]:
+    from live.config import LiveConfig
+    from live.replay import ReplaySpec, replay
+
+    cfg = LiveConfig(shards=shards)
+    if source == "binance":
+        source = "binance-replay"
+    spec = ReplaySpec(
+        source=source, ticks=str(ticks) if ticks else None, day=day,
+        symbols=tuple(symbols.split(",")) if symbols else None, max_seconds=max_seconds,
+        registry=str(registry), config=str(config) if config else None,
+        sim_symbols=sim_symbols, signal_strength=signal_strength,
+    )
+    with console.status("replaying through feed -> bus -> materializers -> scorer"):
+        return replay(cfg, spec)
+
+
+def _print_live(res: dict[str, Any]) -> None:
+    lat = res["close_to_signal_ms"]
+    out.print(
+        f"live replay: {res['boundaries']} boundaries, {res['rows_scored']:,} rows scored, "
+        f"{res['signals']} signals in {res['wall_s']} s; interval close -> signal "
+        f"p50 {lat['p50']} ms, p90 {lat['p90']} ms, p99 {lat['p99']} ms, max {lat['max']} ms"
+        + (f"; restarts {res['restarts']}" if res.get("restarts") else "")
+    )
 
 
 @app.callback()

@@ -80,5 +80,5 @@ ensure_chromium() {
 
 if [ -n "${TICKML_TEST_PG_URL:-}" ]; then say "using TICKML_TEST_PG_URL"; else ensure_postgres; fi
 if [ -n "${TICKML_TEST_REDIS_URL:-}" ]; then say "using TICKML_TEST_REDIS_URL"; else ensure_redis; fi
-ensure_chromium
+if [ "${1:-}" != "--no-browser" ]; then ensure_chromium; fi
 say "PostgreSQL and Redis are up"

@@ -1,0 +1,174 @@
+"""``python -m live <role>``: one live worker process (``tickml live`` wraps the same roles).
+
+Roles: feed, materializer, scorer, writer, run (the supervisor: all of them). Connection URLs
+come from the environment (TICKML_REDIS_URL, TICKML_PG_URL); see ``live.config.LiveConfig``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from live import logs, metrics
+from live.config import LiveConfig, redact
+
+log = logging.getLogger("live")
+
+
+def _stop_event() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _feature_config(path: str | None):  # noqa: ANN202
+    from tickml.config import RunConfig
+
+    return RunConfig.load(path).features if path else RunConfig().features
+
+
+def _decision_config(path: str | None):  # noqa: ANN202
+    from tickml.config import RunConfig
+
+    return RunConfig.load(path).experiment.decision if path else RunConfig().experiment.decision
+
+
+def feed_events(args: argparse.Namespace, feature_config):  # noqa: ANN001, ANN201
+    """The feed a command line asks for (replay of stored/simulated ticks, or Binance)."""
+    if args.source == "binance":
+        from live.binance_ws import BinanceWebsocketFeed
+
+        feed = BinanceWebsocketFeed(
+            url=args.url, symbols=tuple(args.symbols or ["btcusdt"]), feature_config=feature_config
+        )
+        return feed.iter_sync()
+    from live.feeds import ReplayFeed
+    from tickml.ingest import SourceSpec, load_day
+
+    spec = SourceSpec(
+        kind=args.source,
+        path=Path(args.ticks) if args.ticks else None,
+        symbols=tuple(args.symbols) if args.symbols else None,
+        sim={
+            "n_symbols": args.sim_symbols,
+            "signal_strength": args.signal_strength,
+            "seed": args.seed,
+        },
+    )
+    day = dt.date.fromisoformat(args.day) if args.day else dt.date(2013, 10, 8)
+    ticks = load_day(spec, day).ticks
+    if ticks.empty:
+        raise SystemExit(f"no ticks for {day} in source {args.source}")
+    return ReplayFeed(ticks, feature_config, speed=args.speed, max_seconds=args.max_seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m live")
+    p.add_argument("role", choices=["feed", "materializer", "scorer", "writer", "run"])
+    p.add_argument("--shards", type=int, default=None, help="bus shards (default LiveConfig)")
+    p.add_argument("--own", type=int, nargs="*", default=None, help="materializer: its shards")
+    p.add_argument("--materializers", type=int, default=None, help="run: processes")
+    p.add_argument("--config", default=None, help="RunConfig YAML (features, decision gates)")
+    p.add_argument("--registry", default="work/registry", help="model registry folder")
+    p.add_argument(
+        "--source",
+        default="simulator",
+        choices=["simulator", "equity-ticks", "binance-replay", "canonical", "binance"],
+    )
+    p.add_argument("--ticks", default=None, help="replay: folder/file of the source")
+    p.add_argument("--day", default=None, help="replay: the day (YYYY-MM-DD)")
+    p.add_argument("--symbols", nargs="*", default=None)
+    p.add_argument("--speed", type=float, default=None, help="replay: x real time (none: max)")
+    p.add_argument("--max-seconds", type=float, default=None, help="replay: stop after")
+    p.add_argument("--lockstep", action="store_true", help="feed waits for each boundary")
+    p.add_argument("--sim-symbols", type=int, default=8, help="simulator: symbols")
+    p.add_argument("--signal-strength", type=float, default=0.0, help="simulator: signal")
+    p.add_argument("--seed", type=int, default=7, help="simulator: base seed")
+    p.add_argument("--url", default="wss://fstream.binance.com/stream", help="binance ws url")
+    p.add_argument("--consumer", default=None)
+    p.add_argument("--metrics-port", type=int, default=None)
+    args = p.parse_args(argv)
+    if args.source == "binance-replay":
+        args.source = "binance"
+    logs.setup(args.role)
+    cfg = LiveConfig(
+        **({"shards": args.shards} if args.shards else {}), metrics_port=args.metrics_port
+    )
+    metrics.serve(cfg.metrics_port)
+    log.info(
+        "starting", extra={"role": args.role, "redis": redact(cfg.redis_url), "shards": cfg.shards}
+    )
+    fc = _feature_config(args.config)
+    if args.role == "run":
+        return _run_all(args, cfg)
+    stop = _stop_event()
+    if args.role == "feed":
+        from live.feedrunner import run_feed
+
+        stats = run_feed(
+            cfg,
+            feed_events(args, fc),
+            stop,
+            src=args.source,
+            leader=fc.leader,
+            lockstep=args.lockstep,
+        )
+        log.info(
+            "feed stats",
+            extra={
+                "ticks": stats.ticks,
+                "clocks": stats.clocks,
+                "seconds": round(stats.seconds, 3),
+            },
+        )
+    elif args.role == "materializer":
+        from live.materializer import run_materializer
+
+        own = args.own if args.own is not None else list(range(cfg.shards))
+        run_materializer(cfg, own, stop, fc, consumer_name=args.consumer)
+    elif args.role == "scorer":
+        from live.scorer import run_scorer
+
+        run_scorer(cfg, args.registry, stop, _decision_config(args.config), fc)
+    elif args.role == "writer":
+        from live.writer import TickWriter
+
+        TickWriter(cfg, consumer=args.consumer or "writer-0").run(stop)
+    return 0
+
+
+def _run_all(args: argparse.Namespace, cfg: LiveConfig) -> int:
+    from live.replay import ReplaySpec, children
+    from live.supervisor import Supervisor
+
+    spec = ReplaySpec(
+        source=args.source,
+        ticks=args.ticks,
+        day=args.day,
+        symbols=tuple(args.symbols) if args.symbols else None,
+        speed=args.speed,
+        max_seconds=args.max_seconds,
+        lockstep=args.lockstep,
+        config=args.config,
+        registry=args.registry,
+        materializers=args.materializers,
+        url=args.url,
+        sim_symbols=args.sim_symbols,
+        signal_strength=args.signal_strength,
+        seed=args.seed,
+    )
+    sup = Supervisor(children(cfg, spec, env={}))
+    sup.install_signals()
+    log.info("supervisor", extra={"children": json.dumps([c.name for c in sup.children])})
+    return sup.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Configuration of the live workers: one pydantic model, every field documented.
+
+Secrets (URLs with passwords) come from the environment only: ``TICKML_REDIS_URL``,
+``TICKML_PG_URL``. Nothing here is logged with its password (see :func:`redact`).
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from typing import Any
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, Field
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redact(url: str | None) -> str:
+    """A URL safe to log: the password replaced by ``***``."""
+    if not url:
+        return ""
+    u = urlparse(url)
+    if u.password is None:
+        return url
+    netloc = u.netloc.replace(f":{u.password}@", ":***@")
+    return u._replace(netloc=netloc).geturl()
+
+
+def shard_of(symbol: str, shards: int) -> int:
+    """Stable shard of a symbol: crc32 of its UTF-8 bytes modulo ``shards``."""
+    return zlib.crc32(symbol.encode("utf-8")) % shards
+
+
+class LiveConfig(BaseModel):
+    """Live path settings (feeds, bus, materializer, scorer, writer)."""
+
+    redis_url: str = Field(
+        default_factory=lambda: os.environ.get("TICKML_REDIS_URL", DEFAULT_REDIS_URL),
+        description="Redis for the bus, the online store and signals (env TICKML_REDIS_URL)",
+    )
+    pg_url: str | None = Field(
+        default_factory=lambda: os.environ.get("TICKML_PG_URL"),
+        description="PostgreSQL for the tick store, signals and the paper ledger "
+        "(env TICKML_PG_URL; None: those writes are off)",
+    )
+    prefix: str = Field("tickml", description="prefix of every Redis key the live path owns")
+    shards: int = Field(4, ge=1, le=1024, description="tick bus streams (symbol hash shards)")
+    stream_maxlen: int = Field(
+        100_000,
+        ge=100,
+        description="approximate cap on entries per shard stream (XADD MAXLEN ~); an entry is a "
+        "batch of ticks, so this bounds memory, not ticks",
+    )
+    batch_ticks: int = Field(2_000, ge=1, description="ticks per bus entry a feed publishes")
+    feast_project: str = Field("tickml", description="Feast project name (feature_store.yaml)")
+    max_feature_age_s: float = Field(
+        90.0, gt=0, description="a vector older than this (vs the boundary) is never scored"
+    )
+    boundary_wait_s: float = Field(
+        2.0,
+        gt=0,
+        description="how long the scorer waits for every shard's rows of a boundary before "
+        "scoring with what it has (missing shards are then stale)",
+    )
+    checkpoint_every: int = Field(
+        1, ge=1, description="materializer checkpoints its state every N boundaries"
+    )
+    write_feature_view: bool = Field(
+        True,
+        description="also write every feature into Feast's tick_features view (the per-feature "
+        "layout Feast's SDK reads); the scorer reads only the packed model_vector view",
+    )
+    online_log_dir: str | None = Field(
+        None, description="folder of the offline log of rows pushed online (None: <workdir>/lake)"
+    )
+    paper_hold_bars: int = Field(
+        5, ge=1, description="paper ledger: boundaries a position is held before it is closed"
+    )
+    metrics_port: int | None = Field(
+        None, description="Prometheus /metrics port on 127.0.0.1 (None: no endpoint)"
+    )
+
+    def key(self, *parts: Any) -> str:
+        return ":".join([self.prefix, *(str(p) for p in parts)])
+
+    def stream(self, shard: int) -> str:
+        return self.key("ticks", shard)
+
+    def shard_of(self, symbol: str) -> int:
+        return shard_of(symbol, self.shards)

@@ -1,0 +1,103 @@
+"""Feed -> tick bus: publishes a feed's tick batches and clock markers.
+
+``lockstep=True`` (replays, tests, the tick-to-signal benchmark): after each clock marker the
+feed waits until every materializer passed it and, when the boundary produced rows, until the
+scorer scored it. A replay at full speed then scores every boundary on its own rows, and the
+close -> signal latency has no queueing from a replay running ahead of real time in it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import redis
+
+from live import metrics
+from live.bus import TickBus
+from live.config import LiveConfig
+from live.feeds import Clock, Ticks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FeedStats:
+    ticks: int = 0
+    entries: int = 0
+    clocks: int = 0
+    seconds: float = 0.0
+    lockstep_timeouts: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def progress_key(config: LiveConfig) -> str:
+    return config.key("progress")
+
+
+def wait_for(
+    config: LiveConfig,
+    client: redis.Redis,
+    t_ns: int,
+    stop: threading.Event,
+    timeout_s: float = 60.0,
+) -> bool:
+    """Block until materializers passed ``t_ns`` and the scorer scored it if it had rows."""
+    deadline = time.monotonic() + timeout_s
+    fields = [f"done:{s}" for s in range(config.shards)] + [
+        f"rows:{s}" for s in range(config.shards)
+    ]
+    while not stop.is_set() and time.monotonic() < deadline:
+        vals = client.hmget(progress_key(config), fields)
+        done = [int(v) if v else -1 for v in vals[: config.shards]]
+        rows = [int(v) if v else -1 for v in vals[config.shards :]]
+        if min(done) >= t_ns:
+            if max(rows) < t_ns:
+                return True
+            last = client.get(config.key("scorer", "last"))
+            if last is not None and int(last) >= t_ns:
+                return True
+        time.sleep(0.0005)
+    return stop.is_set()
+
+
+def run_feed(
+    config: LiveConfig,
+    events: Iterable[Ticks | Clock],
+    stop: threading.Event,
+    src: str = "feed",
+    leader: str | None = "SPY",
+    lockstep: bool = False,
+    lockstep_timeout_s: float = 60.0,
+) -> FeedStats:
+    client = redis.Redis.from_url(config.redis_url)
+    bus = TickBus(client, config, leader=leader)
+    stats = FeedStats()
+    t0 = time.perf_counter()
+    for ev in events:
+        if stop.is_set():
+            break
+        while True:
+            try:
+                if isinstance(ev, Ticks):
+                    stats.entries += bus.publish(ev.frame, src=src)
+                    stats.ticks += len(ev.frame)
+                    metrics.TICKS.labels("feed").inc(len(ev.frame))
+                else:
+                    bus.publish_clock(ev.t_ns, ev.wall_ns)
+                    stats.clocks += 1
+                    if lockstep and not wait_for(config, client, ev.t_ns, stop, lockstep_timeout_s):
+                        stats.lockstep_timeouts += 1
+                        log.warning("lockstep wait timed out", extra={"t_ns": ev.t_ns})
+                break
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                metrics.ERRORS.labels("feed", "redis").inc()
+                log.warning("redis unavailable, feed waits", extra={"error": str(exc)})
+                if stop.wait(0.5):
+                    break
+    stats.seconds = time.perf_counter() - t0
+    log.info("feed finished", extra={"ticks": stats.ticks, "seconds": round(stats.seconds, 3)})
+    return stats

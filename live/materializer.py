@@ -1,0 +1,319 @@
+"""Materializer: tick bus -> streaming features -> Feast's Redis online store (+ offline log).
+
+One :class:`ShardMaterializer` per bus shard (a process may own several): its own
+:class:`~tickml.features.StreamingFeatureEngine` (the batch definitions, computed incrementally),
+its own (symbol, seq) de-duplication and its own checkpoint. At each sampling boundary (a clock
+marker from the feed, or a tick past the boundary when a feed sent none) it
+
+1. snapshots the rows of the boundary,
+2. writes the packed model vectors (every feature in ``feature_names`` order, then ``mid`` and
+   ``spread``) into Feast's ``model_vector`` view with the fast writer, the scorer's input,
+3. announces the boundary on ``<prefix>:boundaries`` (the scorer waits for every shard),
+4. writes every feature into Feast's ``tick_features`` view (optional) and the offline log
+   (``<log_dir>/online_log/date=D/shard=S/<boundary>.parquet``, one file per boundary, rewritten
+   identically after a replay),
+5. every ``checkpoint_every`` boundaries stores the engine state, the de-duplication state and the
+   last boundary in ``<prefix>:ckpt:<shard>`` and only then acknowledges the bus entries.
+
+Recovery after a crash (kill -9 included): the checkpoint is loaded and the shard's pending
+(unacknowledged) entries are read again; ticks already in the checkpoint are dropped by the
+(symbol, seq) filter and boundaries already done are skipped, so the rows written after a
+restart are bit-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import redis
+
+from live import metrics
+from live.bus import BusConsumer, BusEntry, SeqDedup, TickBatch
+from live.config import LiveConfig
+from live.online import OnlineLayout, write_rows, write_vectors
+from tickml.features import FeatureConfig, StreamingFeatureEngine, feature_names
+from tickml.features.calendar import day_of, local_day
+
+log = logging.getLogger(__name__)
+
+MARKET_COLUMNS = ("mid", "spread")
+VECTOR_VIEW, VECTOR_FEATURE, FEATURE_VIEW = "model_vector", "vector", "tick_features"
+PIT_COLUMNS = ("row_event_ns", "last_tick_ns")
+
+
+def vector_columns(feature_config: FeatureConfig) -> list[str]:
+    """Layout of a packed model vector: every feature, then the market columns."""
+    return [*feature_names(feature_config), *MARKET_COLUMNS]
+
+
+def next_boundary(config: FeatureConfig, t_ns: int) -> int:
+    """The grid time closing the interval that holds ``t_ns`` (intervals are (b - iv, b])."""
+    start = day_of(config, t_ns)[0]
+    iv = config.interval_ns
+    return start + -(-(t_ns - start) // iv) * iv
+
+
+class ShardMaterializer:
+    """Features of one bus shard (see the module doc)."""
+
+    def __init__(
+        self,
+        config: LiveConfig,
+        shard: int,
+        client: redis.Redis,
+        feature_config: FeatureConfig | None = None,
+        log_dir: str | Path | None = None,
+    ) -> None:
+        self.cfg, self.shard, self.r = config, shard, client
+        self.fc = feature_config or FeatureConfig()
+        self.names = feature_names(self.fc)
+        self.engine = StreamingFeatureEngine(self.fc)
+        self.dedup = SeqDedup()
+        self.last_done = -1  # newest boundary written
+        self.mid: dict[str, tuple[float, float]] = {}  # symbol -> (bid, ask) of its last tick
+        self.unacked: list[BusEntry] = []
+        self.since_ckpt = 0
+        self.layout = OnlineLayout(
+            config.feast_project,
+            FEATURE_VIEW,
+            [*self.names, *PIT_COLUMNS],
+        )
+        root = Path(
+            log_dir
+            or config.online_log_dir
+            or Path(os.environ.get("TICKML_WORKDIR", "work")) / "lake"
+        )
+        self.log_dir = root / "online_log"
+        self.worker = f"materializer-{shard}"
+        self._universe: set[str] = set()
+        self.restore()
+
+    # ---- checkpoints ---------------------------------------------------------------------
+    @property
+    def ckpt_key(self) -> str:
+        return self.cfg.key("ckpt", self.shard)
+
+    def restore(self) -> bool:
+        data = self.r.hgetall(self.ckpt_key)
+        if not data:
+            return False
+        self.engine = StreamingFeatureEngine.from_state_bytes(data[b"engine"], self.fc)
+        self.dedup = SeqDedup.from_json(data[b"dedup"].decode())
+        self.last_done = int(data[b"last_done"])
+        self.mid = {k: tuple(v) for k, v in json.loads(data[b"mid"]).items()}  # type: ignore[misc]
+        log.info(
+            "restored checkpoint",
+            extra={
+                "shard": self.shard,
+                "last_done": self.last_done,
+                "symbols": len(self.engine.symbols),
+            },
+        )
+        return True
+
+    def checkpoint(self, consumer: BusConsumer) -> None:
+        """Store the state, then acknowledge every entry it covers."""
+        mapping = {
+            "engine": self.engine.state_bytes(),
+            "dedup": self.dedup.to_json(),
+            "last_done": str(self.last_done),
+            "mid": json.dumps(self.mid),
+            "saved_wall_ns": str(time.time_ns()),
+        }
+        self.r.hset(self.ckpt_key, mapping=mapping)  # type: ignore[arg-type]
+        if self.unacked:
+            consumer.ack(self.unacked)
+        self.unacked = []
+        self.since_ckpt = 0
+
+    # ---- processing ----------------------------------------------------------------------
+    def process(self, entry: BusEntry, consumer: BusConsumer) -> None:
+        """Apply one bus entry (ticks or a clock marker); boundaries are written as reached."""
+        self.unacked.append(entry)
+        if entry.kind == "c" and entry.clock_ns is not None:
+            self._close_until(entry.clock_ns, entry.wall_ns, consumer)
+            return
+        batch = entry.batch
+        if batch is None or not len(batch.ts):
+            return
+        keep = self.dedup.filter(batch)
+        n_dup = int((~keep).sum())
+        if n_dup:
+            metrics.DUPLICATES.labels(self.worker).inc(n_dup)
+            batch = batch.take(keep)
+        if not len(batch.ts):
+            return
+        # a feed that sent no marker: close the boundaries this batch passes first
+        while len(batch.ts):
+            b = next_boundary(self.fc, int(batch.ts.min()))
+            if self.last_done >= 0:
+                b = max(b, next_boundary(self.fc, self.last_done + 1))
+            if int(batch.ts.max()) <= b:
+                self._apply(batch)
+                return
+            sel = batch.ts <= b
+            self._apply(batch.take(sel))
+            self._close_until(b, time.time_ns(), consumer)
+            batch = batch.take(~sel)
+
+    def _apply(self, batch: TickBatch) -> None:
+        if not len(batch.ts):
+            return
+        sym = batch.symbols
+        uniq, inv = np.unique(sym.astype(str), return_inverse=True)
+        order = np.argsort(inv, kind="stable")
+        cuts = np.searchsorted(inv[order], np.arange(1, len(uniq)))
+        for s, idx in zip(uniq, np.split(order, cuts), strict=True):
+            px = batch.px[idx]
+            self.engine.update_many(
+                str(s), batch.ts[idx], px[:, 0], px[:, 1], px[:, 2], px[:, 3], px[:, 4], px[:, 5]
+            )
+            ok = np.isfinite(px[:, 0]) & np.isfinite(px[:, 1])
+            if ok.any():
+                j = int(np.flatnonzero(ok)[-1])
+                self.mid[str(s)] = (float(px[j, 0]), float(px[j, 1]))
+        metrics.TICKS.labels(self.worker).inc(len(batch.ts))
+
+    def _close_until(self, t_ns: int, close_wall_ns: int, consumer: BusConsumer) -> None:
+        if not self.engine.symbols:
+            self.last_done = max(self.last_done, t_ns)
+            self.r.hset(self.cfg.key("progress"), f"done:{self.shard}", self.last_done)
+            return
+        b = next_boundary(self.fc, self.last_done + 1) if self.last_done >= 0 else None
+        if b is None:
+            # first boundary: the one closing the interval of the clock time itself
+            b = next_boundary(self.fc, t_ns)
+            if b > t_ns:
+                b -= self.fc.interval_ns
+        while b <= t_ns:
+            rows = self._write_boundary(b, close_wall_ns)
+            self.last_done = b
+            if rows:
+                self.r.hset(self.cfg.key("progress"), f"rows:{self.shard}", b)
+            self.since_ckpt += rows > 0
+            if self.since_ckpt >= self.cfg.checkpoint_every or len(self.unacked) > 1_000:
+                self.checkpoint(consumer)
+            b += self.fc.interval_ns
+            if local_day(self.fc, b) != local_day(self.fc, b - self.fc.interval_ns):
+                b = next_boundary(self.fc, b)
+        self.last_done = max(self.last_done, t_ns)
+        self.r.hset(self.cfg.key("progress"), f"done:{self.shard}", self.last_done)
+
+    def _write_boundary(self, b: int, close_wall_ns: int) -> int:
+        """Write the rows of boundary ``b``; the number of rows."""
+        syms, vals, last = self.engine.snapshot_arrays(b)
+        metrics.BOUNDARIES.labels(self.worker).inc()
+        own = np.array([self.cfg.shard_of(s) == self.shard for s in syms], dtype=bool)
+        if not own.all():
+            syms = [s for s, o in zip(syms, own, strict=True) if o]
+            vals, last = vals[own], last[own]
+        if not syms:
+            return 0
+        book = np.array([self.mid.get(s, (np.nan, np.nan)) for s in syms], dtype=np.float64)
+        market = np.column_stack([(book[:, 0] + book[:, 1]) / 2, book[:, 1] - book[:, 0]])
+        vectors = np.hstack([vals, market])
+        t0 = time.perf_counter()
+        write_vectors(self.r, self.cfg.feast_project, VECTOR_VIEW, VECTOR_FEATURE, syms, vectors, b)
+        metrics.ONLINE_WRITE.labels(VECTOR_VIEW).observe(time.perf_counter() - t0)
+        new = set(syms) - self._universe
+        pipe = self.r.pipeline(transaction=False)
+        if new:
+            pipe.sadd(self.cfg.key("universe"), *sorted(new))
+            self._universe |= new
+        pipe.xadd(
+            self.cfg.key("boundaries"),
+            {
+                "shard": self.shard,
+                "b": b,
+                "close_wall": close_wall_ns,
+                "done_wall": time.time_ns(),
+                "rows": len(syms),
+            },
+            maxlen=10_000,
+            approximate=True,
+        )
+        pipe.execute()
+        if self.cfg.write_feature_view:
+            t0 = time.perf_counter()
+            pit = np.column_stack([np.full(len(syms), b, np.int64), last]).astype(np.float64)
+            write_rows(self.r, self.layout, syms, np.hstack([vals, pit]), b)
+            metrics.ONLINE_WRITE.labels(FEATURE_VIEW).observe(time.perf_counter() - t0)
+        self._log_rows(b, syms, vals, last)
+        return len(syms)
+
+    def _log_rows(self, b: int, syms: list[str], vals: np.ndarray, last: np.ndarray) -> None:
+        day = local_day(self.fc, b)
+        folder = self.log_dir / f"date={day.isoformat()}" / f"shard={self.shard}"
+        folder.mkdir(parents=True, exist_ok=True)
+        frame = pd.DataFrame(vals, columns=self.names)
+        frame.insert(0, "symbol", syms)
+        frame.insert(1, "event_timestamp", pd.to_datetime(np.full(len(syms), b), utc=True))
+        frame["last_tick_ts"] = pd.to_datetime(last, utc=True)
+        frame["logged_at"] = pd.Timestamp.now(tz="UTC")
+        path = folder / f"{b}.parquet"
+        tmp = path.with_suffix(".tmp")
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+        tmp.replace(path)
+
+
+def run_materializer(
+    config: LiveConfig,
+    shards: list[int],
+    stop: threading.Event,
+    feature_config: FeatureConfig | None = None,
+    consumer_name: str | None = None,
+    log_dir: str | Path | None = None,
+) -> dict[int, ShardMaterializer]:
+    """Consume ``shards`` until ``stop`` is set; checkpoint and acknowledge before returning.
+
+    Redis unavailable: the worker logs it, counts it, backs off and resumes from its pending
+    entries (the in-memory state is kept; the (symbol, seq) filter drops what was applied).
+    """
+    name = consumer_name or "mat-" + "-".join(map(str, shards))
+    client = redis.Redis.from_url(config.redis_url)
+    mats = {s: ShardMaterializer(config, s, client, feature_config, log_dir) for s in shards}
+    # own pending entries are normal between checkpoints: claim only a long-dead consumer's
+    consumer = BusConsumer(client, config, "materializer", name, shards, claim_idle_ms=300_000)
+    backoff = 0.1
+    down = False
+    while not stop.is_set():
+        try:
+            entries = consumer.read()
+            for e in entries:
+                mats[e.shard].process(e, consumer)
+            if not entries:  # idle: acknowledge what the state already covers
+                for m in mats.values():
+                    if m.unacked:
+                        m.checkpoint(consumer)
+            if down:
+                log.info("redis reachable again", extra={"worker": name})
+                metrics.DEPENDENCY_UP.labels(name, "redis").set(1)
+                down = False
+            backoff = 0.1
+            for s, lag in consumer.lag().items():
+                metrics.LAG.labels(name, str(s)).set(lag)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            metrics.ERRORS.labels(name, "redis").inc()
+            metrics.DEPENDENCY_UP.labels(name, "redis").set(0)
+            log.warning(
+                "redis unavailable, retrying", extra={"error": str(exc), "backoff_s": backoff}
+            )
+            down = True
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 5.0)
+            consumer._restart()  # re-read our pending entries: the filters drop repeats
+    for m in mats.values():
+        try:
+            m.checkpoint(consumer)
+        except redis.RedisError as exc:
+            log.error("final checkpoint failed", extra={"shard": m.shard, "error": str(exc)})
+    return mats

@@ -1,0 +1,170 @@
+"""Replay a day through the whole live path (feed -> bus -> materializers -> scorer, writer).
+
+Used by ``tickml live replay``, the demo, the end-to-end tests and the tick-to-signal
+benchmark. Workers are real processes (``python -m live <role>``) under the supervisor; the
+feed runs in lockstep by default (see :mod:`live.feedrunner`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import redis
+
+from live.config import LiveConfig
+from live.supervisor import Child, Supervisor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReplaySpec:
+    source: str = "simulator"
+    ticks: str | None = None
+    day: str | None = None
+    symbols: tuple[str, ...] | None = None
+    speed: float | None = None
+    max_seconds: float | None = None
+    lockstep: bool = True
+    config: str | None = None
+    registry: str = "work/registry"
+    materializers: int | None = None
+    sim_symbols: int = 8
+    signal_strength: float = 0.0
+    seed: int = 7
+    url: str | None = None  # binance websocket URL (source "binance")
+
+
+def children(cfg: LiveConfig, spec: ReplaySpec, env: dict[str, str]) -> list[Child]:
+    common = ["--shards", str(cfg.shards)]
+    if spec.config:
+        common += ["--config", spec.config]
+    m = max(1, min(spec.materializers or cfg.shards, cfg.shards))
+    kids = [
+        Child(
+            f"materializer-{i}",
+            [
+                "materializer",
+                *common,
+                "--consumer",
+                f"mat-{i}",
+                "--own",
+                *[str(s) for s in range(cfg.shards) if s % m == i],
+            ],
+            env=env,
+        )
+        for i in range(m)
+    ]
+    kids.append(Child("scorer", ["scorer", *common, "--registry", spec.registry], env=env))
+    if cfg.pg_url:
+        kids.append(Child("writer", ["writer", *common], env=env))
+    feed = ["feed", *common, "--source", spec.source]
+    for flag in (
+        "ticks",
+        "day",
+        "speed",
+        "max_seconds",
+        "sim_symbols",
+        "signal_strength",
+        "seed",
+        "url",
+    ):
+        v = getattr(spec, flag)
+        if v is not None:
+            feed += [f"--{flag.replace('_', '-')}", str(v)]
+    if spec.symbols:
+        feed += ["--symbols", *spec.symbols]
+    if spec.lockstep:
+        feed.append("--lockstep")
+    kids.append(Child("feed", feed, restart_on_success=False, env=env))
+    return kids
+
+
+def drained(cfg: LiveConfig, client: redis.Redis) -> bool:
+    """True when every consumer group consumed and acknowledged every bus entry and the scorer
+    scored the newest boundary that had rows."""
+    for s in range(cfg.shards):
+        try:
+            groups = client.xinfo_groups(cfg.stream(s))
+        except redis.ResponseError:
+            continue
+        for g in groups:
+            if int(g.get("pending", 0)) or int(g.get("lag") or 0):
+                return False
+    rows = [
+        int(v) for k, v in client.hgetall(cfg.key("progress")).items() if k.startswith(b"rows:")
+    ]
+    last = client.get(cfg.key("scorer", "last"))
+    return not rows or (last is not None and int(last) >= max(rows))
+
+
+def clear(cfg: LiveConfig, client: redis.Redis) -> int:
+    """Delete every key of the live prefix (bus, checkpoints, progress, signals, state)."""
+    n = 0
+    for key in client.scan_iter(match=f"{cfg.prefix}:*", count=1000):
+        n += int(client.unlink(key))
+    return n
+
+
+def replay(
+    cfg: LiveConfig, spec: ReplaySpec, timeout_s: float = 600.0, fresh: bool = True
+) -> dict[str, Any]:
+    """Run the live path on ``spec`` until the feed finished and everything drained.
+
+    ``fresh``: start from an empty bus and no checkpoints (deletes the prefix's keys)."""
+    env = {
+        "TICKML_REDIS_URL": cfg.redis_url,
+        "TICKML_LOG_LEVEL": os.environ.get("TICKML_LOG_LEVEL", "WARNING"),
+    }
+    if cfg.pg_url:
+        env["TICKML_PG_URL"] = cfg.pg_url
+    client = redis.Redis.from_url(cfg.redis_url)
+    if fresh:
+        clear(cfg, client)
+    sup = Supervisor(children(cfg, spec, env))
+    t0 = time.perf_counter()
+    th = threading.Thread(target=sup.run, kwargs={"until_feed_done": False}, daemon=True)
+    th.start()
+    feed = next(c for c in sup.children if c.name == "feed")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        if feed.finished and drained(cfg, client):
+            break
+    else:
+        log.error("replay did not drain before the timeout")
+    sup.stop.set()
+    th.join(60)
+    out = summary(cfg, client)
+    out["wall_s"] = round(time.perf_counter() - t0, 2)
+    out["restarts"] = {c.name: c.restarts for c in sup.children if c.restarts}
+    return out
+
+
+def summary(cfg: LiveConfig, client: redis.Redis) -> dict[str, Any]:
+    """Latency percentiles and signal counts from the scorer's per-boundary records."""
+    entries = client.xrange(cfg.key("signals", "boundaries"))
+    lat = np.array([float(f[b"latency_ms"]) for _, f in entries])
+    scored = sum(int(f[b"scored"]) for _, f in entries)
+    act = sum(int(f[b"actionable"]) for _, f in entries)
+
+    def pct(q: float) -> float | None:
+        return round(float(np.percentile(lat, q)), 3) if lat.size else None
+
+    return {
+        "boundaries": len(entries),
+        "rows_scored": scored,
+        "signals": act,
+        "close_to_signal_ms": {
+            "p50": pct(50),
+            "p90": pct(90),
+            "p99": pct(99),
+            "max": round(float(lat.max()), 3) if lat.size else None,
+        },
+    }

@@ -1,0 +1,177 @@
+"""PostgreSQL sinks of the scorer: signals and paper-ledger fills (batched COPY, idempotent).
+
+PostgreSQL unavailable: rows wait in a bounded in-memory buffer and go out with the next
+successful write; the scorer never blocks on the database (signals already left on Redis).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import psycopg
+
+from live import metrics
+
+if TYPE_CHECKING:
+    from live.scorer import Scored
+
+log = logging.getLogger(__name__)
+
+DDL = """
+CREATE TABLE IF NOT EXISTS live_signals (
+    symbol text NOT NULL,
+    event_timestamp timestamptz NOT NULL,
+    model_version text NOT NULL DEFAULT '',
+    p_short double precision[],
+    p_long double precision[],
+    score double precision,
+    long_score double precision,
+    decision text NOT NULL,
+    gate text NOT NULL,
+    feature_ts timestamptz,
+    latency_ms double precision,
+    written_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (symbol, event_timestamp, model_version)
+);
+CREATE TABLE IF NOT EXISTS paper_fills (
+    symbol text NOT NULL,
+    side text NOT NULL,
+    open_ts timestamptz NOT NULL,
+    open_px double precision NOT NULL,
+    close_ts timestamptz NOT NULL,
+    close_px double precision NOT NULL,
+    pnl_bps double precision NOT NULL,
+    model_version text NOT NULL DEFAULT '',
+    PRIMARY KEY (symbol, open_ts)
+);
+"""
+
+_SIG_COLS = (
+    "symbol",
+    "event_timestamp",
+    "model_version",
+    "p_short",
+    "p_long",
+    "score",
+    "long_score",
+    "decision",
+    "gate",
+    "feature_ts",
+    "latency_ms",
+)
+_FILL_COLS = (
+    "symbol",
+    "side",
+    "open_ts",
+    "open_px",
+    "close_ts",
+    "close_px",
+    "pnl_bps",
+    "model_version",
+)
+
+
+def _f(v: float) -> float | None:
+    return None if not np.isfinite(v) else float(v)
+
+
+def _ts(ns: int) -> Any:
+    import pandas as pd
+
+    return pd.Timestamp(int(ns), tz="UTC").to_pydatetime()
+
+
+class SignalStore:
+    def __init__(self, url: str, buffer_rows: int = 1_000_000) -> None:
+        self.url = url
+        self._conn: psycopg.Connection | None = None
+        self._pending: dict[str, deque[tuple]] = {
+            "live_signals": deque(maxlen=buffer_rows),
+            "paper_fills": deque(maxlen=buffer_rows),
+        }
+
+    def _ready(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.url, connect_timeout=3)
+            with self._conn.transaction():
+                self._conn.execute(DDL)
+        return self._conn
+
+    def close(self) -> None:
+        self.flush()
+        if self._conn is not None:
+            self._conn.close()
+
+    def write(self, res: Scored) -> None:
+        d = res.decisions
+        names, gates = d.decision_names, d.gate_names
+        ts = _ts(res.boundary_ns)
+        version = res.model_version or ""
+        rows = self._pending["live_signals"]
+        for i, s in enumerate(res.symbols):
+            fts = int(res.feature_ts[i])
+            rows.append(
+                (
+                    s,
+                    ts,
+                    version,
+                    [_f(v) for v in res.p_short[i]],
+                    [_f(v) for v in res.p_long[i]],
+                    _f(d.score[i]),
+                    _f(d.long_score[i]),
+                    str(names[i]),
+                    str(gates[i]),
+                    _ts(fts) if fts >= 0 else None,
+                    res.latency_s * 1e3,
+                )
+            )
+        self.flush()
+
+    def write_fills(self, fills: list[tuple]) -> None:
+        self._pending["paper_fills"].extend(fills)
+        self.flush()
+
+    def flush(self) -> bool:
+        """Send buffered rows; False (rows kept) when PostgreSQL is unavailable."""
+        if not any(self._pending.values()):
+            return True
+        try:
+            conn = self._ready()
+            with conn.transaction(), conn.cursor() as cur:
+                for table, cols in (("live_signals", _SIG_COLS), ("paper_fills", _FILL_COLS)):
+                    rows = self._pending[table]
+                    if not rows:
+                        continue
+                    cur.execute(
+                        f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} "
+                        f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                    )
+                    collist = ", ".join(cols)
+                    with cur.copy(f"COPY stage_{table} ({collist}) FROM STDIN") as cp:
+                        for row in rows:
+                            cp.write_row(row)
+                    cur.execute(
+                        f"INSERT INTO {table} ({collist}) SELECT {collist} "
+                        f"FROM stage_{table} ON CONFLICT DO NOTHING"
+                    )
+            for rows in self._pending.values():
+                rows.clear()
+            metrics.DEPENDENCY_UP.labels("scorer", "postgres").set(1)
+            return True
+        except psycopg.Error as exc:
+            metrics.ERRORS.labels("scorer", "postgres").inc()
+            metrics.DEPENDENCY_UP.labels("scorer", "postgres").set(0)
+            log.warning(
+                "postgres unavailable; signals buffered",
+                extra={
+                    "error": str(exc).splitlines()[0] if str(exc) else "",
+                    "buffered": sum(len(r) for r in self._pending.values()),
+                },
+            )
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+            return False

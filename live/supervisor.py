@@ -1,0 +1,94 @@
+"""Supervisor: runs the live workers as child processes and restarts the ones that die.
+
+Each worker is ``python -m live <role> ...``. SIGTERM/SIGINT to the supervisor is forwarded to
+every child (each flushes, acknowledges and exits), then the supervisor exits. A child that
+exits non-zero (or is killed) is restarted with a growing delay; the feed is not restarted
+once it finished its replay (exit 0).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    restart_on_success: bool = True
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    finished: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> None:
+        env = {**os.environ, **self.env}
+        self.proc = subprocess.Popen([sys.executable, "-m", "live", *self.argv], env=env)
+        log.info("started", extra={"child": self.name, "pid": self.proc.pid})
+
+
+class Supervisor:
+    def __init__(self, children: list[Child], max_delay_s: float = 10.0) -> None:
+        self.children = children
+        self.max_delay_s = max_delay_s
+        self.stop = threading.Event()
+
+    def install_signals(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop.set())
+
+    def run(self, until_feed_done: bool = False, poll_s: float = 0.2) -> int:
+        for c in self.children:
+            c.start()
+        while not self.stop.is_set():
+            now = time.monotonic()
+            for c in self.children:
+                if c.finished or c.proc is None:
+                    if not c.finished and now >= c.next_start:
+                        c.start()
+                    continue
+                rc = c.proc.poll()
+                if rc is None:
+                    continue
+                if rc == 0 and not c.restart_on_success:
+                    log.info("finished", extra={"child": c.name})
+                    c.finished = True
+                    continue
+                c.restarts += 1
+                delay = min(self.max_delay_s, 0.5 * 2 ** min(c.restarts, 5))
+                log.warning(
+                    "child exited; restarting", extra={"child": c.name, "rc": rc, "delay_s": delay}
+                )
+                c.proc, c.next_start = None, now + delay
+            if until_feed_done and all(
+                c.finished for c in self.children if not c.restart_on_success
+            ):
+                break
+            self.stop.wait(poll_s)
+        return self.shutdown()
+
+    def shutdown(self, timeout_s: float = 30.0) -> int:
+        live = [c for c in self.children if c.proc is not None and c.proc.poll() is None]
+        for c in live:
+            c.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        rc = 0
+        deadline = time.monotonic() + timeout_s
+        for c in live:
+            try:
+                c.proc.wait(max(0.1, deadline - time.monotonic()))  # type: ignore[union-attr]
+            except subprocess.TimeoutExpired:
+                log.error("child ignored SIGTERM; killing", extra={"child": c.name})
+                c.proc.kill()  # type: ignore[union-attr]
+                rc = 1
+        log.info("supervisor stopped")
+        return rc
