@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import redis
-from live.online import read_vectors
+from _netproxy import TcpProxy
 
 from live.bus import TickBus
 from live.config import LiveConfig
 from live.feeds import Clock, ReplayFeed
+from live.online import read_vectors
 from live.replay import drained
-from tests._netproxy import TcpProxy
 from tickml.features import FeatureConfig, compute_features, feature_names
 from tickml.simulator import SimConfig, simulate_day
 
