@@ -86,6 +86,7 @@ class ShardMaterializer:
             config.feast_project,
             FEATURE_VIEW,
             [*self.names, *PIT_COLUMNS],
+            dtypes=dict.fromkeys(PIT_COLUMNS, "int64"),
         )
         root = Path(
             log_dir
@@ -244,8 +245,9 @@ class ShardMaterializer:
         pipe.execute()
         if self.cfg.write_feature_view:
             t0 = time.perf_counter()
-            pit = np.column_stack([np.full(len(syms), b, np.int64), last]).astype(np.float64)
-            write_rows(self.r, self.layout, syms, np.hstack([vals, pit]), b)
+            pad = np.full((len(syms), len(PIT_COLUMNS)), np.nan)
+            pit = {"row_event_ns": np.full(len(syms), b, np.int64), "last_tick_ns": last}
+            write_rows(self.r, self.layout, syms, np.hstack([vals, pad]), b, int_columns=pit)
             metrics.ONLINE_WRITE.labels(FEATURE_VIEW).observe(time.perf_counter() - t0)
         self._log_rows(b, syms, vals, last)
         return len(syms)
