@@ -479,15 +479,18 @@ class BusConsumer:
 
 
 class SeqDedup:
-    """Exactly-once by ``(symbol, seq)``: per symbol the highest seq applied so far.
+    """Exactly-once by ``(symbol, seq)``: per symbol the newest ``(ts, seq)`` applied so far.
 
-    A symbol's ticks travel through one shard stream in source order with strictly increasing
-    ``seq``, so a tick whose seq is not above everything applied before (earlier batches and
-    earlier ticks of the same batch) is a repeat.
+    Feeds publish each symbol's ticks in ``(ts, seq)`` order (the order the feature engine needs)
+    and a symbol's ticks travel through one shard stream in that order, so a tick whose
+    ``(ts, seq)`` is not above everything applied before (earlier batches, earlier ticks of the
+    same batch) is a repeat. ``seq`` alone is not monotone in time for every source (Binance's
+    follows arrival order and steps back against exchange time now and then), so the mark is
+    the pair, compared lexicographically.
     """
 
-    def __init__(self, max_seq: dict[str, int] | None = None) -> None:
-        self.max_seq: dict[str, int] = dict(max_seq or {})
+    def __init__(self, mark: dict[str, tuple[int, int]] | None = None) -> None:
+        self.mark: dict[str, tuple[int, int]] = dict(mark or {})
 
     def filter(self, batch: TickBatch) -> np.ndarray:
         """Mask of the ticks of ``batch`` not seen before; records them as seen."""
@@ -495,13 +498,21 @@ class SeqDedup:
         if n == 0:
             return np.zeros(0, dtype=bool)
         codes, uniques = pd.factorize(batch.symbols)
-        prev = np.fromiter(
-            (self.max_seq.get(u, _I64_MIN) for u in uniques), dtype=np.int64, count=len(uniques)
-        )
+        none = (_I64_MIN, _I64_MIN)
+        prev = [self.mark.get(u, none) for u in uniques]
         order = np.argsort(codes, kind="stable")
-        c, s = codes[order].astype(np.int64), batch.seq[order]
-        vals, rank = np.unique(s, return_inverse=True)
-        width = len(vals) + 1
+        c = codes[order].astype(np.int64)
+        # one dense lexicographic rank over the ticks' and the marks' (ts, seq) pairs
+        all_ts = np.r_[batch.ts[order], np.array([p[0] for p in prev], dtype=np.int64)]
+        all_sq = np.r_[batch.seq[order], np.array([p[1] for p in prev], dtype=np.int64)]
+        o = np.lexsort((all_sq, all_ts))
+        a_ts, a_sq = all_ts[o], all_sq[o]
+        first = np.r_[True, (a_ts[1:] != a_ts[:-1]) | (a_sq[1:] != a_sq[:-1])]
+        dense = np.cumsum(first) - 1
+        rank_all = np.empty(len(o), dtype=np.int64)
+        rank_all[o] = dense
+        rank, prank = rank_all[:n], rank_all[n:]
+        width = int(dense[-1]) + 2
         # per-symbol running max of (rank + 1) in one accumulate: groups are contiguous and
         # each group's keys lie above every key of the groups before it
         key = c * width + rank + 1
@@ -511,30 +522,34 @@ class SeqDedup:
         excl[0] = 0
         excl[1:] = acc[:-1] - c[1:] * width
         excl[start] = 0
-        keep_sorted = (s > prev[c]) & (rank + 1 > excl)
+        keep_sorted = (rank > prank[c]) & (rank + 1 > excl)
         keep = np.empty(n, dtype=bool)
         keep[order] = keep_sorted
         end = np.r_[start[1:], True]
-        top = vals[acc[end] - c[end] * width - 1]
-        for u, p, t in zip(uniques, prev[c[end]], top, strict=True):
+        top = acc[end] - c[end] * width - 1
+        pair_ts, pair_sq = a_ts[first], a_sq[first]
+        for u, p, t in zip(uniques[c[end]], prank[c[end]], top, strict=True):
             if t > p:
-                self.max_seq[u] = int(t)
+                self.mark[u] = (int(pair_ts[t]), int(pair_sq[t]))
         return keep
 
     def to_json(self) -> str:
-        return json.dumps({"version": 1, "max_seq": self.max_seq}, sort_keys=True)
+        return json.dumps({"version": 2, "mark": self.mark}, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> SeqDedup:
         data = json.loads(text)
-        state = data.get("max_seq") if isinstance(data, dict) else None
+        state = data.get("mark") if isinstance(data, dict) else None
         if (
-            data.get("version") != 1
+            data.get("version") != 2
             or not isinstance(state, dict)
             or not all(
-                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+                isinstance(k, str)
+                and isinstance(v, list)
+                and len(v) == 2
+                and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
                 for k, v in state.items()
             )
         ):
-            raise ValueError("not a SeqDedup checkpoint (version 1, max_seq {symbol: int})")
-        return cls(state)
+            raise ValueError("not a SeqDedup checkpoint (version 2, mark {symbol: [ts, seq]})")
+        return cls({k: (v[0], v[1]) for k, v in state.items()})

@@ -218,6 +218,7 @@ class ShardMaterializer:
             syms = [s for s, o in zip(syms, own, strict=True) if o]
             vals, last = vals[own], last[own]
         if not syms:
+            self._announce(b, close_wall_ns, 0)
             return 0
         book = np.array([self.mid.get(s, (np.nan, np.nan)) for s in syms], dtype=np.float64)
         market = np.column_stack([(book[:, 0] + book[:, 1]) / 2, book[:, 1] - book[:, 0]])
@@ -226,23 +227,10 @@ class ShardMaterializer:
         write_vectors(self.r, self.cfg.feast_project, VECTOR_VIEW, VECTOR_FEATURE, syms, vectors, b)
         metrics.ONLINE_WRITE.labels(VECTOR_VIEW).observe(time.perf_counter() - t0)
         new = set(syms) - self._universe
-        pipe = self.r.pipeline(transaction=False)
         if new:
-            pipe.sadd(self.cfg.key("universe"), *sorted(new))
+            self.r.sadd(self.cfg.key("universe"), *sorted(new))
             self._universe |= new
-        pipe.xadd(
-            self.cfg.key("boundaries"),
-            {
-                "shard": self.shard,
-                "b": b,
-                "close_wall": close_wall_ns,
-                "done_wall": time.time_ns(),
-                "rows": len(syms),
-            },
-            maxlen=10_000,
-            approximate=True,
-        )
-        pipe.execute()
+        self._announce(b, close_wall_ns, len(syms))
         if self.cfg.write_feature_view:
             t0 = time.perf_counter()
             pad = np.full((len(syms), len(PIT_COLUMNS)), np.nan)
@@ -251,6 +239,17 @@ class ShardMaterializer:
             metrics.ONLINE_WRITE.labels(FEATURE_VIEW).observe(time.perf_counter() - t0)
         self._log_rows(b, syms, vals, last)
         return len(syms)
+
+    def _announce(self, b: int, close_wall_ns: int, rows: int) -> None:
+        """Tell the scorer this shard finished boundary ``b`` (with 0 rows too: it waits for
+        every shard)."""
+        self.r.xadd(
+            self.cfg.key("boundaries"),
+            {"shard": self.shard, "b": b, "close_wall": close_wall_ns,
+             "done_wall": time.time_ns(), "rows": rows},
+            maxlen=100_000,
+            approximate=True,
+        )
 
     def _log_rows(self, b: int, syms: list[str], vals: np.ndarray, last: np.ndarray) -> None:
         day = local_day(self.fc, b)

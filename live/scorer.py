@@ -239,7 +239,7 @@ def run_scorer(
     """Follow the boundary announcements until ``stop``; score each boundary once."""
     scorer: Scorer | None = None
     last_id = b"0-0"  # the announcements stream is capped; done boundaries are skipped
-    seen: dict[int, set[int]] = {}
+    seen: dict[int, dict[int, int]] = {}  # boundary -> shard -> rows
     first_wall: dict[int, tuple[float, int]] = {}
     done = -1
     backoff = 0.1
@@ -255,19 +255,20 @@ def run_scorer(
                     b = int(f[b"b"])
                     if b <= done:
                         continue
-                    seen.setdefault(b, set()).add(int(f[b"shard"]))
+                    seen.setdefault(b, {})[int(f[b"shard"])] = int(f[b"rows"])
                     first_wall.setdefault(b, (time.monotonic(), int(f[b"close_wall"])))
             for b in sorted(seen):
                 complete = len(seen[b]) >= config.shards
                 waited = time.monotonic() - first_wall[b][0] > config.boundary_wait_s
                 if not (complete or waited):
                     break
-                res = scorer.score(b, first_wall[b][1])
+                if sum(seen[b].values()):
+                    res = scorer.score(b, first_wall[b][1])
+                    if callable(on_scored):
+                        on_scored(res)
                 done = b
                 scorer.r.set(config.key("scorer", "last"), b)
                 del seen[b], first_wall[b]
-                if callable(on_scored):
-                    on_scored(res)
             backoff = 0.1
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             metrics.ERRORS.labels("scorer", "redis").inc()

@@ -204,13 +204,13 @@ def test_restart_under_the_same_name_rereads_pending_entries(r, cfg) -> None:
     assert total == len(ticks) + (cfg.shards - 1) * n_spy
 
 
-def _reference_dedup(symbols, seqs, state):
+def _reference_dedup(symbols, tss, seqs, state):
     keep = []
-    for s, q in zip(symbols, seqs, strict=True):
-        ok = q > state.get(s, -(2**63))
+    for s, t, q in zip(symbols, tss, seqs, strict=True):
+        ok = (int(t), int(q)) > state.get(s, (-(2**63), -(2**63)))
         keep.append(ok)
         if ok:
-            state[s] = q
+            state[s] = (int(t), int(q))
     return np.array(keep, dtype=bool)
 
 
@@ -221,6 +221,7 @@ def _reference_dedup(symbols, seqs, state):
         st.lists(
             st.tuples(
                 st.sampled_from(["A", "B", "C", "Ω"]),
+                st.integers(0, 3),
                 st.one_of(st.integers(-5, 30), st.sampled_from([-(2**63), 2**63 - 1])),
             ),
             max_size=40,
@@ -231,13 +232,14 @@ def _reference_dedup(symbols, seqs, state):
 def test_seq_dedup_matches_a_reference(batches) -> None:
     d, ref = SeqDedup(), {}
     for i, rows in enumerate(batches):
-        syms = np.array([s for s, _ in rows], dtype=object)
-        seqs = np.array([q for _, q in rows], dtype=np.int64)
-        b = TickBatch(syms, np.zeros(len(rows), np.int64), seqs, np.zeros((len(rows), 6)))
-        assert d.filter(b).tolist() == _reference_dedup(syms, seqs, ref).tolist()
+        syms = np.array([s for s, _, _ in rows], dtype=object)
+        tss = np.array([t for _, t, _ in rows], dtype=np.int64)
+        seqs = np.array([q for _, _, q in rows], dtype=np.int64)
+        b = TickBatch(syms, tss, seqs, np.zeros((len(rows), 6)))
+        assert d.filter(b).tolist() == _reference_dedup(syms, tss, seqs, ref).tolist()
         if i % 2:
             d = SeqDedup.from_json(d.to_json())  # checkpoint and restore mid-stream
-        assert d.max_seq == ref
+        assert d.mark == ref
 
 
 @pytest.mark.integration

@@ -21,10 +21,10 @@ import pandas as pd
 import psycopg
 import pytest
 import redis
-from live.online import read_vectors
 
 from live.config import LiveConfig
 from live.materializer import vector_columns
+from live.online import read_vectors
 from live.replay import ReplaySpec, replay
 from tickml.features import FeatureConfig, compute_features, feature_names
 from tickml.labels import CLASSES_3, CLASSES_5, make_labels
@@ -54,7 +54,7 @@ def train_champion(root: Path, ticks: pd.DataFrame, batch: pd.DataFrame) -> Mode
     """A small real champion (trained on this day: the test checks plumbing, not edge)."""
     labels = make_labels(ticks, batch[["symbol", "event_timestamp"]])
     ds = batch.merge(labels, on=["symbol", "event_timestamp"])
-    feats = feature_names(FeatureConfig())[:40] + ["spread_bps", "ret_b1"]
+    feats = list(dict.fromkeys(feature_names(FeatureConfig())[:40] + ["spread_bps", "ret_b1"]))
     cfg = TrainConfig(n_estimators=40, num_leaves=15, min_child_samples=10)
     half = len(ds) // 2
     models = {
@@ -138,8 +138,8 @@ def test_real_day_through_live_path(
     with psycopg.connect(fresh_pg_url) as conn:
         sig = pd.DataFrame(
             conn.execute(
-                "SELECT symbol, event_timestamp, feature_ts, p_short, p_long, score, decision, gate, "
-                "model_version FROM live_signals"
+                "SELECT symbol, event_timestamp, feature_ts, p_short, p_long, score, decision, "
+                "gate, model_version FROM live_signals"
             ).fetchall(),
             columns=[
                 "symbol",
