@@ -81,7 +81,7 @@ def _f(v: float) -> float | None:
 def _ts(ns: int) -> Any:
     import pandas as pd
 
-    return pd.Timestamp(int(ns), tz="UTC").to_pydatetime()
+    return pd.Timestamp(int(ns) // 1000 * 1000, tz="UTC").to_pydatetime()  # PG keeps us
 
 
 class SignalStore:
