@@ -13,9 +13,11 @@ import datetime as dt
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +56,13 @@ def _publish(cfg: LiveConfig, ticks: pd.DataFrame) -> None:
     client.set(cfg.key("scorer", "last"), 2**62)  # no scorer here: drained() ignores it
 
 
-def _start(redis_url: str, workdir: Path, log: Path) -> subprocess.Popen:
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(redis_url: str, workdir: Path, log: Path, *extra: str) -> subprocess.Popen:
     env = {
         **os.environ,
         "TICKML_REDIS_URL": redis_url,
@@ -73,6 +81,7 @@ def _start(redis_url: str, workdir: Path, log: Path) -> subprocess.Popen:
             "0",
             "--consumer",
             "mat-0",
+            *extra,
         ],
         env=env,
         stderr=log.open("ab"),
@@ -143,7 +152,10 @@ def test_redis_outage_is_ridden_out(
     db = redis_url.rsplit("/", 1)[1]
     with TcpProxy("127.0.0.1", 6379) as proxy:
         logf = tmp_path / "mat.log"
-        proc = _start(f"redis://127.0.0.1:{proxy.port}/{db}", tmp_path, logf)
+        port = _free_port()
+        proc = _start(
+            f"redis://127.0.0.1:{proxy.port}/{db}", tmp_path, logf, "--metrics-port", str(port)
+        )
         try:
             mid_day = int(pd.Timestamp(f"{DAY} 11:00", tz="America/New_York").value)
             _wait(lambda: _done(client, cfg) >= mid_day)
@@ -152,10 +164,19 @@ def test_redis_outage_is_ridden_out(
             assert proc.poll() is None, "the materializer died during the outage"
             proxy.resume()
             _wait(lambda: drained(cfg, client))
+            scrape = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) == 0
     lines = [json.loads(x) for x in logf.read_text().splitlines() if x.startswith("{")]
     assert any(r["msg"] == "redis unavailable, retrying" for r in lines)
     assert any(r["msg"] == "redis reachable again" for r in lines)
+    errors = [
+        ln
+        for ln in scrape.splitlines()
+        if ln.startswith('tickml_worker_errors_total{kind="redis",worker="mat-0"}')
+    ]
+    assert errors and float(errors[0].split()[-1]) >= 1
+    assert 'tickml_dependency_up{dependency="redis",worker="mat-0"} 1.0' in scrape
+    assert "tickml_ticks_total" in scrape and "tickml_online_write_seconds_bucket" in scrape
     _check_rows(tmp_path, day_ticks, client)
