@@ -245,8 +245,13 @@ class ShardMaterializer:
         every shard)."""
         self.r.xadd(
             self.cfg.key("boundaries"),
-            {"shard": self.shard, "b": b, "close_wall": close_wall_ns,
-             "done_wall": time.time_ns(), "rows": rows},
+            {
+                "shard": self.shard,
+                "b": b,
+                "close_wall": close_wall_ns,
+                "done_wall": time.time_ns(),
+                "rows": rows,
+            },
             maxlen=100_000,
             approximate=True,
         )
@@ -302,7 +307,8 @@ def run_materializer(
             backoff = 0.1
             for s, lag in consumer.lag().items():
                 metrics.LAG.labels(name, str(s)).set(lag)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
+            # ResponseError: e.g. the stream or group vanished (a flush); groups are recreated
             metrics.ERRORS.labels(name, "redis").inc()
             metrics.DEPENDENCY_UP.labels(name, "redis").set(0)
             log.warning(
