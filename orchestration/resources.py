@@ -153,6 +153,18 @@ def _source_from_env() -> TickSourceResource:
     )
 
 
+def feast_resource(env: str) -> FeastResource:
+    """The Feast store of a deployment: embedded (sqlite/file) locally; in prod Redis and the
+    SQL registry, their URLs from TICKML_REDIS_URL / TICKML_FEAST_REGISTRY_URL."""
+    if env == "prod":
+        return FeastResource(
+            env="prod",
+            redis_url=dg.EnvVar("TICKML_REDIS_URL"),
+            registry_url=dg.EnvVar("TICKML_FEAST_REGISTRY_URL"),
+        )
+    return FeastResource(env="local")
+
+
 def local_resources() -> dict[str, Any]:
     """Embedded defaults: lake under TICKML_WORKDIR, Postgres only if TICKML_PG_URL is set."""
     return {
@@ -161,7 +173,7 @@ def local_resources() -> dict[str, Any]:
         "tick_store": TickStoreResource(
             url=dg.EnvVar("TICKML_PG_URL") if os.environ.get("TICKML_PG_URL") else None
         ),
-        "feast": FeastResource(env="local"),
+        "feast": feast_resource("local"),
         "pipeline": PipelineConfigResource(path=os.environ.get("TICKML_CONFIG") or None),
         "registry": ModelRegistryResource(root=str(default_workdir() / "models")),
     }
@@ -173,11 +185,7 @@ def prod_resources() -> dict[str, Any]:
         "tick_source": _source_from_env(),
         "lake": LakeResource(root=str(default_workdir() / "lake")),
         "tick_store": TickStoreResource(url=dg.EnvVar("TICKML_PG_URL")),
-        "feast": FeastResource(
-            env="prod",
-            redis_url=dg.EnvVar("TICKML_REDIS_URL"),
-            registry_url=dg.EnvVar("TICKML_FEAST_REGISTRY_URL"),
-        ),
+        "feast": feast_resource("prod"),
         "pipeline": PipelineConfigResource(path=os.environ.get("TICKML_CONFIG") or None),
         "registry": ModelRegistryResource(root=str(default_workdir() / "models")),
     }

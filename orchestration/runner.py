@@ -16,12 +16,12 @@ from typing import Any
 import dagster as dg
 
 from orchestration.resources import (
-    FeastResource,
     LakeResource,
     ModelRegistryResource,
     PipelineConfigResource,
     TickSourceResource,
     TickStoreResource,
+    feast_resource,
 )
 
 
@@ -44,24 +44,25 @@ def build_resources(
     pg_url: str | None,
     config_path: str | None = None,
 ) -> dict[str, Any]:
-    # Feast's repo resolves its Parquet sources and local registry from the workdir
+    # Feast's repo resolves its Parquet sources and local registry from the workdir; with
+    # TICKML_ENV=prod the store is Redis + the SQL registry (URLs from the environment)
     os.environ["TICKML_WORKDIR"] = str(workdir)
     os.environ.pop("TICKML_FEAST_HOME", None)
     return {
         "tick_source": source,
         "lake": LakeResource(root=str(workdir / "lake")),
         "tick_store": TickStoreResource(url=pg_url),
-        "feast": FeastResource(env="local"),
+        "feast": feast_resource(os.environ.get("TICKML_ENV", "local")),
         "pipeline": PipelineConfigResource(path=config_path),
         "registry": ModelRegistryResource(root=str(workdir / "models")),
     }
 
 
 def _asset_defs(names: Sequence[str]) -> list[Any]:
-    from assets import features, ingestion, labels, training
+    from assets import champion, drift, features, ingestion, labels, training
 
     found = {}
-    for mod in (ingestion, features, labels, training):
+    for mod in (ingestion, features, labels, training, champion, drift):
         for obj in vars(mod).values():
             if isinstance(obj, dg.AssetsDefinition):
                 found[obj.key.to_user_string()] = obj
@@ -80,12 +81,17 @@ def materialize_days(
     log_level: str = "WARNING",
     assets: Sequence[str] = ("raw_ticks",),
     config_path: str | None = None,
+    op_config: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Materialize the daily ``assets`` for each day (one Dagster run per partition).
 
-    Returns per day the metadata of ``raw_ticks`` (or the first asset) plus ``checks`` (every
-    check's pass/fail, keyed ``check`` or ``asset.check`` for the later assets) and ``assets``
-    (each asset's metadata)."""
+    ``op_config``: run config of assets by name, e.g. ``{"drift_report": {...}}``. Returns per
+    day the metadata of ``raw_ticks`` (or the first asset) plus ``checks`` (every check's
+    pass/fail, keyed ``check`` or ``asset.check`` for the later assets) and ``assets`` (each
+    asset's metadata)."""
+    run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    if op_config:
+        run_config["ops"] = {name: {"config": cfg} for name, cfg in op_config.items()}
     selected = _asset_defs(assets)
     instance = prepare_instance(workdir)
     resources = build_resources(workdir, source, pg_url, config_path)
@@ -99,25 +105,32 @@ def materialize_days(
                 resources=resources,
                 instance=instance,
                 raise_on_error=True,
-                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+                run_config=run_config,
             )
         per_asset: dict[str, dict[str, Any]] = {}
         for ev in result.get_asset_materialization_events():
             mat = (
-                ev.step_materialization_data.materialization
-                if ev.is_step_materialization else None
+                ev.step_materialization_data.materialization if ev.is_step_materialization else None
             )
             if mat is not None:
                 key = mat.asset_key.to_user_string()
                 per_asset[key] = {k: v.value for k, v in mat.metadata.items()}
         first = assets[0]
         checks = {
-            (e.check_name if e.asset_key.to_user_string() == first
-             else f"{e.asset_key.to_user_string()}.{e.check_name}"): e.passed
+            (
+                e.check_name
+                if e.asset_key.to_user_string() == first
+                else f"{e.asset_key.to_user_string()}.{e.check_name}"
+            ): e.passed
             for e in result.get_asset_check_evaluations()
         }
-        row = {"day": day, "run_id": result.run_id, "checks": checks, "assets": per_asset,
-               **per_asset.get(first, {})}
+        row = {
+            "day": day,
+            "run_id": result.run_id,
+            "checks": checks,
+            "assets": per_asset,
+            **per_asset.get(first, {}),
+        }
         out.append(row)
         if on_day:
             on_day(day, row)
@@ -160,5 +173,10 @@ def materialize_once(
         for ev in result.get_step_failure_events()
         if ev.event_specific_data is not None and ev.event_specific_data.error is not None
     }
-    return {"run_id": result.run_id, "assets": per_asset, "checks": checks,
-            "success": result.success, "failures": failures}
+    return {
+        "run_id": result.run_id,
+        "assets": per_asset,
+        "checks": checks,
+        "success": result.success,
+        "failures": failures,
+    }

@@ -55,8 +55,9 @@ def default_status() -> dg.DefaultScheduleStatus:
     return dg.DefaultScheduleStatus.STOPPED
 
 
-def session_date(scheduled: dt.datetime, tz: str | None = None,
-                 close: dt.time | None = None) -> dt.date:
+def session_date(
+    scheduled: dt.datetime, tz: str | None = None, close: dt.time | None = None
+) -> dt.date:
     """The session that has most recently closed at ``scheduled`` (in the exchange's zone)."""
     zone = ZoneInfo(tz or schedule_tz())
     close = close or session_close()
@@ -71,8 +72,9 @@ def session_date(scheduled: dt.datetime, tz: str | None = None,
     cron_schedule=os.environ.get("TICKML_NIGHTLY_CRON", DEFAULT_NIGHTLY_CRON),
     execution_timezone=schedule_tz(),
     default_status=default_status(),
-    description="Nightly after the session close: ingest the day's ticks -> features -> labels "
-    "for the session date that just closed (one daily partition).",
+    description="Nightly after the session close, for the session date that just closed (one "
+    "daily partition): ingest the day's ticks -> features (and the last rows into the online "
+    "store) -> labels -> evaluate the champion -> drift report.",
 )
 def nightly_daily_job(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     scheduled = context.scheduled_execution_time

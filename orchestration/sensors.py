@@ -2,13 +2,13 @@
 
 ``drift_sensor`` reads the new materializations of ``drift_report`` (its cursor holds the last
 event's storage id and the time of the last retrain it requested). A report flagged ``retrain``
-(adversarial AUC, drifted share or IC past their thresholds, decided by the asset) requests
+(adversarial AUC, drifted share or the champion's recent out-of-sample IC past their
+thresholds, decided by the asset; a skipped report, no reference yet, is never flagged) requests
 ``retrain_job`` with ``run_key="drift-<partition>"`` (Dagster launches a run key once), unless
 a retrain was requested less than the cooldown ago (``TICKML_DRIFT_COOLDOWN_S``, default one
 day): one drift event gives one run. The challenger it trains reaches the champion only
 through the registry's blocking check in ``champion_model``.
 """
-
 
 import json
 import logging
@@ -90,6 +90,7 @@ def make_drift_sensor(
                     "tickml/drift_partition": partition,
                     "tickml/adversarial_auc": str(_meta_value(md, "adversarial_auc")),
                     "tickml/drifted_share": str(_meta_value(md, "drifted_share")),
+                    "tickml/recent_ic": str(_meta_value(md, "recent_ic")),
                 },
             )
         context.update_cursor(json.dumps({"storage_id": after, "last_retrain": last_retrain}))

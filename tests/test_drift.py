@@ -129,8 +129,9 @@ def test_evidently_report_extracts_per_column_drift(days, reference):
 
 @pytest.mark.slow
 def test_drift_summary_shifted_retrains_stable_does_not(days, reference):
-    stable = drift_summary(reference, days[STABLE_DAY], CFG, ref_scores=[0.1, 0.2, 0.3],
-                           cur_scores=[0.1, 0.25, 0.3])
+    stable = drift_summary(
+        reference, days[STABLE_DAY], CFG, ref_scores=[0.1, 0.2, 0.3], cur_scores=[0.1, 0.25, 0.3]
+    )
     shifted = drift_summary(reference, days[SHIFTED_DAY], CFG)
     json.dumps(stable)
     json.dumps(shifted)  # JSON-able
@@ -157,7 +158,6 @@ def test_drift_summary_shifted_retrains_stable_does_not(days, reference):
 @pytest.mark.integration
 def test_drift_report_asset_and_sensor(tmp_path, days):
     from assets.drift import drift_report
-    from orchestration.resources import LakeResource, PipelineConfigResource
     from orchestration.sensors import make_drift_sensor, retrain_job
 
     lake = tmp_path / "lake"
@@ -167,13 +167,21 @@ def test_drift_report_asset_and_sensor(tmp_path, days):
     home = tmp_path / "dagster_home"
     home.mkdir()
     instance = dg.DagsterInstance.local_temp(str(home))
-    resources = {"lake": LakeResource(root=str(lake)), "pipeline": PipelineConfigResource()}
-    run_config = {"ops": {"drift_report": {"config": {"evidently_max_columns": 40,
-                                                      "evidently_max_rows": 2000}}}}
+    resources = _resources(tmp_path)  # no champion: the reference is the days before
+    run_config = {
+        "ops": {
+            "drift_report": {"config": {"evidently_max_columns": 40, "evidently_max_rows": 2000}}
+        }
+    }
 
     def materialize(day: dt.date):
-        res = dg.materialize([drift_report], partition_key=day.isoformat(), instance=instance,
-                             resources=resources, run_config=run_config)
+        res = dg.materialize(
+            [drift_report],
+            partition_key=day.isoformat(),
+            instance=instance,
+            resources=resources,
+            run_config=run_config,
+        )
         assert res.success
         return res
 
@@ -193,7 +201,11 @@ def test_drift_report_asset_and_sensor(tmp_path, days):
     assert md["report"].value == str(html) and html.stat().st_size > 10_000
     saved = json.loads((tmp_path / "reports" / "drift" / f"{STABLE_DAY}.json").read_text())
     assert saved["reference_days"] == [d.isoformat() for d in REF_DAYS]
-    assert saved["current_source"] == "feature_table"
+    assert saved["reference"] == md["reference"].value == "prior_days"
+    assert "no champion" in saved["reference_note"] and saved["champion"] is None
+    assert saved["recent_source"] == md["recent_source"].value == "batch"
+    assert saved["recent_ic"] is None and saved["recent_ic_note"] == "no champion"
+    assert 0 < md["runtime_s"].value == pytest.approx(saved["timings"]["total_s"], abs=1e-3)
     assert "| feature | PSI |" in md["top_psi"].value
     requests, cursor = tick(None)
     assert requests == []
@@ -221,10 +233,53 @@ def test_drift_report_asset_and_sensor(tmp_path, days):
     assert len(requests) == 1 and requests[0].run_key == f"drift-{SHIFTED_DAY}"
 
 
+def _resources(tmp_path) -> dict:
+    from orchestration.resources import (
+        LakeResource,
+        ModelRegistryResource,
+        PipelineConfigResource,
+    )
+
+    return {
+        "lake": LakeResource(root=str(tmp_path / "lake")),
+        "pipeline": PipelineConfigResource(),
+        "registry": ModelRegistryResource(root=str(tmp_path / "models")),
+    }
+
+
+@pytest.mark.integration
+def test_first_day_without_reference_is_skipped_not_failed(tmp_path, days):
+    """The first day has no champion and no day before it: a skipped report (it used to fail,
+    which kept drift_report out of the nightly job), the check passes saying why, and the
+    drift sensor requests nothing."""
+    from assets.drift import drift_report
+    from orchestration.sensors import make_drift_sensor
+
+    FeatureTables(tmp_path / "lake").write_day(days[REF_DAYS[0]], REF_DAYS[0])
+    instance = dg.DagsterInstance.local_temp(str(tmp_path))
+    res = dg.materialize(
+        [drift_report],
+        partition_key=REF_DAYS[0].isoformat(),
+        instance=instance,
+        resources=_resources(tmp_path),
+    )
+    assert res.success
+    md = res.asset_materializations_for_node("drift_report")[0].metadata
+    assert md["status"].value == "skipped" and md["reference"].value == "none"
+    assert md["retrain"].value is False
+    assert "no reference yet" in md["reason"].value and "2024-01-08" in md["reason"].value
+    [check] = res.get_asset_check_evaluations()
+    assert check.passed and "no reference yet" in check.description
+    saved = json.loads((tmp_path / "reports" / "drift" / f"{REF_DAYS[0]}.json").read_text())
+    assert saved["status"] == "skipped" and saved["retrain"] is False
+    assert not (tmp_path / "reports" / "drift" / f"{REF_DAYS[0]}.html").exists()
+    data = make_drift_sensor().evaluate_tick(dg.build_sensor_context(instance=instance))
+    assert not data.run_requests and "none requiring a retrain" in data.skip_message
+
+
 @pytest.mark.integration
 def test_run_failure_sensor_reports_failed_drift_run(tmp_path, days, caplog):
     from assets.drift import drift_report
-    from orchestration.resources import LakeResource, PipelineConfigResource
     from orchestration.sensors import run_failure_sensor
 
     lake = tmp_path / "lake"
@@ -232,10 +287,14 @@ def test_run_failure_sensor_reports_failed_drift_run(tmp_path, days, caplog):
     home = tmp_path / "dagster_home"
     home.mkdir()
     instance = dg.DagsterInstance.local_temp(str(home))
-    # the first day has no reference window: the asset fails with a clear message
+    # a corrupted champion pointer: the asset fails with a clear message
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "champion.json").write_text("{not json")
     res = dg.materialize(
-        [drift_report], partition_key=REF_DAYS[0].isoformat(), instance=instance,
-        resources={"lake": LakeResource(root=str(lake)), "pipeline": PipelineConfigResource()},
+        [drift_report],
+        partition_key=REF_DAYS[1].isoformat(),
+        instance=instance,
+        resources=_resources(tmp_path),
         raise_on_error=False,
     )
     assert not res.success
@@ -251,4 +310,4 @@ def test_run_failure_sensor_reports_failed_drift_run(tmp_path, days, caplog):
         run_failure_sensor(ctx)
     text = caplog.text
     assert res.run_id in text and "FAILED" in text
-    assert "step drift_report" in text and "no feature-table day before 2024-01-08" in text
+    assert "step drift_report" in text and "champion.json is corrupted" in text

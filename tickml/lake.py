@@ -23,7 +23,7 @@ from tickml.schema import TICK_SCHEMA, empty_quarantine, empty_ticks, ticks_to_a
 
 
 def _safe_symbol(symbol: str) -> str:
-    bad = set('/\\\0') | {".."}
+    bad = set("/\\\0") | {".."}
     if not symbol or any(ch in symbol for ch in bad) or symbol in {".", ".."}:
         raise ValueError(f"symbol {symbol!r} cannot be used as a lake partition name")
     return symbol
@@ -174,3 +174,39 @@ class LabelTables(DayTables):
     """Label tables (both horizons) keyed by (symbol, event_timestamp)."""
 
     kind = "labels"
+
+
+ONLINE_LOG = "online_log"
+
+
+def online_log_dir(root: str | os.PathLike[str], day: dt.date) -> Path:
+    """``ROOT/online_log/date=YYYY-MM-DD``: the live materializer's log of one day."""
+    return Path(root) / ONLINE_LOG / f"date={day.isoformat()}"
+
+
+def online_log_files(root: str | os.PathLike[str], day: dt.date) -> list[Path]:
+    """The day's log files, every shard (``shard=S/<boundary_ns>.parquet``), sorted."""
+    return sorted(online_log_dir(root, day).glob("shard=*/*.parquet"))
+
+
+def read_online_log(root: str | os.PathLike[str], day: dt.date) -> pd.DataFrame:
+    """Every feature row the live materializer pushed online on ``day`` (all shards).
+
+    Files are ``ROOT/online_log/date=D/shard=S/<boundary_ns>.parquet`` with ``symbol``,
+    ``event_timestamp`` (UTC), one float64 column per feature, ``last_tick_ts`` and
+    ``logged_at``. A row logged twice (a boundary replayed after a restart) is kept once, the
+    latest ``logged_at``. Sorted by (event_timestamp, symbol). No log: an empty frame.
+    """
+    import pyarrow.dataset as pads
+
+    files = online_log_files(root, day)
+    if not files:
+        return pd.DataFrame()
+    frame = pads.dataset([str(f) for f in files], format="parquet").to_table().to_pandas()
+    for col in ("event_timestamp", "last_tick_ts", "logged_at"):
+        if col in frame.columns:
+            frame[col] = pd.to_datetime(frame[col], utc=True).astype("datetime64[ns, UTC]")
+    if "logged_at" in frame.columns:
+        frame = frame.sort_values("logged_at", kind="stable")
+    frame = frame.drop_duplicates(["symbol", "event_timestamp"], keep="last")
+    return frame.sort_values(["event_timestamp", "symbol"], kind="stable").reset_index(drop=True)

@@ -1,0 +1,87 @@
+"""Monitoring: ``champion_evaluation``, the champion's out-of-sample IC on each new day.
+
+Scores the day's recent window (features as pushed online when logged, else the batch table;
+``tickml.monitoring``) with the champion's short model, ``P(UP) - P(DOWN)``, and correlates it
+(Spearman) with the day's ``fwd_return_short`` labels over the rows after the champion's
+training window. Writes ``<workdir>/reports/champion/<day>.json``; ``drift_report`` reads it
+and compares the IC with its ``min_ic`` threshold.
+"""
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from orchestration.partitions import daily
+from orchestration.resources import LakeResource, ModelRegistryResource
+from tickml.lake import LabelTables
+from tickml.monitoring import recent_ic, recent_window
+
+
+def evaluation_path(reports_dir: Path, day: dt.date) -> Path:
+    return reports_dir / "champion" / f"{day.isoformat()}.json"
+
+
+def read_evaluation(reports_dir: Path, day: dt.date) -> dict[str, Any] | None:
+    """The day's champion evaluation, None when it was not materialized."""
+    path = evaluation_path(reports_dir, day)
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def _float(value: Any) -> float:
+    return float(value) if value is not None and math.isfinite(value) else float("nan")
+
+
+@dg.asset(
+    partitions_def=daily,
+    deps=["tick_features", "labels"],
+    group_name="monitoring",
+    kinds={"lightgbm"},
+    description=(
+        "The champion evaluated on the new day: Spearman IC of its short-model score "
+        "P(UP)-P(DOWN) on the day's features (as pushed online when logged, else the batch "
+        "table) with the day's fwd_return_short, over rows after its training window only. "
+        "Skipped (status no_champion) while the registry has no champion."
+    ),
+)
+def champion_evaluation(
+    context: dg.AssetExecutionContext, lake: LakeResource, registry: ModelRegistryResource
+) -> dg.MaterializeResult:
+    day = dt.date.fromisoformat(context.partition_key)
+    reg = registry.registry()
+    version = reg.champion()
+    path = evaluation_path(lake.reports_dir(), day)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"day": day.isoformat(), "champion": version}
+    if version is None:
+        result.update(status="no_champion", ic=None)
+        context.log.info("no champion in the registry: nothing to evaluate on %s", day)
+    else:
+        champ = reg.load(version)
+        recent, source = recent_window(lake.root, day)
+        labels_ = LabelTables(lake.root)
+        labels = labels_.read_day(day) if labels_.has_day(day) else pd.DataFrame()
+        result.update(
+            status="ok",
+            recent_source=source,
+            **recent_ic(champ.short, champ.manifest, recent, labels),
+        )
+    path.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    return dg.MaterializeResult(
+        metadata={
+            "status": result["status"],
+            "champion": str(version),
+            "ic": dg.MetadataValue.float(_float(result.get("ic"))),
+            "n_out_of_sample": dg.MetadataValue.int(int(result.get("n_out_of_sample") or 0)),
+            "n_in_training_window": dg.MetadataValue.int(
+                int(result.get("n_in_training_window") or 0)
+            ),
+            "recent_source": str(result.get("recent_source", "none")),
+            "training_cutoff": str(result.get("cutoff")),
+            "path": dg.MetadataValue.path(str(path)),
+        }
+    )
