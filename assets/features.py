@@ -44,7 +44,9 @@ def disallowed_nans(features: pd.DataFrame, config: FeatureConfig) -> dict[str, 
     deps=["raw_ticks"],
     group_name="features",
     kinds={"parquet", "numba"},
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=5),
+    # one day per run: the asset reads context.partition_key (a day of ticks is seconds of work,
+    # so the run overhead is small, and a failed day fails alone)
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
     description=(
         "Batch feature table for one day: a row per symbol at each sampling close "
         "(event_timestamp), computed only from ticks with ts <= event_timestamp by the same "

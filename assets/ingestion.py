@@ -26,7 +26,9 @@ class IngestConfig(dg.Config):
     partitions_def=daily,
     group_name="ingestion",
     kinds={"parquet", "postgres"},
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=5),
+    # one day per run: the asset reads context.partition_key (a day of ticks is seconds of work,
+    # so the run overhead is small, and a failed day fails alone)
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
     description=(
         "One session day of canonical ticks (symbol, ts UTC, seq, top of book after the event, "
         "trade price/size), validated, written to the Parquet lake partitioned by date/symbol and "

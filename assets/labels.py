@@ -42,7 +42,9 @@ def class_balance(labels: pd.DataFrame) -> pd.DataFrame:
     deps=["raw_ticks", "tick_features"],
     group_name="labels",
     kinds={"parquet", "numba"},
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=5),
+    # one day per run: the asset reads context.partition_key (a day of ticks is seconds of work,
+    # so the run overhead is small, and a failed day fails alone)
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
     description=(
         "Triple-barrier labels for every feature row of the day: 5-class short horizon "
         "(UP/DOWN/FLAT/TRAP_UP/TRAP_DOWN) and 3-class long horizon, each with label_end (when it "
