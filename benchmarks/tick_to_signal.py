@@ -30,13 +30,16 @@ import redis
 DEFAULT_REDIS = "redis://127.0.0.1:6379/13"
 
 
-def _ticks(source: str, ticks: str | None, day: dt.date, symbols: list[str] | None) -> Any:
+def _ticks(
+    source: str, ticks: str | None, day: dt.date, symbols: list[str] | None, sim_symbols: int = 20
+) -> Any:
     from tickml.ingest import SourceSpec, load_day
 
     spec = SourceSpec(
         kind=source,
         path=Path(ticks) if ticks else None,
         symbols=tuple(symbols) if symbols else None,
+        sim={"n_symbols": sim_symbols},
     )
     return load_day(spec, day).ticks
 
@@ -47,7 +50,7 @@ def _champion(root: Path, day: dt.date) -> None:
     from tickml.models.registry import ModelRegistry
     from tickml.models.train import TrainConfig, train_model
 
-    t = _ticks("simulator", None, day, None)
+    t = _ticks("simulator", None, day, None, 20)
     f = compute_features(t, FeatureConfig())
     ds = f.merge(make_labels(t, f[["symbol", "event_timestamp"]]), on=["symbol", "event_timestamp"])
     feats = feature_names(FeatureConfig())
@@ -83,20 +86,26 @@ def throughput(redis_url: str, ticks: Any, workdir: str) -> dict[str, Any]:
         redis_url=redis_url, pg_url=None, shards=1, stream_maxlen=10_000_000, online_log_dir=workdir
     )
     bus = TickBus(client, cfg, leader=FeatureConfig().leader)
-    n = 0
+    n, last_clock = 0, -1
     for ev in ReplayFeed(ticks, FeatureConfig()):
         if hasattr(ev, "frame"):
             bus.publish(ev.frame)
             n += len(ev.frame)
         else:
             bus.publish_clock(ev.t_ns, ev.wall_ns)
+            last_clock = ev.t_ns
     client.set(cfg.key("scorer", "last"), 2**62)  # no scorer in this row
     stop = threading.Event()
     th = threading.Thread(target=run_materializer, args=(cfg, [0], stop), daemon=True)
     t0 = time.perf_counter()
     th.start()
-    while not drained(cfg, client):
-        time.sleep(0.01)
+
+    def done() -> int:
+        v = client.hget(cfg.key("progress"), "done:0")
+        return int(v) if v else -1
+
+    while done() < last_clock or not drained(cfg, client):
+        time.sleep(0.005)
     sec = time.perf_counter() - t0
     stop.set()
     th.join(30)
@@ -116,6 +125,7 @@ def run(
     ticks: str | None = None,
     day: str = "2024-03-05",
     symbols: list[str] | None = None,
+    sim_symbols: int = 20,
     shards: int = 2,
     materializers: int | None = None,
 ) -> list[dict[str, Any]]:
@@ -124,7 +134,7 @@ def run(
 
     redis_url = os.environ.get("TICKML_BENCH_REDIS_URL", DEFAULT_REDIS)
     d = dt.date.fromisoformat(day)
-    frame = _ticks(source, ticks, d, symbols)
+    frame = _ticks(source, ticks, d, symbols, sim_symbols)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         rows.append(throughput(redis_url, frame, tmp))
@@ -141,6 +151,7 @@ def run(
                 symbols=tuple(symbols) if symbols else None,
                 registry=str(Path(tmp) / "registry"),
                 materializers=materializers,
+                sim_symbols=sim_symbols,
             ),
         )
     lat = out["close_to_signal_ms"]

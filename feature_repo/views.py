@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from feast import FeatureView, Field
-from feast.types import Array, Float32, Float64, Int64
+from feast.types import Array, Float64, Int64
 
 from feature_repo.entities import symbol
 from feature_repo.sources import model_vector_push, tick_features_push
@@ -29,8 +29,9 @@ model_vector = FeatureView(
     name="model_vector",
     entities=[symbol],
     ttl=timedelta(minutes=30),
-    schema=[Field(name="vector", dtype=Array(Float32))],
+    schema=[Field(name="vector", dtype=Array(Float64))],
     source=model_vector_push,
     online=True,
-    description="The model's whole input vector per symbol, packed (live scoring reads this).",
+    description="The model's whole input vector per symbol, packed, float64 (the exact values "
+    "training saw: batch/live parity); live scoring reads this.",
 )

@@ -64,7 +64,10 @@ class LiveConfig(BaseModel):
         "scoring with what it has (missing shards are then stale)",
     )
     checkpoint_every: int = Field(
-        1, ge=1, description="materializer checkpoints its state every N boundaries"
+        5,
+        ge=1,
+        description="materializer checkpoints (state + offline log) every N boundaries with "
+        "rows; a restart re-reads the entries since, so recovery work is bounded by N intervals",
     )
     write_feature_view: bool = Field(
         True,

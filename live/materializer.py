@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import redis
@@ -81,6 +80,7 @@ class ShardMaterializer:
         self.last_done = -1  # newest boundary written
         self.mid: dict[str, tuple[float, float]] = {}  # symbol -> (bid, ask) of its last tick
         self.unacked: list[BusEntry] = []
+        self._logbuf: list[tuple] = []
         self.since_ckpt = 0
         self.layout = OnlineLayout(
             config.feast_project,
@@ -122,7 +122,8 @@ class ShardMaterializer:
         return True
 
     def checkpoint(self, consumer: BusConsumer) -> None:
-        """Store the state, then acknowledge every entry it covers."""
+        """Write the log, store the state, then acknowledge every entry it covers."""
+        self.flush_log()
         mapping = {
             "engine": self.engine.state_bytes(),
             "dedup": self.dedup.to_json(),
@@ -257,18 +258,35 @@ class ShardMaterializer:
         )
 
     def _log_rows(self, b: int, syms: list[str], vals: np.ndarray, last: np.ndarray) -> None:
-        day = local_day(self.fc, b)
-        folder = self.log_dir / f"date={day.isoformat()}" / f"shard={self.shard}"
-        folder.mkdir(parents=True, exist_ok=True)
-        frame = pd.DataFrame(vals, columns=self.names)
-        frame.insert(0, "symbol", syms)
-        frame.insert(1, "event_timestamp", pd.to_datetime(np.full(len(syms), b), utc=True))
-        frame["last_tick_ts"] = pd.to_datetime(last, utc=True)
-        frame["logged_at"] = pd.Timestamp.now(tz="UTC")
-        path = folder / f"{b}.parquet"
-        tmp = path.with_suffix(".tmp")
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
-        tmp.replace(path)
+        self._logbuf.append((b, syms, vals, last, time.time_ns()))
+
+    def flush_log(self) -> None:
+        """Write the buffered rows: one Parquet file per local day and flush, named by its
+        first and last boundary (a replay after a crash may write a boundary twice; readers
+        keep the latest ``logged_at``)."""
+        buf, self._logbuf = self._logbuf, []
+        by_day: dict[object, list] = {}
+        for item in buf:
+            by_day.setdefault(local_day(self.fc, item[0]), []).append(item)
+        for day, items in by_day.items():
+            folder = self.log_dir / f"date={day}" / f"shard={self.shard}"
+            folder.mkdir(parents=True, exist_ok=True)
+            vals = np.vstack([it[2] for it in items])
+            n = [len(it[1]) for it in items]
+            ts = pa.array(np.repeat([it[0] for it in items], n).astype(np.int64))
+            cols = {
+                "symbol": pa.array([s for it in items for s in it[1]], pa.string()),
+                "event_timestamp": ts.cast(pa.timestamp("ns", tz="UTC")),
+            }
+            for k, name in enumerate(self.names):
+                cols[name] = pa.array(vals[:, k])
+            stamp = pa.timestamp("ns", tz="UTC")
+            cols["last_tick_ts"] = pa.array(np.concatenate([it[3] for it in items])).cast(stamp)
+            cols["logged_at"] = pa.array(np.repeat([it[4] for it in items], n)).cast(stamp)
+            path = folder / f"{items[0][0]}-{items[-1][0]}.parquet"
+            tmp = path.with_suffix(".tmp")
+            pq.write_table(pa.table(cols), tmp)
+            tmp.replace(path)
 
 
 def run_materializer(

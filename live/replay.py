@@ -157,8 +157,17 @@ def summary(cfg: LiveConfig, client: redis.Redis) -> dict[str, Any]:
     def pct(q: float) -> float | None:
         return round(float(np.percentile(lat, q)), 3) if lat.size else None
 
+    parts = {}
+    for k in ("until_scorer_ms", "read_ms", "models_ms", "decide_ms"):
+        v = np.array([float(f[k.encode()]) for _, f in entries if k.encode() in f])
+        if v.size:
+            parts[k] = {
+                "p50": round(float(np.median(v)), 3),
+                "p99": round(float(np.percentile(v, 99)), 3),
+            }
     return {
         "boundaries": len(entries),
+        "parts": parts,
         "rows_scored": scored,
         "signals": act,
         "close_to_signal_ms": {

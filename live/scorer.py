@@ -144,11 +144,13 @@ class Scorer:
     def score(self, b: int, close_wall_ns: int | None = None) -> Scored:
         """Read, score, decide and publish boundary ``b`` (UTC ns)."""
         close_wall_ns = close_wall_ns or time.time_ns()
+        start_ns = time.time_ns()
         self.reload_models()
         syms = self.universe()
         t0 = time.perf_counter()
         x, ev = read_vectors(self.r, self.cfg.feast_project, VECTOR_VIEW, VECTOR_FEATURE, syms)
-        metrics.ONLINE_READ.observe(time.perf_counter() - t0)
+        t_read = time.perf_counter()
+        metrics.ONLINE_READ.observe(t_read - t0)
         if x.shape[1] != len(self.columns) and len(syms):
             raise ValueError(
                 f"model vectors hold {x.shape[1]} values, expected "
@@ -168,6 +170,7 @@ class Scorer:
             xm = x[ok][:, self._idx]
             ps[ok] = predict_proba(self.models.short, xm)
             pl[ok] = predict_proba(self.models.long, xm)
+        t_model = time.perf_counter()
         d = decide(
             self.dc,
             self.state,
@@ -179,7 +182,14 @@ class Scorer:
             recent_vol=rvol,
             feature_age=age,
         )
-        latency = self._publish(b, syms, d, close_wall_ns)
+        t_decide = time.perf_counter()
+        parts = {
+            "until_scorer_ms": (start_ns - close_wall_ns) / 1e6,
+            "read_ms": (t_read - t0) * 1e3,
+            "models_ms": (t_model - t_read) * 1e3,
+            "decide_ms": (t_decide - t_model) * 1e3,
+        }
+        latency = self._publish(b, syms, d, close_wall_ns, parts)
         for gate, count in d.gate_counts().items():
             metrics.GATES.labels(gate).inc(count)
         out = Scored(b, syms, d, ps, pl, ev, self.models.version if self.models else None, latency)
@@ -191,39 +201,41 @@ class Scorer:
             self.signals.write(out)
         return out
 
-    def _publish(self, b: int, syms: list[str], d: Decisions, close_wall_ns: int) -> float:
+    def _publish(
+        self, b: int, syms: list[str], d: Decisions, close_wall_ns: int, parts: dict[str, float]
+    ) -> float:
+        """Actionable signals to the stream (latency ends when they are sent), then the
+        boundary's record with the latency and its parts."""
         act = np.flatnonzero(d.decision != 0)
-        pipe = self.r.pipeline(transaction=False)
         names, gates = d.decision_names, d.gate_names
         version = self.models.version if self.models else ""
-        for i in act:
-            pipe.xadd(
-                self.cfg.key("signals"),
-                {
-                    "symbol": syms[i],
-                    "b": b,
-                    "decision": str(names[i]),
-                    "gate": str(gates[i]),
-                    "score": repr(float(d.score[i])),
-                    "model_version": version,
-                },
-                maxlen=100_000,
-                approximate=True,
-            )
+        if len(act):
+            pipe = self.r.pipeline(transaction=False)
+            for i in act:
+                pipe.xadd(
+                    self.cfg.key("signals"),
+                    {
+                        "symbol": syms[i],
+                        "b": b,
+                        "decision": str(names[i]),
+                        "gate": str(gates[i]),
+                        "score": repr(float(d.score[i])),
+                        "model_version": version,
+                    },
+                    maxlen=100_000,
+                    approximate=True,
+                )
+            pipe.execute()
         latency = (time.time_ns() - close_wall_ns) / 1e9
-        pipe.xadd(
-            self.cfg.key("signals", "boundaries"),
-            {
-                "b": b,
-                "scored": len(syms),
-                "actionable": len(act),
-                "latency_ms": f"{latency * 1e3:.3f}",
-                "model_version": version,
-            },
-            maxlen=10_000,
-            approximate=True,
-        )
-        pipe.execute()
+        record = {
+            "b": b,
+            "scored": len(syms),
+            "actionable": len(act),
+            "latency_ms": f"{latency * 1e3:.3f}",
+            "model_version": version,
+        }
+        record.update({k: f"{v:.3f}" for k, v in parts.items()})
+        self.r.xadd(self.cfg.key("signals", "boundaries"), record, maxlen=10_000, approximate=True)
         metrics.CLOSE_TO_SIGNAL.observe(latency)
         return latency
 

@@ -1,0 +1,483 @@
+"""Fast writer and reader of Feast's Redis online-store layout (Feast 0.67, entity key v3).
+
+Verified against ``feast/infra/online_stores/redis.py`` and ``feast/infra/key_encoding_utils.py``
+(and by tests/test_live_online.py, both directions, through a real FeatureStore):
+
+* one hash per entity; key = serialized entity key (u32le 1, u32le ValueType.STRING=2, u32le
+  len, join key, u32le 2, u32le len, value) + project name;
+* field = u32le murmur3_32 (seed 0) of ``"<view>:<feature>"``; value = serialized ValueProto:
+  double ``0x29`` + 8 bytes LE, int64 ``0x20`` + varint, double list ``0x7a`` len ``0x0a`` len +
+  packed LE doubles; a null (NaN scalar pushed through Feast) is an empty value ``b""``; NaN inside
+  a list stays a NaN double (Feast does the same);
+* ``_ts:<view>`` = serialized protobuf Timestamp (seconds, nanos). This writer keeps the
+  nanoseconds; Feast's own push truncates them to microseconds.
+
+Unlike Feast's push, the writers overwrite unconditionally (Feast skips a row that is not newer
+than the stored one); the materializer writes boundaries in time order.
+
+Hot path, :func:`read_vectors`: ``SORT_RO <list of the universe's entity keys> BY nosort GET
+*-><vector field> GET *->_ts:<view>``: Redis looks the hashes up in C and answers with one reply
+(the list is cached in Redis under ``<project>:online:universe:<digest>``, recreated when
+missing; Redis < 7, a cluster or an ACL refusing SORT_RO get one pipelined HMGET per key), then
+one join and one copy into numpy. Measured here (5,000 x 196 float64, 7.8 MB, interleaved, box
+loaded): SORT_RO fetch 27 ms vs pipelined HMGET 38 ms (client CPU per read 23 vs 33 ms with the
+decode); redis-py's own pipeline 94 ms; one EVALSHA of a Lua loop 56 ms (42 ms in Redis); floor,
+MGET of the same bytes as plain strings, 18 ms.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import struct
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import mmh3
+import numpy as np
+import redis
+
+_hiredis: Any
+try:  # the hot path parses replies with redis-py's hiredis reader directly (else: read_response)
+    from redis._parsers import hiredis as _hiredis
+except ImportError:  # pragma: no cover - another redis-py layout
+    _hiredis = None
+
+log = logging.getLogger(__name__)
+
+JOIN_KEY = "symbol"
+#: lifetime of the list of a universe's entity keys in Redis (recreated when missing; short so
+#: the lists of a universe that grows during the day do not pile up)
+UNIVERSE_TTL_S = 3_600
+_NO_SORT: weakref.WeakSet[redis.Redis] = weakref.WeakSet()  # clients that refused SORT_RO
+#: exact int64 values read back for a missing entity or a null field
+MISSING_INT = int(np.iinfo(np.int64).min)
+_DTYPES = ("float64", "int64")
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def entity_key(symbol: str, project: str, join_key: str = JOIN_KEY) -> bytes:
+    """Feast's Redis key of one string-keyed entity (entity_key_serialization_version 3)."""
+    k, v = join_key.encode(), symbol.encode()
+    return (
+        struct.pack("<III", 1, 2, len(k)) + k + struct.pack("<II", 2, len(v)) + v + project.encode()
+    )
+
+
+def field_key(view: str, feature: str) -> bytes:
+    """Hash field of one feature: u32le murmur3_32(seed 0) of ``view:feature``."""
+    return mmh3.hash(f"{view}:{feature}", signed=False).to_bytes(4, "little")
+
+
+def ts_field(view: str) -> bytes:
+    return f"_ts:{view}".encode()
+
+
+def _varint(x: int) -> bytes:
+    x &= (1 << 64) - 1  # int64 two's complement, as protobuf does
+    out = bytearray()
+    while x > 0x7F:
+        out.append((x & 0x7F) | 0x80)
+        x >>= 7
+    out.append(x)
+    return bytes(out)
+
+
+def _read_varint(b: bytes, i: int) -> tuple[int, int]:
+    x = shift = 0
+    while True:
+        c = b[i]
+        x |= (c & 0x7F) << shift
+        i += 1
+        if c < 0x80:
+            return x, i
+        shift += 7
+
+
+def timestamp_bytes(ns: int) -> bytes:
+    """Serialized protobuf Timestamp of ``ns`` (UTC ns since the epoch); zero fields omitted."""
+    sec, nanos = divmod(int(ns), 1_000_000_000)
+    return (b"\x08" + _varint(sec) if sec else b"") + (b"\x10" + _varint(nanos) if nanos else b"")
+
+
+def timestamp_ns(raw: bytes) -> int:
+    """Inverse of :func:`timestamp_bytes` (reads Feast's microsecond timestamps too)."""
+    sec = nanos = i = 0
+    while i < len(raw):
+        tag = raw[i]
+        v, i = _read_varint(raw, i + 1)
+        if tag not in (0x08, 0x10):
+            raise ValueError(f"not a protobuf Timestamp: {raw!r}")
+        v = v - (1 << 64) if v >= 1 << 63 else v
+        sec, nanos = (v, nanos) if tag == 0x08 else (sec, v)
+    return sec * 1_000_000_000 + nanos
+
+
+def _timestamps(raw: Sequence[bytes | None]) -> np.ndarray:
+    """int64 ns per stored ``_ts`` value; -1 where None (the entity has no row in the view).
+    Each distinct value is parsed once (a boundary's rows share one)."""
+    memo = {b: -1 if b is None else timestamp_ns(b) for b in set(raw)}
+    return np.fromiter(map(memo.__getitem__, raw), np.int64, len(raw))
+
+
+def _event_ts(event_ts_ns: np.ndarray | int, n: int) -> list[bytes]:
+    """One serialized Timestamp per row (encoded once per distinct time)."""
+    if np.ndim(event_ts_ns) == 0:
+        return [timestamp_bytes(int(event_ts_ns))] * n
+    ts = np.asarray(event_ts_ns, dtype=np.int64)
+    if ts.shape != (n,):
+        raise ValueError(f"event_ts_ns has shape {ts.shape}, expected ({n},)")
+    uniq, inv = np.unique(ts, return_inverse=True)
+    enc = [timestamp_bytes(int(u)) for u in uniq]
+    return [enc[i] for i in inv.tolist()]
+
+
+def tune_allocator(mmap_threshold: int = 1 << 26, trim_threshold: int = 1 << 28) -> bool:
+    """Keep glibc malloc from returning the megabytes of each read to the OS (and faulting them
+    in again at the next read): a read of 5,000 vectors allocates ~8 MB several times, and page
+    faults cost ~3 us per 4 KiB page here (measured: the bytes join 7.4 -> 2.9 ms, hiredis's
+    reply objects 8.7 -> 4.1 ms). Process-wide: for the scorer/materializer processes, called
+    once at start-up. False where the C library has no ``mallopt`` (not glibc)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, mmap_threshold)) and bool(
+        mallopt(m_trim_threshold, trim_threshold)
+    )
+
+
+def _bulk(b: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(b), b)
+
+
+def _check_client(client: redis.Redis) -> None:
+    if client.get_encoder().decode_responses:
+        raise ValueError("live.online needs a Redis client with decode_responses=False")
+
+
+def _roundtrip(client: redis.Redis, payload: bytes | list[Any], n: int) -> list[Any]:
+    """Send pre-packed RESP commands and return their ``n`` replies (the first error reply is
+    raised after all replies are read, so the connection stays in sync)."""
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command(payload if isinstance(payload, list) else [payload])
+        parser: Any = getattr(conn, "_parser", None)
+        replies: list[Any] = []
+        if (
+            _hiredis is None
+            or not isinstance(parser, _hiredis._HiredisParser)
+            or parser._next_response is not _hiredis.NOT_ENOUGH_DATA
+        ):
+            replies = [conn.read_response() for _ in range(n)]
+        else:  # hiredis: parse the replies without redis-py's per-reply overhead
+            gets, fill = parser._reader.gets, parser.read_from_socket
+            while len(replies) < n:
+                fill()
+                replies.extend(iter(gets, _hiredis.NOT_ENOUGH_DATA))
+            if len(replies) != n:
+                raise redis.ConnectionError(f"expected {n} replies, got {len(replies)}")
+    except BaseException:
+        conn.disconnect()
+        raise
+    finally:
+        pool.release(conn)
+    for x in replies:
+        if isinstance(x, Exception):
+            raise x
+    return replies
+
+
+class OnlineLayout:
+    """Keys and fields of one feature view: ``features`` in order, each float64 or int64."""
+
+    def __init__(
+        self,
+        project: str,
+        view: str,
+        features: Sequence[str],
+        dtypes: Sequence[str] | Mapping[str, str] | None = None,
+    ) -> None:
+        self.project, self.view, self.features = project, view, list(features)
+        if not self.features or len(set(self.features)) != len(self.features):
+            raise ValueError("features must be non-empty and unique")
+        m = dict(dtypes or {}) if dtypes is None or isinstance(dtypes, Mapping) else None
+        given = list(dtypes) if m is None and dtypes is not None else []
+        self.dtypes = given if m is None else [m.pop(f, "float64") for f in self.features]
+        if m or len(self.dtypes) != len(self.features) or set(self.dtypes) - set(_DTYPES):
+            raise ValueError(f"dtypes must be one of {_DTYPES} per feature")
+        self.fields = [field_key(view, f) for f in self.features]
+        self.ts_field = ts_field(view)
+        self.float_idx = [i for i, d in enumerate(self.dtypes) if d == "float64"]
+        self.int_idx = [i for i, d in enumerate(self.dtypes) if d == "int64"]
+        # RESP segment per float field: $4 FIELD $9 <0x29 + 8 bytes>; a null drops the value
+        seg = np.frombuffer(b"$4\r\nFFFF\r\n$9\r\n)DDDDDDDD\r\n", np.uint8)
+        tmpl = np.tile(seg, (len(self.float_idx), 1))
+        for j, i in enumerate(self.float_idx):
+            tmpl[j, 4:8] = np.frombuffer(self.fields[i], np.uint8)
+        self._float_tmpl = tmpl
+        self._argc = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (len(self.features) + 1))
+
+    @classmethod
+    def from_feature_view(cls, project: str, fv: Any) -> OnlineLayout:
+        """The layout of a Feast FeatureView (Float64 and Int64 fields)."""
+        names = {"Float64": "float64", "Int64": "int64"}
+        bad = [f.name for f in fv.features if str(f.dtype) not in names]
+        if bad:
+            raise ValueError(f"{fv.name}: only Float64/Int64 fields, not {bad[:5]}")
+        dtypes = [names[str(f.dtype)] for f in fv.features]
+        return cls(project, fv.name, [f.name for f in fv.features], dtypes)
+
+
+class OnlineRows(NamedTuple):
+    values: np.ndarray  #: float64 [n, features] (int64 features as float); NaN: null/missing
+    event_ts_ns: np.ndarray  #: int64 [n]; -1: the entity has no row in the view
+    ints: dict[str, np.ndarray]  #: exact int64 per int64 feature; MISSING_INT: null/missing
+
+
+def write_rows(
+    client: redis.Redis,
+    layout: OnlineLayout,
+    symbols: Sequence[str],
+    values: np.ndarray,
+    event_ts_ns: np.ndarray | int,
+    int_columns: Mapping[str, np.ndarray] | None = None,
+) -> None:
+    """HSET every feature + ``_ts:<view>`` of each symbol, one pipeline, one round trip.
+
+    ``values``: float64 [n, len(layout.features)]; NaN is written as Feast writes a NaN it is
+    pushed (an empty, null ValueProto). Int64 features come from ``int_columns[name]`` when
+    given (exact), else from their ``values`` column (integral or NaN for null).
+    """
+    _check_client(client)
+    n, nf = len(symbols), len(layout.features)
+    vals = np.asarray(values, dtype=np.float64)
+    if vals.shape != (n, nf):
+        raise ValueError(f"values has shape {vals.shape}, expected ({n}, {nf})")
+    if n == 0:
+        return
+    fv = np.ascontiguousarray(vals[:, layout.float_idx])
+    null = np.isnan(fv)
+    seg = np.empty((n, *layout._float_tmpl.shape), np.uint8)
+    seg[:] = layout._float_tmpl
+    seg[:, :, 15:23] = fv.astype("<f8").view(np.uint8).reshape(n, fv.shape[1], 8)
+    seg[:, :, 11][null] = ord("0")
+    keep = np.ones(seg.shape, dtype=bool)
+    keep[:, :, 14:23] = ~null[:, :, None]
+    with_null: list[bool] = np.asarray(null.any(axis=1)).tolist()
+    rows = seg.reshape(n, -1)
+    unknown = set(int_columns or ()) - {layout.features[i] for i in layout.int_idx}
+    if unknown:
+        raise ValueError(f"int_columns not int64 features of {layout.view}: {sorted(unknown)}")
+    ints = []
+    for i in layout.int_idx:
+        name = layout.features[i]
+        if int_columns is not None and name in int_columns:
+            col = np.asarray(int_columns[name], dtype=np.int64)
+            if col.shape != (n,):
+                raise ValueError(f"int column {name} has shape {col.shape}, expected ({n},)")
+            ints.append((layout.fields[i], col.tolist()))
+            continue
+        c = vals[:, i]
+        ok = ~np.isnan(c)
+        if (c[ok] != np.trunc(c[ok])).any() or (np.abs(c[ok]) >= 2.0**63).any():
+            raise ValueError(f"int64 feature {name} holds non-integral values")
+        ints.append((layout.fields[i], [int(x) if o else None for x, o in zip(c, ok, strict=True)]))
+    ts = _event_ts(event_ts_ns, n)
+    tsf = _bulk(layout.ts_field)
+    parts: list[bytes | memoryview] = []
+    for r, sym in enumerate(symbols):
+        parts.append(layout._argc + _bulk(entity_key(sym, layout.project)))
+        parts.append(rows[r][keep[r].ravel()].tobytes() if with_null[r] else rows[r].data)
+        for f, col in ints:
+            x = col[r]
+            parts.append(_bulk(f) + _bulk(b"" if x is None else b"\x20" + _varint(x)))
+        parts.append(tsf + _bulk(ts[r]))
+    _roundtrip(client, b"".join(parts), n)
+
+
+def read_rows(client: redis.Redis, layout: OnlineLayout, symbols: Sequence[str]) -> OnlineRows:
+    """Read what :func:`write_rows` or Feast's push wrote (one pipelined HMGET per symbol)."""
+    _check_client(client)
+    n, nf = len(symbols), len(layout.features)
+    fields = (*layout.fields, layout.ts_field)
+    replies = _roundtrip(client, _hmget(layout.project, fields, symbols), n) if n else []
+    values = np.full((n, nf), np.nan)
+    ints = {layout.features[i]: np.full(n, MISSING_INT, dtype=np.int64) for i in layout.int_idx}
+    flat = [b or b"" for row in replies for b in row[:nf]]  # None: never written; b"": null
+    lens = np.fromiter(map(len, flat), np.int64, len(flat))
+    at9 = np.flatnonzero(lens == 9)
+    raw = np.frombuffer(b"".join([flat[i] for i in at9]), np.uint8).reshape(-1, 9)
+    dbl = raw[:, 0] == 0x29
+    values.ravel()[at9[dbl]] = raw[dbl, 1:].copy().view("<f8").ravel()
+    rest = lens > 0
+    rest[at9[dbl]] = False
+    for k in np.flatnonzero(rest).tolist():  # int64 features (varints); anything else is an error
+        r, i = divmod(k, nf)
+        b = flat[k]
+        if b[0] != 0x20:
+            raise ValueError(
+                f"{symbols[r]} {layout.view}:{layout.features[i]}: not a float64/int64 "
+                f"ValueProto ({b[:8]!r}...)"
+            )
+        x = _read_varint(b, 1)[0]
+        x = x - (1 << 64) if x >= 1 << 63 else x
+        values[r, i] = float(x)
+        if layout.dtypes[i] == "int64":
+            ints[layout.features[i]][r] = x
+    return OnlineRows(values, _timestamps([row[nf] for row in replies]), ints)
+
+
+def _vector_header(d: int) -> bytes:
+    inner = b"\x0a" + _varint(8 * d)
+    return b"\x7a" + _varint(len(inner) + 8 * d) + inner
+
+
+def _vector_length(b: bytes, what: str) -> int:
+    """d of a serialized double_list_val ValueProto (ValueError for any other value)."""
+    if b[0] == 0x7A:
+        i = _read_varint(b, 1)[1]
+        if b[i] == 0x0A:
+            d8, j = _read_varint(b, i + 1)
+            if d8 % 8 == 0 and j + d8 == len(b):
+                return d8 // 8
+    raise ValueError(f"{what}: not a packed float64 list ValueProto ({b[:6]!r}...)")
+
+
+def write_vectors(
+    client: redis.Redis,
+    project: str,
+    view: str,
+    feature: str,
+    symbols: Sequence[str],
+    matrix: np.ndarray,
+    event_ts_ns: np.ndarray | int,
+) -> None:
+    """HSET one packed Array(Float64) value (row of ``matrix``, float64 [n, d]) + ``_ts:<view>``
+    per symbol, one pipeline."""
+    _check_client(client)
+    m = np.asarray(matrix, dtype="<f8")
+    n = len(symbols)
+    if m.ndim != 2 or m.shape[0] != n or m.shape[1] == 0:
+        raise ValueError(f"matrix has shape {m.shape}, expected ({n}, d >= 1)")
+    if n == 0:
+        return
+    hdr = _vector_header(m.shape[1])
+    width = len(hdr) + m.shape[1] * 8
+    buf = np.empty((n, width), np.uint8)
+    buf[:, : len(hdr)] = np.frombuffer(hdr, np.uint8)
+    buf[:, len(hdr) :] = np.ascontiguousarray(m).view(np.uint8)
+    blob = memoryview(buf.tobytes())
+    fkey = b"$4\r\n%s\r\n$%d\r\n" % (field_key(view, feature), width)
+    tsf = b"\r\n" + _bulk(ts_field(view))
+    ts = _event_ts(event_ts_ns, n)
+    parts: list[bytes | memoryview] = []
+    for r, sym in enumerate(symbols):
+        parts += (
+            b"*6\r\n$4\r\nHSET\r\n" + _bulk(entity_key(sym, project)) + fkey,
+            blob[r * width : (r + 1) * width],
+            tsf + _bulk(ts[r]),
+        )
+    _roundtrip(client, b"".join(parts), n)
+
+
+def _resp(*args: bytes) -> bytes:
+    return b"*%d\r\n" % len(args) + b"".join(map(_bulk, args))
+
+
+def _hmget(project: str, fields: Sequence[bytes], symbols: Sequence[str]) -> bytes:
+    """RESP of one ``HMGET key *fields`` per symbol."""
+    tail = b"".join(_bulk(f) for f in fields)
+    head = b"*%d\r\n$5\r\nHMGET\r\n" % (len(fields) + 2)
+    return b"".join(head + _bulk(entity_key(s, project)) + tail for s in symbols)
+
+
+@functools.lru_cache(maxsize=8)  # the scorer asks for one universe, again and again
+def _universe(project: str, fields: tuple[bytes, ...], symbols: tuple[str, ...]) -> _Universe:
+    keys = [entity_key(s, project) for s in symbols]
+    digest = hashlib.blake2b(b"\0".join([*fields, *keys]), digest_size=16).hexdigest()
+    lkey = f"{project}:online:universe:{digest}".encode()
+    get = [x for f in fields for x in (b"GET", b"*->" + f)]
+    return _Universe(
+        _resp(b"SORT_RO", lkey, b"BY", b"nosort", *get),
+        _resp(b"MULTI")
+        + _resp(b"DEL", lkey)
+        + _resp(b"RPUSH", lkey, *keys)
+        + _resp(b"EXPIRE", lkey, b"%d" % UNIVERSE_TTL_S)
+        + _resp(b"EXEC"),
+        _hmget(project, fields, symbols),
+    )
+
+
+class _Universe(NamedTuple):
+    sort: bytes  # SORT_RO <list of the keys> BY nosort GET *->field ...: one command, one reply
+    create: bytes  # (re)creates that list, atomically (MULTI/EXEC: 5 replies)
+    pipeline: bytes  # the fallback: one HMGET per key
+
+
+def _fetch(client: redis.Redis, u: _Universe, n: int, width: int) -> list[Any]:
+    """Flat replies, ``width`` per symbol: SORT_RO over a cached list of the entity keys (Redis
+    looks the hashes up in C, one reply); one pipelined HMGET per key where SORT_RO is refused
+    (a Redis before 7.0, a cluster, an ACL)."""
+    if client not in _NO_SORT:
+        try:
+            for attempt in range(2):
+                got = _roundtrip(client, u.sort, 1)[0]
+                if len(got) == n * width:
+                    return got
+                if attempt == 0:  # the list is missing: first read, expired or flushed
+                    _roundtrip(client, u.create, 5)
+        except redis.ResponseError as e:
+            log.warning("SORT_RO refused (%s): reading with pipelined HMGET", e)
+            _NO_SORT.add(client)
+    return [x for row in _roundtrip(client, u.pipeline, n) for x in row]
+
+
+def read_vectors(
+    client: redis.Redis, project: str, view: str, feature: str, symbols: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 [n, d] vectors, int64 [n] event ns) of ``symbols`` (view ``model_vector``,
+    feature ``vector`` in this repo); a symbol never written gets a NaN row and -1, a null
+    vector a NaN row and its time; d = 0 when no symbol has a vector. Every stored vector must
+    have the same length (else ValueError: the writer's layout and the reader's disagree)."""
+    _check_client(client)
+    n = len(symbols)
+    if n == 0:
+        return np.zeros((0, 0)), np.zeros(0, dtype=np.int64)
+    u = _universe(project, (field_key(view, feature), ts_field(view)), tuple(symbols))
+    flat = _fetch(client, u, n, 2)
+    vecs = flat[0::2]
+    ts = _timestamps(flat[1::2])
+    full = None not in vecs and b"" not in vecs
+    present = list(range(n)) if full else [i for i, v in enumerate(vecs) if v]
+    if not present:
+        return np.full((n, 0), np.nan), ts
+    first = vecs[present[0]]
+    d = _vector_length(first, f"{symbols[present[0]]} {view}:{feature}")
+    hdr = np.frombuffer(_vector_header(d), np.uint8)
+    blob = b"".join(vecs if full else [vecs[i] for i in present])
+    h, width = len(hdr), len(first)
+    raw = np.frombuffer(blob, np.uint8)
+    ok = raw.size == len(present) * width
+    if ok:
+        raw = raw.reshape(len(present), width)
+        ok = bool((raw[:, :h] == hdr).all())
+    if not ok:
+        lens = {symbols[i]: len(vecs[i]) for i in present if len(vecs[i]) != width}
+        raise ValueError(
+            f"{view}:{feature}: stored values are not float64 vectors of one length "
+            f"(d={d}, {width} bytes for {symbols[present[0]]}; others: "
+            f"{dict(list(lens.items())[:5]) or 'bad headers'}): the writer's layout and the "
+            "reader's disagree"
+        )
+    out = np.empty((n, d)) if full else np.full((n, d), np.nan)
+    out.view(np.uint8)[slice(None) if full else present] = raw[:, h:]
+    return out, ts
