@@ -32,5 +32,6 @@ model_vector_log = FileSource(
 model_vector_push = PushSource(
     name="model_vector_push",
     batch_source=model_vector_log,
-    description="One Array(Float64) per symbol (every feature, then mid and spread): the live hot-path layout.",
+    description="One Array(Float64) per symbol (every feature, then mid and spread): the live "
+    "hot-path layout.",
 )
