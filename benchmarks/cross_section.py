@@ -116,6 +116,7 @@ def run(
     import redis
 
     from live.online import read_vectors, tune_allocator, write_vectors
+    from live.scorer import predict_both
     from tickml.decision import DecisionConfig, DecisionState, decide
     from tickml.models.train import predict_proba
 
@@ -146,9 +147,7 @@ def run(
         c0, u0 = time.perf_counter(), time.process_time()
         x, ev = read()
         c1, u1 = time.perf_counter(), time.process_time()
-        ps = predict_proba(short, x[:, :nf])
-        c2 = time.perf_counter()
-        pl = predict_proba(long_, x[:, :nf])
+        ps, pl = predict_both(short, long_, x[:, :nf])  # the scorer's call: 2 threads at once
         c3 = time.perf_counter()
         age = np.where(ev >= 0, (b - ev) / 1e9, np.inf)
         d = decide(dcfg, state, b, universe, ps, pl, x[:, i_ret], rvol, age)
@@ -158,8 +157,7 @@ def run(
         parts["step_cpu"].append((u4 - u0) * 1e3)
         for k, a, z in (
             ("read", c0, c1),
-            ("short", c1, c2),
-            ("long", c2, c3),
+            ("models", c1, c3),
             ("decide", c3, c4),
             ("step", c0, c4),
         ):
@@ -170,8 +168,7 @@ def run(
 
     def measure(read: Callable, n: int) -> dict[str, list[float]]:
         parts: dict[str, list[float]] = {
-            k: []
-            for k in ("write", "read", "short", "long", "decide", "step", "read_cpu", "step_cpu")
+            k: [] for k in ("write", "read", "models", "decide", "step", "read_cpu", "step_cpu")
         }
         for _ in range(n):
             step(read, parts)
@@ -218,7 +215,7 @@ def run(
         "p99_ms": p99,
         **{
             f"{k}_{q}_ms": _pct(main[k], int(q[1:]))
-            for k in ("read", "short", "long", "decide", "write", "read_cpu", "step_cpu")
+            for k in ("read", "models", "decide", "write", "read_cpu", "step_cpu")
             for q in ("p50", "p99")
         },
         "cpu": "read_cpu/step_cpu: this process's CPU time (all threads), not waiting on Redis",
@@ -227,7 +224,7 @@ def run(
             "applied": tuned_ok,
             **{
                 f"{k}_{q}_ms": _pct(tuned[k], int(q[1:]))
-                for k in ("step", "read", "short", "long", "decide", "write")
+                for k in ("step", "read", "models", "decide", "write")
                 for q in ("p50", "p99")
             },
         },

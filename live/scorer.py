@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,11 +38,19 @@ from tickml.decision import DecisionConfig, Decisions, DecisionState, decide
 from tickml.features import FeatureConfig
 from tickml.features.calendar import local_day
 from tickml.models.registry import ModelRegistry, RegisteredModels
-from tickml.models.train import predict_proba
+from tickml.models.train import TrainedModel, predict_proba
 
 log = logging.getLogger(__name__)
 
 VOL_ROWS, VOL_MIN = 30, 5  # as tickml.models.experiment.add_market_columns
+_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="predict")
+
+
+def predict_both(short: TrainedModel, long: TrainedModel, x: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Both models' probabilities, computed at the same time (LightGBM's predict releases the
+    GIL, so on 2 cores the pair costs about the slower model, not the sum)."""
+    f_long = _POOL.submit(predict_proba, long, x)
+    return predict_proba(short, x), f_long.result()
 
 
 class RecentVol:
@@ -168,8 +177,7 @@ class Scorer:
         age = np.where(age < 0, np.inf, age)
         if self.models is not None and ok.any():
             xm = x[ok][:, self._idx]
-            ps[ok] = predict_proba(self.models.short, xm)
-            pl[ok] = predict_proba(self.models.long, xm)
+            ps[ok], pl[ok] = predict_both(self.models.short, self.models.long, xm)
         t_model = time.perf_counter()
         d = decide(
             self.dc,
