@@ -36,8 +36,9 @@ import pyarrow.parquet as pq
 import redis
 
 from live import metrics
-from live.bus import BusConsumer, BusEntry, SeqDedup, TickBatch
+from live.bus import BusEntry, TickBatch
 from live.config import LiveConfig
+from live.consume import BusConsumer, SeqDedup
 from live.online import OnlineLayout, write_rows, write_vectors
 from tickml.features import FeatureConfig, StreamingFeatureEngine, feature_names
 from tickml.features.calendar import day_of, local_day

@@ -31,8 +31,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from live import logs, metrics
-from live.bus import BusConsumer, BusEntry, TickBatch
+from live.bus import BusEntry, TickBatch
 from live.config import LiveConfig, redact
+from live.consume import BusConsumer
 from tickml.store.postgres import TickStore
 
 log = logging.getLogger(__name__)

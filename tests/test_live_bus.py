@@ -15,17 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from live.bus import (
-    BadEntry,
-    BusConsumer,
-    BusEntry,
-    SeqDedup,
-    TickBatch,
-    TickBus,
-    decode_entry,
-    trim,
-)
+from live.bus import BadEntry, BusEntry, TickBatch, TickBus, decode_entry, trim
 from live.config import LiveConfig
+from live.consume import BusConsumer, SeqDedup
 from tickml.schema import TICK_COLUMNS
 from tickml.simulator import SimConfig, simulate_day
 

@@ -1,0 +1,287 @@
+"""Consuming the tick bus: consumer groups (at-least-once) and (symbol, ts, seq) de-duplication.
+
+:class:`BusConsumer` hands out a consumer's pending entries first (recovery), then entries a
+dead consumer left pending (XAUTOCLAIM), then new ones; malformed entries go to the dead-letter
+stream. :class:`SeqDedup` turns at-least-once delivery into exactly-once counting.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import redis
+
+from live import metrics
+from live.bus import DEAD_MAXLEN, BusEntry, TickBatch, _check_client, _xadd, decode_entry
+from live.config import LiveConfig
+
+log = logging.getLogger(__name__)
+
+_I64_MIN = np.iinfo(np.int64).min
+
+# ------------------------------------------------------------------------------- consumer
+
+
+class BusConsumer:
+    """One consumer of a consumer group over some shard streams (at-least-once delivery).
+
+    :meth:`read` hands out, in this order: this consumer's own pending entries (recovery after a
+    restart under the same name, or after a lost Redis reply), entries other consumers left
+    pending longer than ``claim_idle_ms`` (a crashed consumer's work, XAUTOCLAIM; rescanned every
+    ``claim_idle_ms / 2``), then new entries. Entries of one shard come back in stream order
+    within one call. Acknowledge with :meth:`ack` once processed.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        config: LiveConfig,
+        group: str,
+        consumer: str,
+        shards: Sequence[int],
+        block_ms: int = 100,
+        count: int = 64,
+        claim_idle_ms: int = 30_000,
+        worker: str | None = None,
+    ) -> None:
+        _check_client(client)
+        self.client: Any = client
+        self.config, self.group, self.consumer = config, group, consumer
+        self.block_ms, self.count, self.claim_idle_ms = block_ms, count, claim_idle_ms
+        self.worker = worker or group
+        self.shards = list(shards)
+        self._keys = {config.stream(s): s for s in self.shards}
+        self._by_bkey = {k.encode(): s for k, s in self._keys.items()}
+        self._claim_every = max(claim_idle_ms / 2000.0, 0.01)
+        self._restart()
+        self.ensure_groups()
+
+    def _restart(self) -> None:
+        self._pending_from: dict[str, bytes] = {k: b"0" for k in self._keys}
+        self._claim_from: dict[str, bytes] = {}
+        self._next_claim = 0.0
+
+    def ensure_groups(self) -> None:
+        for key in self._keys:
+            try:
+                self.client.xgroup_create(key, self.group, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    def read(self) -> list[BusEntry]:
+        """The next entries (possibly none after ``block_ms``); raises only Redis errors."""
+        try:
+            return self._read()
+        except redis.ResponseError as exc:
+            if "NOGROUP" in str(exc):  # the stream or group vanished (flush): recreate
+                self.ensure_groups()
+            self._restart()
+            raise
+        except redis.RedisError:
+            self._restart()  # a lost reply may have left delivered entries in our PEL
+            raise
+
+    def _read(self) -> list[BusEntry]:
+        if self._pending_from:
+            reply = self.client.xreadgroup(
+                self.group, self.consumer, dict(self._pending_from), count=self.count
+            )
+            got = {key: entries for key, entries in (reply or [])}
+            found: list[tuple[int, list[Any]]] = []
+            for key in list(self._pending_from):
+                entries = got.get(key.encode()) or []
+                if entries:
+                    self._pending_from[key] = entries[-1][0]
+                    found.append((self._keys[key], entries))
+                else:
+                    del self._pending_from[key]
+            if found:
+                return self._decode(found)
+        if time.monotonic() >= self._next_claim:
+            found = []
+            for key in self._keys:
+                nxt, entries, *rest = self.client.xautoclaim(
+                    key,
+                    self.group,
+                    self.consumer,
+                    self.claim_idle_ms,
+                    start_id=self._claim_from.get(key, b"0-0"),
+                    count=self.count,
+                )
+                if rest and rest[0]:
+                    self._lost(self._keys[key], rest[0])
+                if entries:
+                    found.append((self._keys[key], entries))
+                if nxt in (b"0-0", "0-0"):
+                    self._claim_from.pop(key, None)
+                else:
+                    self._claim_from[key] = nxt
+            if not self._claim_from:
+                self._next_claim = time.monotonic() + self._claim_every
+            if found:
+                log.info(
+                    "claimed %d idle entries",
+                    sum(len(e) for _, e in found),
+                    extra={"group": self.group, "consumer": self.consumer},
+                )
+                return self._decode(found)
+        reply = self.client.xreadgroup(
+            self.group,
+            self.consumer,
+            {k: ">" for k in self._keys},
+            count=self.count,
+            block=self.block_ms,
+        )
+        return self._decode([(self._by_bkey[key], entries) for key, entries in (reply or [])])
+
+    def _decode(self, found: list[tuple[int, list[Any]]]) -> list[BusEntry]:
+        out: list[BusEntry] = []
+        bad: list[tuple[int, bytes, dict[bytes, bytes] | None, str]] = []
+        for shard, entries in found:
+            for entry_id, fields in entries:
+                try:
+                    out.append(decode_entry(shard, entry_id, fields))
+                except Exception as exc:  # noqa: BLE001 - bad input must never crash a worker
+                    bad.append((shard, entry_id, fields, f"{type(exc).__name__}: {exc}"))
+        if bad:
+            self.dead_letter(bad)
+        return out
+
+    def dead_letter(self, bad: list[tuple[int, bytes, dict[bytes, bytes] | None, str]]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for shard, entry_id, fields, reason in bad:
+            dead = {b"reason": reason.encode(), b"shard": str(shard).encode(), b"id": entry_id}
+            dead |= {b"group": self.group.encode(), b"consumer": self.consumer.encode()}
+            dead |= {b"f." + k: v for k, v in (fields or {}).items()}
+            _xadd(pipe, self.config.key("bus", "dead"), dead, DEAD_MAXLEN)
+            pipe.xack(self.config.stream(shard), self.group, entry_id)
+            where = {"shard": shard, "entry_id": entry_id.decode(errors="replace")}
+            log.warning("malformed bus entry quarantined", extra={**where, "reason": reason})
+        pipe.execute()
+        metrics.ERRORS.labels(self.worker, "bad_input").inc(len(bad))
+
+    def _lost(self, shard: int, ids: list[bytes]) -> None:
+        log.warning(
+            "pending entries were trimmed from the stream before processing",
+            extra={"shard": shard, "n_lost": len(ids), "group": self.group},
+        )
+        metrics.ERRORS.labels(self.worker, "trimmed").inc(len(ids))
+
+    def ack(self, entries: Sequence[BusEntry]) -> None:
+        if not entries:
+            return
+        by_shard: dict[int, list[bytes]] = {}
+        for e in entries:
+            by_shard.setdefault(e.shard, []).append(e.id)
+        pipe = self.client.pipeline(transaction=False)
+        for shard, ids in by_shard.items():
+            pipe.xack(self.config.stream(shard), self.group, *ids)
+        pipe.execute()
+
+    def lag(self) -> dict[int, int]:
+        """Per shard: entries pending (delivered, not acked) + not yet delivered to the group.
+
+        Where Redis cannot tell the undelivered count (deleted entries), the stream length is
+        used instead (an upper bound)."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in self._keys:
+            pipe.xinfo_groups(key)
+            pipe.xlen(key)
+        res = pipe.execute()
+        out: dict[int, int] = {}
+        for i, shard in enumerate(self._keys.values()):
+            groups, length = res[2 * i], res[2 * i + 1]
+            g = next((g for g in groups if g["name"] in (self.group, self.group.encode())), None)
+            if g is None:
+                out[shard] = int(length)
+                continue
+            lag = g.get("lag")
+            out[shard] = int(g["pending"]) + int(length if lag is None else lag)
+        return out
+
+
+# ---------------------------------------------------------------------------------- dedup
+
+
+class SeqDedup:
+    """Exactly-once by ``(symbol, seq)``: per symbol the newest ``(ts, seq)`` applied so far.
+
+    Feeds publish each symbol's ticks in ``(ts, seq)`` order (the order the feature engine needs)
+    and a symbol's ticks travel through one shard stream in that order, so a tick whose
+    ``(ts, seq)`` is not above everything applied before (earlier batches, earlier ticks of the
+    same batch) is a repeat. ``seq`` alone is not monotone in time for every source (Binance's
+    follows arrival order and steps back against exchange time now and then), so the mark is
+    the pair, compared lexicographically.
+    """
+
+    def __init__(self, mark: dict[str, tuple[int, int]] | None = None) -> None:
+        self.mark: dict[str, tuple[int, int]] = dict(mark or {})
+
+    def filter(self, batch: TickBatch) -> np.ndarray:
+        """Mask of the ticks of ``batch`` not seen before; records them as seen."""
+        n = len(batch)
+        if n == 0:
+            return np.zeros(0, dtype=bool)
+        codes, uniques = pd.factorize(batch.symbols)
+        none = (_I64_MIN, _I64_MIN)
+        prev = [self.mark.get(u, none) for u in uniques]
+        order = np.argsort(codes, kind="stable")
+        c = codes[order].astype(np.int64)
+        # one dense lexicographic rank over the ticks' and the marks' (ts, seq) pairs
+        all_ts = np.r_[batch.ts[order], np.array([p[0] for p in prev], dtype=np.int64)]
+        all_sq = np.r_[batch.seq[order], np.array([p[1] for p in prev], dtype=np.int64)]
+        o = np.lexsort((all_sq, all_ts))
+        a_ts, a_sq = all_ts[o], all_sq[o]
+        first = np.r_[True, (a_ts[1:] != a_ts[:-1]) | (a_sq[1:] != a_sq[:-1])]
+        dense = np.cumsum(first) - 1
+        rank_all = np.empty(len(o), dtype=np.int64)
+        rank_all[o] = dense
+        rank, prank = rank_all[:n], rank_all[n:]
+        width = int(dense[-1]) + 2
+        # per-symbol running max of (rank + 1) in one accumulate: groups are contiguous and
+        # each group's keys lie above every key of the groups before it
+        key = c * width + rank + 1
+        acc = np.maximum.accumulate(key)
+        start = np.r_[True, c[1:] != c[:-1]]
+        excl = np.empty(n, dtype=np.int64)
+        excl[0] = 0
+        excl[1:] = acc[:-1] - c[1:] * width
+        excl[start] = 0
+        keep_sorted = (rank > prank[c]) & (rank + 1 > excl)
+        keep = np.empty(n, dtype=bool)
+        keep[order] = keep_sorted
+        end = np.r_[start[1:], True]
+        top = acc[end] - c[end] * width - 1
+        pair_ts, pair_sq = a_ts[first], a_sq[first]
+        for u, p, t in zip(uniques[c[end]], prank[c[end]], top, strict=True):
+            if t > p:
+                self.mark[u] = (int(pair_ts[t]), int(pair_sq[t]))
+        return keep
+
+    def to_json(self) -> str:
+        return json.dumps({"version": 2, "mark": self.mark}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> SeqDedup:
+        data = json.loads(text)
+        state = data.get("mark") if isinstance(data, dict) else None
+        if (
+            data.get("version") != 2
+            or not isinstance(state, dict)
+            or not all(
+                isinstance(k, str)
+                and isinstance(v, list)
+                and len(v) == 2
+                and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+                for k, v in state.items()
+            )
+        ):
+            raise ValueError("not a SeqDedup checkpoint (version 2, mark {symbol: [ts, seq]})")
+        return cls({k: (v[0], v[1]) for k, v in state.items()})
