@@ -30,170 +30,40 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import struct
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-import mmh3
 import numpy as np
 import redis
 
-_hiredis: Any
-try:  # the hot path parses replies with redis-py's hiredis reader directly (else: read_response)
-    from redis._parsers import hiredis as _hiredis
-except ImportError:  # pragma: no cover - another redis-py layout
-    _hiredis = None
+from live.wire import (  # noqa: F401  (entity_key, timestamps: public API of this module)
+    JOIN_KEY,
+    bulk,
+    check_client,
+    entity_key,
+    event_ts_bytes,
+    field_key,
+    read_varint,
+    resp,
+    roundtrip,
+    timestamp_bytes,
+    timestamp_ns,
+    timestamps_of,
+    ts_field,
+    tune_allocator,
+    varint,
+)
 
 log = logging.getLogger(__name__)
+_NO_SORT: weakref.WeakSet[redis.Redis] = weakref.WeakSet()  # clients that refused SORT_RO
 
-JOIN_KEY = "symbol"
 #: lifetime of the list of a universe's entity keys in Redis (recreated when missing; short so
 #: the lists of a universe that grows during the day do not pile up)
 UNIVERSE_TTL_S = 3_600
-_NO_SORT: weakref.WeakSet[redis.Redis] = weakref.WeakSet()  # clients that refused SORT_RO
 #: exact int64 values read back for a missing entity or a null field
 MISSING_INT = int(np.iinfo(np.int64).min)
 _DTYPES = ("float64", "int64")
-
-
-@functools.lru_cache(maxsize=1 << 17)
-def entity_key(symbol: str, project: str, join_key: str = JOIN_KEY) -> bytes:
-    """Feast's Redis key of one string-keyed entity (entity_key_serialization_version 3)."""
-    k, v = join_key.encode(), symbol.encode()
-    return (
-        struct.pack("<III", 1, 2, len(k)) + k + struct.pack("<II", 2, len(v)) + v + project.encode()
-    )
-
-
-def field_key(view: str, feature: str) -> bytes:
-    """Hash field of one feature: u32le murmur3_32(seed 0) of ``view:feature``."""
-    return mmh3.hash(f"{view}:{feature}", signed=False).to_bytes(4, "little")
-
-
-def ts_field(view: str) -> bytes:
-    return f"_ts:{view}".encode()
-
-
-def _varint(x: int) -> bytes:
-    x &= (1 << 64) - 1  # int64 two's complement, as protobuf does
-    out = bytearray()
-    while x > 0x7F:
-        out.append((x & 0x7F) | 0x80)
-        x >>= 7
-    out.append(x)
-    return bytes(out)
-
-
-def _read_varint(b: bytes, i: int) -> tuple[int, int]:
-    x = shift = 0
-    while True:
-        c = b[i]
-        x |= (c & 0x7F) << shift
-        i += 1
-        if c < 0x80:
-            return x, i
-        shift += 7
-
-
-def timestamp_bytes(ns: int) -> bytes:
-    """Serialized protobuf Timestamp of ``ns`` (UTC ns since the epoch); zero fields omitted."""
-    sec, nanos = divmod(int(ns), 1_000_000_000)
-    return (b"\x08" + _varint(sec) if sec else b"") + (b"\x10" + _varint(nanos) if nanos else b"")
-
-
-def timestamp_ns(raw: bytes) -> int:
-    """Inverse of :func:`timestamp_bytes` (reads Feast's microsecond timestamps too)."""
-    sec = nanos = i = 0
-    while i < len(raw):
-        tag = raw[i]
-        v, i = _read_varint(raw, i + 1)
-        if tag not in (0x08, 0x10):
-            raise ValueError(f"not a protobuf Timestamp: {raw!r}")
-        v = v - (1 << 64) if v >= 1 << 63 else v
-        sec, nanos = (v, nanos) if tag == 0x08 else (sec, v)
-    return sec * 1_000_000_000 + nanos
-
-
-def _timestamps(raw: Sequence[bytes | None]) -> np.ndarray:
-    """int64 ns per stored ``_ts`` value; -1 where None (the entity has no row in the view).
-    Each distinct value is parsed once (a boundary's rows share one)."""
-    memo = {b: -1 if b is None else timestamp_ns(b) for b in set(raw)}
-    return np.fromiter(map(memo.__getitem__, raw), np.int64, len(raw))
-
-
-def _event_ts(event_ts_ns: np.ndarray | int, n: int) -> list[bytes]:
-    """One serialized Timestamp per row (encoded once per distinct time)."""
-    if np.ndim(event_ts_ns) == 0:
-        return [timestamp_bytes(int(event_ts_ns))] * n
-    ts = np.asarray(event_ts_ns, dtype=np.int64)
-    if ts.shape != (n,):
-        raise ValueError(f"event_ts_ns has shape {ts.shape}, expected ({n},)")
-    uniq, inv = np.unique(ts, return_inverse=True)
-    enc = [timestamp_bytes(int(u)) for u in uniq]
-    return [enc[i] for i in inv.tolist()]
-
-
-def tune_allocator(mmap_threshold: int = 1 << 26, trim_threshold: int = 1 << 28) -> bool:
-    """Keep glibc malloc from returning the megabytes of each read to the OS (and faulting them
-    in again at the next read): a read of 5,000 vectors allocates ~8 MB several times, and page
-    faults cost ~3 us per 4 KiB page here (measured: the bytes join 7.4 -> 2.9 ms, hiredis's
-    reply objects 8.7 -> 4.1 ms). Process-wide: for the scorer/materializer processes, called
-    once at start-up. False where the C library has no ``mallopt`` (not glibc)."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
-    return bool(mallopt(m_mmap_threshold, mmap_threshold)) and bool(
-        mallopt(m_trim_threshold, trim_threshold)
-    )
-
-
-def _bulk(b: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(b), b)
-
-
-def _check_client(client: redis.Redis) -> None:
-    if client.get_encoder().decode_responses:
-        raise ValueError("live.online needs a Redis client with decode_responses=False")
-
-
-def _roundtrip(client: redis.Redis, payload: bytes | list[Any], n: int) -> list[Any]:
-    """Send pre-packed RESP commands and return their ``n`` replies (the first error reply is
-    raised after all replies are read, so the connection stays in sync)."""
-    pool = client.connection_pool
-    conn = pool.get_connection()
-    try:
-        conn.send_packed_command(payload if isinstance(payload, list) else [payload])
-        parser: Any = getattr(conn, "_parser", None)
-        replies: list[Any] = []
-        if (
-            _hiredis is None
-            or not isinstance(parser, _hiredis._HiredisParser)
-            or parser._next_response is not _hiredis.NOT_ENOUGH_DATA
-        ):
-            replies = [conn.read_response() for _ in range(n)]
-        else:  # hiredis: parse the replies without redis-py's per-reply overhead
-            gets, fill = parser._reader.gets, parser.read_from_socket
-            while len(replies) < n:
-                fill()
-                replies.extend(iter(gets, _hiredis.NOT_ENOUGH_DATA))
-            if len(replies) != n:
-                raise redis.ConnectionError(f"expected {n} replies, got {len(replies)}")
-    except BaseException:
-        conn.disconnect()
-        raise
-    finally:
-        pool.release(conn)
-    for x in replies:
-        if isinstance(x, Exception):
-            raise x
-    return replies
 
 
 class OnlineLayout:
@@ -257,7 +127,7 @@ def write_rows(
     pushed (an empty, null ValueProto). Int64 features come from ``int_columns[name]`` when
     given (exact), else from their ``values`` column (integral or NaN for null).
     """
-    _check_client(client)
+    check_client(client)
     n, nf = len(symbols), len(layout.features)
     vals = np.asarray(values, dtype=np.float64)
     if vals.shape != (n, nf):
@@ -291,25 +161,25 @@ def write_rows(
         if (c[ok] != np.trunc(c[ok])).any() or (np.abs(c[ok]) >= 2.0**63).any():
             raise ValueError(f"int64 feature {name} holds non-integral values")
         ints.append((layout.fields[i], [int(x) if o else None for x, o in zip(c, ok, strict=True)]))
-    ts = _event_ts(event_ts_ns, n)
-    tsf = _bulk(layout.ts_field)
+    ts = event_ts_bytes(event_ts_ns, n)
+    tsf = bulk(layout.ts_field)
     parts: list[bytes | memoryview] = []
     for r, sym in enumerate(symbols):
-        parts.append(layout._argc + _bulk(entity_key(sym, layout.project)))
+        parts.append(layout._argc + bulk(entity_key(sym, layout.project)))
         parts.append(rows[r][keep[r].ravel()].tobytes() if with_null[r] else rows[r].data)
         for f, col in ints:
             x = col[r]
-            parts.append(_bulk(f) + _bulk(b"" if x is None else b"\x20" + _varint(x)))
-        parts.append(tsf + _bulk(ts[r]))
-    _roundtrip(client, b"".join(parts), n)
+            parts.append(bulk(f) + bulk(b"" if x is None else b"\x20" + varint(x)))
+        parts.append(tsf + bulk(ts[r]))
+    roundtrip(client, b"".join(parts), n)
 
 
 def read_rows(client: redis.Redis, layout: OnlineLayout, symbols: Sequence[str]) -> OnlineRows:
     """Read what :func:`write_rows` or Feast's push wrote (one pipelined HMGET per symbol)."""
-    _check_client(client)
+    check_client(client)
     n, nf = len(symbols), len(layout.features)
     fields = (*layout.fields, layout.ts_field)
-    replies = _roundtrip(client, _hmget(layout.project, fields, symbols), n) if n else []
+    replies = roundtrip(client, _hmget(layout.project, fields, symbols), n) if n else []
     values = np.full((n, nf), np.nan)
     ints = {layout.features[i]: np.full(n, MISSING_INT, dtype=np.int64) for i in layout.int_idx}
     flat = [b or b"" for row in replies for b in row[:nf]]  # None: never written; b"": null
@@ -328,25 +198,25 @@ def read_rows(client: redis.Redis, layout: OnlineLayout, symbols: Sequence[str])
                 f"{symbols[r]} {layout.view}:{layout.features[i]}: not a float64/int64 "
                 f"ValueProto ({b[:8]!r}...)"
             )
-        x = _read_varint(b, 1)[0]
+        x = read_varint(b, 1)[0]
         x = x - (1 << 64) if x >= 1 << 63 else x
         values[r, i] = float(x)
         if layout.dtypes[i] == "int64":
             ints[layout.features[i]][r] = x
-    return OnlineRows(values, _timestamps([row[nf] for row in replies]), ints)
+    return OnlineRows(values, timestamps_of([row[nf] for row in replies]), ints)
 
 
 def _vector_header(d: int) -> bytes:
-    inner = b"\x0a" + _varint(8 * d)
-    return b"\x7a" + _varint(len(inner) + 8 * d) + inner
+    inner = b"\x0a" + varint(8 * d)
+    return b"\x7a" + varint(len(inner) + 8 * d) + inner
 
 
 def _vector_length(b: bytes, what: str) -> int:
     """d of a serialized double_list_val ValueProto (ValueError for any other value)."""
     if b[0] == 0x7A:
-        i = _read_varint(b, 1)[1]
+        i = read_varint(b, 1)[1]
         if b[i] == 0x0A:
-            d8, j = _read_varint(b, i + 1)
+            d8, j = read_varint(b, i + 1)
             if d8 % 8 == 0 and j + d8 == len(b):
                 return d8 // 8
     raise ValueError(f"{what}: not a packed float64 list ValueProto ({b[:6]!r}...)")
@@ -363,7 +233,7 @@ def write_vectors(
 ) -> None:
     """HSET one packed Array(Float64) value (row of ``matrix``, float64 [n, d]) + ``_ts:<view>``
     per symbol, one pipeline."""
-    _check_client(client)
+    check_client(client)
     m = np.asarray(matrix, dtype="<f8")
     n = len(symbols)
     if m.ndim != 2 or m.shape[0] != n or m.shape[1] == 0:
@@ -377,27 +247,23 @@ def write_vectors(
     buf[:, len(hdr) :] = np.ascontiguousarray(m).view(np.uint8)
     blob = memoryview(buf.tobytes())
     fkey = b"$4\r\n%s\r\n$%d\r\n" % (field_key(view, feature), width)
-    tsf = b"\r\n" + _bulk(ts_field(view))
-    ts = _event_ts(event_ts_ns, n)
+    tsf = b"\r\n" + bulk(ts_field(view))
+    ts = event_ts_bytes(event_ts_ns, n)
     parts: list[bytes | memoryview] = []
     for r, sym in enumerate(symbols):
         parts += (
-            b"*6\r\n$4\r\nHSET\r\n" + _bulk(entity_key(sym, project)) + fkey,
+            b"*6\r\n$4\r\nHSET\r\n" + bulk(entity_key(sym, project)) + fkey,
             blob[r * width : (r + 1) * width],
-            tsf + _bulk(ts[r]),
+            tsf + bulk(ts[r]),
         )
-    _roundtrip(client, b"".join(parts), n)
-
-
-def _resp(*args: bytes) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join(map(_bulk, args))
+    roundtrip(client, b"".join(parts), n)
 
 
 def _hmget(project: str, fields: Sequence[bytes], symbols: Sequence[str]) -> bytes:
     """RESP of one ``HMGET key *fields`` per symbol."""
-    tail = b"".join(_bulk(f) for f in fields)
+    tail = b"".join(bulk(f) for f in fields)
     head = b"*%d\r\n$5\r\nHMGET\r\n" % (len(fields) + 2)
-    return b"".join(head + _bulk(entity_key(s, project)) + tail for s in symbols)
+    return b"".join(head + bulk(entity_key(s, project)) + tail for s in symbols)
 
 
 @functools.lru_cache(maxsize=8)  # the scorer asks for one universe, again and again
@@ -407,12 +273,12 @@ def _universe(project: str, fields: tuple[bytes, ...], symbols: tuple[str, ...])
     lkey = f"{project}:online:universe:{digest}".encode()
     get = [x for f in fields for x in (b"GET", b"*->" + f)]
     return _Universe(
-        _resp(b"SORT_RO", lkey, b"BY", b"nosort", *get),
-        _resp(b"MULTI")
-        + _resp(b"DEL", lkey)
-        + _resp(b"RPUSH", lkey, *keys)
-        + _resp(b"EXPIRE", lkey, b"%d" % UNIVERSE_TTL_S)
-        + _resp(b"EXEC"),
+        resp(b"SORT_RO", lkey, b"BY", b"nosort", *get),
+        resp(b"MULTI")
+        + resp(b"DEL", lkey)
+        + resp(b"RPUSH", lkey, *keys)
+        + resp(b"EXPIRE", lkey, b"%d" % UNIVERSE_TTL_S)
+        + resp(b"EXEC"),
         _hmget(project, fields, symbols),
     )
 
@@ -430,15 +296,15 @@ def _fetch(client: redis.Redis, u: _Universe, n: int, width: int) -> list[Any]:
     if client not in _NO_SORT:
         try:
             for attempt in range(2):
-                got = _roundtrip(client, u.sort, 1)[0]
+                got = roundtrip(client, u.sort, 1)[0]
                 if len(got) == n * width:
                     return got
                 if attempt == 0:  # the list is missing: first read, expired or flushed
-                    _roundtrip(client, u.create, 5)
+                    roundtrip(client, u.create, 5)
         except redis.ResponseError as e:
             log.warning("SORT_RO refused (%s): reading with pipelined HMGET", e)
             _NO_SORT.add(client)
-    return [x for row in _roundtrip(client, u.pipeline, n) for x in row]
+    return [x for row in roundtrip(client, u.pipeline, n) for x in row]
 
 
 def read_vectors(
@@ -448,14 +314,14 @@ def read_vectors(
     feature ``vector`` in this repo); a symbol never written gets a NaN row and -1, a null
     vector a NaN row and its time; d = 0 when no symbol has a vector. Every stored vector must
     have the same length (else ValueError: the writer's layout and the reader's disagree)."""
-    _check_client(client)
+    check_client(client)
     n = len(symbols)
     if n == 0:
         return np.zeros((0, 0)), np.zeros(0, dtype=np.int64)
     u = _universe(project, (field_key(view, feature), ts_field(view)), tuple(symbols))
     flat = _fetch(client, u, n, 2)
     vecs = flat[0::2]
-    ts = _timestamps(flat[1::2])
+    ts = timestamps_of(flat[1::2])
     full = None not in vecs and b"" not in vecs
     present = list(range(n)) if full else [i for i, v in enumerate(vecs) if v]
     if not present:
