@@ -38,6 +38,7 @@ def _float(value: Any) -> float:
 
 @dg.asset(
     partitions_def=daily,
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),  # one day/run
     deps=["tick_features", "labels"],
     group_name="monitoring",
     kinds={"lightgbm"},

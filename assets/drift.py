@@ -166,6 +166,7 @@ def _skipped(
 
 @dg.asset(
     partitions_def=daily,
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),  # one day/run
     deps=["tick_features", "champion_evaluation"],
     group_name="monitoring",
     kinds={"evidently", "html"},

@@ -123,6 +123,7 @@ def last_rows(features: pd.DataFrame) -> pd.DataFrame:
 
 @dg.asset(
     partitions_def=daily,
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),  # one day/run
     deps=["tick_features"],
     group_name="features",
     kinds={"feast", "redis"},

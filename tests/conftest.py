@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -69,20 +70,35 @@ def pg_url() -> Iterator[str]:
         )
 
 
-@pytest.fixture()
-def fresh_pg_url() -> Iterator[str]:
-    """A database of this test's own (for state that must not mix with other tests')."""
+@contextlib.contextmanager
+def _temp_db() -> Iterator[str]:
     import psycopg
     from psycopg import sql
 
     name = f"tickml_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    try:
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture()
+def fresh_pg_url() -> Iterator[str]:
+    """A database of this test's own (for state that must not mix with other tests')."""
+    with _temp_db() as url:
+        yield url
+
+
+@pytest.fixture()
+def fresh_pg_url_2() -> Iterator[str]:
+    """A second database of this test's own (e.g. a Feast registry beside Dagster's storage)."""
+    with _temp_db() as url:
+        yield url
 
 
 @pytest.fixture()

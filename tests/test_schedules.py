@@ -141,7 +141,7 @@ def test_daily_job_is_the_nightly_chain(repo_def):
 @pytest.mark.integration
 @pytest.mark.slow
 def test_two_day_backfill_through_postgres_instance_and_redis(
-    tmp_path, monkeypatch, fresh_pg_url, pg_url, redis_url
+    tmp_path, monkeypatch, fresh_pg_url, fresh_pg_url_2, redis_url
 ):
     """Two nightly partitions of daily_job (ingest -> features -> online warm start -> labels
     -> champion evaluation -> drift report) in production mode: the project's dagster.yaml
@@ -160,7 +160,7 @@ def test_two_day_backfill_through_postgres_instance_and_redis(
     home = tmp_path / "prod_home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    registry_url = pg_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    registry_url = fresh_pg_url_2.replace("postgresql://", "postgresql+psycopg://", 1)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv(
         "TICKML_DAGSTER_PG_URL", fresh_pg_url.replace("postgresql://", "postgresql+psycopg2://", 1)
