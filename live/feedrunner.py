@@ -64,6 +64,21 @@ def wait_for(
     return stop.is_set()
 
 
+def wait_ready(
+    config: LiveConfig, client: redis.Redis, stop: threading.Event, timeout_s: float = 180.0
+) -> bool:
+    """Lockstep replays start once every materializer shard and the scorer are up (their
+    start-up, seconds of imports and compiled-kernel loading, is not interval-close latency)."""
+    need = [f"mat:{s}" for s in range(config.shards)] + ["scorer"]
+    deadline = time.monotonic() + timeout_s
+    while not stop.is_set() and time.monotonic() < deadline:
+        if all(client.hmget(config.key("ready"), need)):
+            return True
+        time.sleep(0.05)
+    log.warning("workers not ready; replay starts anyway", extra={"need": ",".join(need)})
+    return False
+
+
 def run_feed(
     config: LiveConfig,
     events: Iterable[Ticks | Clock],
@@ -76,6 +91,8 @@ def run_feed(
     client = redis.Redis.from_url(config.redis_url)
     bus = TickBus(client, config, leader=leader)
     stats = FeedStats()
+    if lockstep:
+        wait_ready(config, client, stop)
     t0 = time.perf_counter()
     for ev in events:
         if stop.is_set():

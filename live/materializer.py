@@ -290,6 +290,16 @@ class ShardMaterializer:
             tmp.replace(path)
 
 
+def warm_up(fc: FeatureConfig) -> None:
+    """Load the compiled kernels (numba's cache: seconds) before the first real boundary."""
+    eng = StreamingFeatureEngine(fc)
+    t = next_boundary(fc, 1_700_000_000 * 10**9)
+    ts = np.array([t - 2 * 10**9, t - 10**9], dtype=np.int64)
+    one = np.ones(2)
+    eng.update_many("_warmup", ts, one, one * 1.01, one, one, one, one)
+    eng.snapshot_arrays(t)
+
+
 def run_materializer(
     config: LiveConfig,
     shards: list[int],
@@ -305,9 +315,11 @@ def run_materializer(
     """
     name = consumer_name or "mat-" + "-".join(map(str, shards))
     client = redis.Redis.from_url(config.redis_url)
+    warm_up(feature_config or FeatureConfig())
     mats = {s: ShardMaterializer(config, s, client, feature_config, log_dir) for s in shards}
     # own pending entries are normal between checkpoints: claim only a long-dead consumer's
     consumer = BusConsumer(client, config, "materializer", name, shards, claim_idle_ms=300_000)
+    client.hset(config.key("ready"), mapping={f"mat:{s}": time.time_ns() for s in shards})
     backoff = 0.1
     down = False
     while not stop.is_set():

@@ -135,6 +135,7 @@ class Scorer:
             return False
         self.models = models
         self._idx = np.array([self._col[f] for f in models.features], dtype=np.int64)
+        predict_both(models.short, models.long, np.zeros((1, len(self._idx))))  # warm up
         log.info("champion loaded", extra={"version": version, "features": len(self._idx)})
         return True
 
@@ -268,6 +269,7 @@ def run_scorer(
             if scorer is None:
                 scorer = Scorer(config, registry_root, decision, feature_config)
                 done = int(scorer.r.get(config.key("scorer", "last")) or -1)
+                scorer.r.hset(config.key("ready"), "scorer", time.time_ns())
             resp = scorer.r.xread({config.key("boundaries"): last_id}, block=50, count=1000)
             for _, entries in resp or []:
                 for eid, f in entries:
