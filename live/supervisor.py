@@ -8,6 +8,7 @@ once it finished its replay (exit 0).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -18,6 +19,16 @@ import time
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the supervisor dies, even by kill -9 (Linux
+    PR_SET_PDEATHSIG), so no worker outlives its supervisor."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+        except OSError:
+            pass
 
 
 @dataclass
@@ -33,7 +44,9 @@ class Child:
 
     def start(self) -> None:
         env = {**os.environ, **self.env}
-        self.proc = subprocess.Popen([sys.executable, "-m", "live", *self.argv], env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "live", *self.argv], env=env, preexec_fn=_die_with_parent
+        )
         log.info("started", extra={"child": self.name, "pid": self.proc.pid})
 
 

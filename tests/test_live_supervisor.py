@@ -108,3 +108,59 @@ def test_supervisor_restarts_and_stops_gracefully(redis_url: str, tmp_path: Path
     )
     assert any(r["msg"] == "restored checkpoint" for r in logs)
     assert any(r["msg"] == "supervisor stopped" for r in logs)
+
+
+def test_workers_do_not_outlive_a_killed_supervisor(redis_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "TICKML_REDIS_URL": redis_url, "TICKML_WORKDIR": str(tmp_path)}
+    env.pop("TICKML_PG_URL", None)
+    sup = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "live",
+            "run",
+            "--shards",
+            "1",
+            "--source",
+            "simulator",
+            "--sim-symbols",
+            "2",
+            "--day",
+            "2024-03-05",
+            "--speed",
+            "10",
+            "--registry",
+            str(tmp_path / "none"),
+        ],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(_children(sup.pid)) < 3:
+            time.sleep(0.2)
+        pids = [p.pid for p in _children(sup.pid).values()]
+        assert len(pids) >= 3
+        sup.kill()  # kill -9: no chance to forward anything
+        sup.wait(10)
+
+        def alive() -> list[int]:
+            out = []
+            for p in pids:
+                try:
+                    if psutil.Process(p).status() != psutil.STATUS_ZOMBIE:
+                        out.append(p)
+                except psutil.NoSuchProcess:
+                    pass
+            return out
+
+        while time.monotonic() < deadline and alive():
+            time.sleep(0.2)
+        assert not alive(), "workers outlived their supervisor"
+    finally:
+        for p in psutil.Process().children(recursive=True):
+            try:
+                if "live" in " ".join(p.cmdline()):
+                    p.kill()
+            except psutil.Error:
+                pass
