@@ -167,7 +167,7 @@ def model_experiment(
 
     cfg = pipeline.load()
     data = pd.read_parquet(lake.dataset_path())
-    data = add_market_columns(data, tz=cfg.labels.tz)
+    data = add_market_columns(data, tz=cfg.market.tz)
     feats = feature_names(cfg.features)
 
     def progress(stage: str, done: int, total: int) -> None:

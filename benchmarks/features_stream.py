@@ -130,7 +130,6 @@ def run(
     snapshot_repeats: int = 50,
 ) -> list[dict[str, Any]]:
     from tickml.features import FeatureConfig, feature_names
-    from tickml.features.calendar import day_of
     from tickml.readers.equity import read_equity_day
 
     root = Path(root) if root is not None else DEFAULT_ROOT
@@ -139,7 +138,7 @@ def run(
     ts = ticks["ts"].to_numpy(dtype="datetime64[ns]").view(np.int64).tolist()
     rows = list(zip(ts, *(ticks[c].to_numpy(dtype=float).tolist() for c in COLS), strict=True))
     cfg = FeatureConfig()
-    step, day_start = cfg.interval_ns, day_of(cfg, ts[0])[0]
+    step, day_start = cfg.interval_ns, cfg.market.day_of(ts[0])[0]
 
     t0 = time.perf_counter()
     _replay(cfg, symbol, rows[:2000], step, day_start)  # compile or load the numba cache
@@ -147,7 +146,7 @@ def run(
     times = [_replay(cfg, symbol, rows, step, day_start) for _ in range(repeats)]
     upd = [_replay(cfg, symbol, rows, step, day_start, snapshots=False) for _ in range(repeats)]
     # same work as the baseline: every feature after every tick, on the session's first ticks
-    open_ns = day_of(cfg, ts[0])[2]
+    open_ns = cfg.market.day_of(ts[0])[2]
     sess = [r for r in rows if r[0] > open_ns and r[1] == r[1] and r[2] == r[2]]
     n_every = min(len(sess), 50_000)
     every = _replay(cfg, symbol, sess[:n_every], step, day_start, every_tick=True)

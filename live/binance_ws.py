@@ -62,12 +62,13 @@ from live.config import redact
 from live.feeds import FeedEvent, ReleaseBuffer, Ticks
 from live.metrics import DUPLICATES, ERRORS, FEED_RECONNECTS, TICKS
 from tickml.features.config import FeatureConfig
+from tickml.market import Market
 from tickml.readers.binance import BinanceBookState, FrameError
 from tickml.schema import TICK_COLUMNS, make_quarantine, validate_ticks
 
 log = logging.getLogger(__name__)
 
-CRYPTO_FEATURES = FeatureConfig(tz="UTC", session_open=None, session_close=None, leader=None)
+CRYPTO_FEATURES = FeatureConfig(market=Market.all_day("UTC"), leader=None)
 
 
 class Backoff:

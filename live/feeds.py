@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from tickml.features.calendar import day_bounds, days_between
 from tickml.features.config import FeatureConfig
+from tickml.market import utc_ns
 from tickml.schema import TICK_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def boundaries(config: FeatureConfig, t0_ns: int, t1_ns: int) -> np.ndarray:
     """Grid times ``b`` with ``t0_ns < b <= t1_ns`` (UTC ns, int64, ascending).
 
     The grid is the feature engine's: multiples of ``config.interval`` from each local midnight
-    of ``config.tz`` (day = (midnight, next midnight]), in and out of the session alike (the
+    of ``config.market`` (day = (midnight, next midnight]), in and out of the session alike (the
     engine decides which grid times produce rows).
     """
     t0_ns, t1_ns = int(t0_ns), int(t1_ns)
@@ -61,8 +61,8 @@ def boundaries(config: FeatureConfig, t0_ns: int, t1_ns: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     step = config.interval_ns
     parts = []
-    for day in days_between(config, t0_ns + 1, t1_ns):
-        start, end, _, _ = day_bounds(config, day)
+    for day in config.market.days_between(t0_ns + 1, t1_ns):
+        start, end, _, _ = config.market.day_bounds(day)
         j0 = max(1, (t0_ns - start) // step + 1)
         j1 = min((end - start) // step, (t1_ns - start) // step)
         if j1 >= j0:
@@ -137,7 +137,7 @@ class ReleaseBuffer:
             return []
         w = w if self.released is None else max(w, self.released)
         buf = self.frame
-        ts = np.zeros(0, np.int64) if buf is None else _ns(buf["ts"])
+        ts = np.zeros(0, np.int64) if buf is None else utc_ns(buf["ts"])
         order = np.lexsort((buf["seq"].to_numpy(), ts)) if buf is not None else ts
         ts = ts[order]
         n = int(np.searchsorted(ts, w, side="right"))
@@ -166,10 +166,6 @@ def interleave(
             k += 1
         if i < len(starts):
             yield int(starts[i]), int(ends[i])
-
-
-def _ns(ts: pd.Series) -> np.ndarray:
-    return ts.to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
 def _check_ticks(ticks: pd.DataFrame) -> pd.DataFrame:
@@ -216,7 +212,7 @@ class ReplayFeed:
         ticks = _check_ticks(ticks)
         if symbols is not None:
             ticks = ticks[ticks["symbol"].isin(list(symbols))]
-        ts = _ns(ticks["ts"])
+        ts = utc_ns(ticks["ts"])
         order = np.lexsort((ticks["seq"].to_numpy(), ts))
         ts = ts[order]
         if max_seconds is not None and len(ts):
@@ -281,7 +277,7 @@ class SimulatorFeed:
             raise ValueError("SimulatorFeed needs at least one day")
         self.days = list(days)
         self.kwargs = dict(
-            feature_config=feature_config or FeatureConfig(tz=self.sim.exchange_tz),
+            feature_config=feature_config or FeatureConfig(market=self.sim.market),
             speed=speed,
             batch_ticks=batch_ticks,
             symbols=symbols,

@@ -41,7 +41,6 @@ from live.config import LiveConfig
 from live.consume import BusConsumer, SeqDedup
 from live.online import OnlineLayout, write_rows, write_vectors
 from tickml.features import FeatureConfig, StreamingFeatureEngine, feature_names
-from tickml.features.calendar import day_of, local_day
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ def vector_columns(feature_config: FeatureConfig) -> list[str]:
 
 def next_boundary(config: FeatureConfig, t_ns: int) -> int:
     """The grid time closing the interval that holds ``t_ns`` (intervals are (b - iv, b])."""
-    start = day_of(config, t_ns)[0]
+    start = config.market.day_of(t_ns)[0]
     iv = config.interval_ns
     return start + -(-(t_ns - start) // iv) * iv
 
@@ -206,7 +205,7 @@ class ShardMaterializer:
             if self.since_ckpt >= self.cfg.checkpoint_every or len(self.unacked) > 1_000:
                 self.checkpoint(consumer)
             b += self.fc.interval_ns
-            if local_day(self.fc, b) != local_day(self.fc, b - self.fc.interval_ns):
+            if self.fc.market.local_day(b) != self.fc.market.local_day(b - self.fc.interval_ns):
                 b = next_boundary(self.fc, b)
         self.last_done = max(self.last_done, t_ns)
         self.r.hset(self.cfg.key("progress"), f"done:{self.shard}", self.last_done)
@@ -268,7 +267,7 @@ class ShardMaterializer:
         buf, self._logbuf = self._logbuf, []
         by_day: dict[object, list] = {}
         for item in buf:
-            by_day.setdefault(local_day(self.fc, item[0]), []).append(item)
+            by_day.setdefault(self.fc.market.local_day(item[0]), []).append(item)
         for day, items in by_day.items():
             folder = self.log_dir / f"date={day}" / f"shard={self.shard}"
             folder.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,6 @@ from live.online import read_vectors
 from live.sinks import SignalStore
 from tickml.decision import DecisionConfig, Decisions, DecisionState, decide
 from tickml.features import FeatureConfig
-from tickml.features.calendar import local_day
 from tickml.models.registry import ModelRegistry, RegisteredModels
 from tickml.models.train import TrainedModel, predict_proba
 
@@ -170,7 +169,7 @@ class Scorer:
         fresh = ev == b
         age = np.where(ev >= 0, (b - ev) / 1e9, np.inf)
         ret = x[:, self._col["ret_b1"]] if n else np.zeros(0)
-        rvol = self.vol.step(local_day(self.fc, b), syms, ret, fresh)
+        rvol = self.vol.step(self.fc.market.local_day(b), syms, ret, fresh)
         ps = np.full((n, 5), np.nan)
         pl = np.full((n, 3), np.nan)
         # a vector newer than b (a replay running ahead) is not b's: never score the future

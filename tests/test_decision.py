@@ -246,15 +246,16 @@ def test_state_follows_symbols_not_positions_and_round_trips_through_json():
 
 
 def _reference(cfg: DecisionConfig, state: dict, ts: pd.Timestamp, rows: list[dict]) -> list:
-    local = (ts - pd.Timedelta(1, "ns")).tz_convert(cfg.tz)
+    m = cfg.market
+    local = (ts - pd.Timedelta(1, "ns")).tz_convert(m.tz)
     if state.get("day") != local.date():
         state.update(day=local.date(), total=0)
         for s in state["sym"].values():
             s["count"] = 0
-    t = ts.tz_convert(cfg.tz)
+    t = ts.tz_convert(m.tz)
     tod = t.time()
-    open_ = pd.Timestamp(dt.datetime.combine(local.date(), cfg.session_open), tz=cfg.tz)
-    close = pd.Timestamp(dt.datetime.combine(local.date(), cfg.session_close), tz=cfg.tz)
+    open_ = pd.Timestamp(dt.datetime.combine(local.date(), m.session_open), tz=m.tz)
+    close = pd.Timestamp(dt.datetime.combine(local.date(), m.session_close), tz=m.tz)
     window = not (open_ + cfg.no_trade_after_open < t <= close - cfg.no_trade_before_close)
     for w in cfg.no_trade_windows:
         window |= w.start <= tod < w.end

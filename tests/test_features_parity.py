@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 
 from tickml.features import FeatureConfig, StreamingFeatureEngine, compute_features
-from tickml.features.calendar import day_of
 from tickml.readers.equity import read_equity_day
 
 DAY = dt.date(2013, 10, 8)
@@ -41,7 +40,7 @@ def replay_interval(cfg: FeatureConfig, ticks: pd.DataFrame) -> pd.DataFrame:
     syms, ts, bid, ask, bsz, asz, price, size = _stream_order(ticks)
     engine = StreamingFeatureEngine(cfg, sorted(set(syms)))
     step = cfg.interval_ns
-    day_start = day_of(cfg, ts[0])[0]
+    day_start = cfg.market.day_of(ts[0])[0]
     next_b = day_start + ((ts[0] - day_start + step - 1) // step) * step
     frames = []
     update = engine.update
@@ -50,7 +49,7 @@ def replay_interval(cfg: FeatureConfig, ticks: pd.DataFrame) -> pd.DataFrame:
             frames.append(engine.snapshot(next_b))
             next_b += step
         update(syms[i], t, bid[i], ask[i], bsz[i], asz[i], price[i], size[i])
-    end = day_of(cfg, ts[-1])[1]
+    end = cfg.market.day_of(ts[-1])[1]
     while next_b <= end:
         frames.append(engine.snapshot(next_b))
         next_b += step

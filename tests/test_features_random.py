@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tickml.features import FeatureConfig, StreamingFeatureEngine, compute_features, feature_defs
-from tickml.features.calendar import day_of
 
 SMALL = dict(
     tick_windows=(3, 8),
@@ -107,7 +106,7 @@ def replay(cfg: FeatureConfig, ticks: pd.DataFrame) -> pd.DataFrame:
         return engine.drain()
     end = ts[-1] + step
     if cfg.session_only and cfg.has_session:  # batch rows run to the close: go there, skipping
-        _, _, opens, end = day_of(cfg, int(ts[-1]))  # boundaries that cannot have rows
+        _, _, opens, end = cfg.market.day_of(int(ts[-1]))  # boundaries that cannot have rows
         next_b = max(next_b, opens)
     while next_b <= end:
         frames.append(engine.snapshot(next_b))

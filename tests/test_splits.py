@@ -41,7 +41,7 @@ def _oracle(frame: pd.DataFrame, cfg: WalkForwardConfig):
     ev = [t.value for t in frame["event_timestamp"]]
     le = [t.value for t in frame["label_end"]]
     n = len(ev)
-    day_of = [(pd.Timestamp(t - 1, tz="UTC").tz_convert(cfg.tz)).date() for t in ev]
+    day_of = [(pd.Timestamp(t - 1, tz="UTC").tz_convert(cfg.market.tz)).date() for t in ev]
     days = sorted(set(day_of))
     plans = []
     if cfg.mode == "blocked":

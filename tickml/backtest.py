@@ -56,6 +56,7 @@ from tickml.decision import (
     DecisionState,
     decide,
 )
+from tickml.market import EPOCH, day_numbers, local_days, utc_ns
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +160,7 @@ def run_backtest(
     if len(config.long_prob_cols) != len(LONG_CLASSES):
         raise ValueError(f"long_prob_cols must name {len(LONG_CLASSES)} columns")
 
-    ts_idx = pd.DatetimeIndex(frame["event_timestamp"])
-    if ts_idx.tz is None:
-        ts_idx = ts_idx.tz_localize("UTC")
-    ts_all = ts_idx.tz_convert(None).as_unit("ns").to_numpy().view(np.int64)
+    ts_all = utc_ns(frame["event_timestamp"])
     codes_all, names = pd.factorize(frame["symbol"].astype(str), sort=True)
     order = np.lexsort((codes_all, ts_all))
     ts = ts_all[order]
@@ -187,15 +185,9 @@ def run_backtest(
     n = ts.size
     executable = np.isfinite(mid) & (mid > 0) & np.isfinite(spread) & (spread >= 0)
 
-    # local day per row ((midnight, midnight], as the feature calendar) and the symbol's last
+    # local day per row (tickml.market's day rule) and the symbol's last
     # executable row of each day (where any position of that day is closed)
-    day_codes, days = (
-        pd.factorize(
-            pd.DatetimeIndex(ts - 1, tz="UTC").tz_convert(decision.tz).normalize(), sort=True
-        )
-        if n
-        else (np.zeros(0, dtype=np.int64), pd.DatetimeIndex([]))
-    )
+    day_codes, days = local_days(ts, decision.market.tz)
     ex_rows = np.flatnonzero(executable)
     by_sym = ex_rows[np.lexsort((ts[ex_rows], code[ex_rows]))]
     last_of_day = np.zeros(n, dtype=bool)
@@ -379,16 +371,12 @@ def run_backtest(
     equity["equity"] = equity["pnl"].cumsum()
     n_days = len(days)
     daily_pnl = np.bincount(day_of_t, weights=t_pnl, minlength=n_days)
-    exit_day = (
-        pd.DatetimeIndex(trade_frame["exit_ts"] - pd.Timedelta(1, "ns"))
-        .tz_convert(decision.tz)
-        .normalize()
-    )
-    day_index = pd.DatetimeIndex(days)
-    trade_day = day_index.get_indexer(exit_day) if len(trade_frame) else np.zeros(0, np.int64)
+    exit_day = day_numbers(utc_ns(trade_frame["exit_ts"]), decision.market.tz)
+    day_number = np.array([(d - EPOCH).days for d in days], dtype=np.int64)
+    trade_day = np.searchsorted(day_number, exit_day) if len(trade_frame) else np.zeros(0, np.int64)
     daily = pd.DataFrame(
         {
-            "day": [d.date() for d in day_index],
+            "day": days,
             "pnl": daily_pnl,
             "n_trades": np.bincount(trade_day, minlength=n_days).astype(np.int64),
         }

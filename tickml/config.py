@@ -3,6 +3,10 @@
 ``tickml config`` prints the defaults as YAML with each field's description; ``tickml run
 --config FILE`` and the Dagster assets (``TICKML_CONFIG``) read it. Sections:
 
+- ``market``: :class:`tickml.market.Market` (time zone of the trading day, session open and
+  close). Set once: every other section (features, labels, walk-forward folds, decision gates),
+  the simulator, the live workers and the Dagster daily partitions and schedules take their
+  day and session from here;
 - ``features``: :class:`tickml.features.FeatureConfig` (families, windows, sampling interval,
   session, leader symbol, fracdiff d);
 - ``labels``: :class:`tickml.labels.LabelConfig` (horizons, barriers, traps, path quality);
@@ -12,13 +16,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tickml.features import FeatureConfig
 from tickml.labels import LabelConfig
+from tickml.market import MARKET_KEYS, Market
 from tickml.models.experiment import ExperimentConfig
+
+#: the sections that take the market, as paths into the run configuration
+MARKET_SECTIONS: tuple[tuple[str, ...], ...] = (
+    ("features",),
+    ("labels",),
+    ("experiment", "walk_forward"),
+    ("experiment", "decision"),
+)
 
 
 class RunConfig(BaseModel):
@@ -26,6 +40,11 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    market: Market = Field(
+        default_factory=Market,
+        description="the market: time zone of the trading day (local midnight to midnight) and "
+        "the session; every section below takes its day and session from here (tickml.market)",
+    )
     features: FeatureConfig = Field(
         default_factory=FeatureConfig, description="feature engine (tickml.features)"
     )
@@ -37,6 +56,56 @@ class RunConfig(BaseModel):
         description="walk-forward evaluation, training, selection, decision and costs "
         "(tickml.models.experiment)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _market_set_once(cls, data: Any) -> Any:
+        """A section may repeat the market (files written before the market section existed)
+        only with the same values; a different time zone or session is an error, not a
+        silent misalignment."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        market = Market.model_validate(data.get("market") or {})
+        for path in MARKET_SECTIONS:
+            parent, key = _parent(data, path)
+            if parent is None:
+                continue
+            section = parent.get(key)
+            if isinstance(section, BaseModel):
+                if getattr(section, "market", market) != market:
+                    raise ValueError(f"{'.'.join(path)}.market differs from the market section")
+                continue
+            if not isinstance(section, dict):
+                continue
+            given = {k: section[k] for k in MARKET_KEYS if k in section}
+            nested = section.get("market") or {}
+            if isinstance(nested, BaseModel):
+                nested = nested.model_dump()
+            own = Market.model_validate({**market.model_dump(), **dict(nested), **given})
+            if own != market:
+                raise ValueError(
+                    f"{'.'.join(path)}: time zone/session {_describe(own)} differ from the "
+                    f"market section's {_describe(market)}; set them once, under market:"
+                )
+            parent[key] = {k: v for k, v in section.items() if k not in (*MARKET_KEYS, "market")}
+        return data
+
+    @model_validator(mode="after")
+    def _one_market(self) -> RunConfig:
+        """Every section takes the market section's time zone and session."""
+        m = self.market
+        if self.features.market != m:
+            self.features = self.features.model_copy(update={"market": m})
+        if self.labels.market != m:
+            self.labels = self.labels.model_copy(update={"market": m})
+        exp = self.experiment
+        if exp.walk_forward.market != m or exp.decision.market != m:
+            self.experiment = exp.model_copy(update={
+                "walk_forward": exp.walk_forward.model_copy(update={"market": m}),
+                "decision": exp.decision.model_copy(update={"market": m}),
+            })
+        return self
 
     @model_validator(mode="after")
     def _one_source_of_horizons(self) -> RunConfig:
@@ -66,20 +135,30 @@ class RunConfig(BaseModel):
     def with_overrides(
         self, horizons: tuple[str, str] | None = None, interval: str | None = None
     ) -> RunConfig:
-        cfg = self
+        data = self.model_dump()
         if horizons:
-            labels = LabelConfig.model_validate(
-                {**cfg.labels.model_dump(), "short_horizon": horizons[0],
-                 "long_horizon": horizons[1]}
-            )
-            cfg = RunConfig.model_validate({**cfg.model_dump(), "labels": labels.model_dump()})
+            data["labels"].update(short_horizon=horizons[0], long_horizon=horizons[1])
         if interval:
-            cfg = cfg.model_copy(
-                update={"features": FeatureConfig.model_validate(
-                    {**cfg.features.model_dump(), "interval": interval}
-                )}
-            )
-        return cfg
+            data["features"]["interval"] = interval
+        return RunConfig.model_validate(data)
+
+
+def _parent(data: dict[str, Any], path: tuple[str, ...]) -> tuple[dict[str, Any] | None, str]:
+    """The (copied) mapping holding the last key of ``path`` inside ``data``, if any."""
+    parent = data
+    for key in path[:-1]:
+        child = parent.get(key)
+        if not isinstance(child, dict):
+            return None, path[-1]
+        parent[key] = child = dict(child)
+        parent = child
+    return parent, path[-1]
+
+
+def _describe(m: Market) -> str:
+    if m.session_open is None:
+        return f"{m.tz}, no session"
+    return f"{m.tz} {m.session_open:%H:%M}-{m.session_close:%H:%M}"
 
 
 def documented_yaml(model: BaseModel, indent: int = 0) -> str:
@@ -89,6 +168,8 @@ def documented_yaml(model: BaseModel, indent: int = 0) -> str:
     as_json = model.model_dump(mode="json")
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
+        if indent and isinstance(value, Market):
+            continue  # set once, in the top-level market section
         if field.description:
             lines.append(f"{pad}# {field.description}")
         if isinstance(value, BaseModel):

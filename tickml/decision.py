@@ -66,6 +66,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tickml.market import OnMarket, ts_ns
+
 log = logging.getLogger(__name__)
 
 SHORT_CLASSES: tuple[str, ...] = ("UP", "DOWN", "FLAT", "TRAP_UP", "TRAP_DOWN")
@@ -117,7 +119,7 @@ class TimeWindow(BaseModel):
     end: dt.time = Field(description="local end time (exclusive)")
 
 
-class DecisionConfig(BaseModel):
+class DecisionConfig(OnMarket):
     """Every rule of the risk gate. The backtest and the live worker read only this."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -159,15 +161,6 @@ class DecisionConfig(BaseModel):
         ge=0,
         description="whole universe per local day (None: no limit); when fewer slots remain "
         "than candidates, the largest |score| win",
-    )
-    tz: str = Field(
-        default="America/New_York", description="time zone of the session and of the day"
-    )
-    session_open: dt.time | None = Field(
-        default=dt.time(9, 30), description="local session open (None: no session, 24h)"
-    )
-    session_close: dt.time | None = Field(
-        default=dt.time(16, 0), description="local session close (None: no session, 24h)"
     )
     no_trade_after_open: dt.timedelta = Field(
         default=dt.timedelta(minutes=5),
@@ -218,8 +211,6 @@ class DecisionConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> DecisionConfig:
-        if (self.session_open is None) != (self.session_close is None):
-            raise ValueError("set both session_open and session_close, or neither")
         for name in ("cooldown", "no_trade_after_open", "no_trade_before_close"):
             if getattr(self, name) < dt.timedelta(0):
                 raise ValueError(f"{name} must be >= 0")
@@ -228,22 +219,8 @@ class DecisionConfig(BaseModel):
         return self
 
 
-def _ts_ns(timestamp: Any) -> int:
-    if isinstance(timestamp, (int, np.integer)):
-        return int(timestamp)
-    ts = pd.Timestamp(timestamp)
-    if ts.tzinfo is None:
-        ts = ts.tz_localize("UTC")
-    return int(ts.value)
-
-
 def _td_ns(value: dt.timedelta) -> int:
     return int(pd.Timedelta(value).value)
-
-
-def _local_ns(day: dt.date, t: dt.time, tz: str, plus_days: int = 0) -> int:
-    when = dt.datetime.combine(day + dt.timedelta(days=plus_days), t)
-    return int(pd.Timestamp(when).tz_localize(tz, nonexistent="shift_forward").value)
 
 
 @dataclass
@@ -257,25 +234,23 @@ class _DayCache:
 
 
 def _day_cache(config: DecisionConfig, ts_ns: int) -> _DayCache:
-    day = pd.Timestamp(ts_ns - 1, tz="UTC").tz_convert(config.tz).date()
-    start = int(pd.Timestamp(day).tz_localize(config.tz).value)
-    end = int(pd.Timestamp(day + dt.timedelta(days=1)).tz_localize(config.tz).value)
+    market = config.market
+    day = market.local_day(ts_ns)
+    start, end, o, c = market.day_bounds(day)
     blocked: list[tuple[int, int]] = []
-    if config.session_open is not None and config.session_close is not None:
-        o = _local_ns(day, config.session_open, config.tz)
-        c = _local_ns(day, config.session_close, config.tz)
+    if market.has_session:
         # rows are stamped at interval closes: the session's rows are (open, close]
         blocked.append((start, o + _td_ns(config.no_trade_after_open)))  # (start, open+x]
         blocked.append((c - _td_ns(config.no_trade_before_close), end))  # (close-x, end]
     for w in config.no_trade_windows:
-        lo = _local_ns(day, w.start, config.tz)
+        lo = market.local_ns(day, w.start)
         wraps = w.end <= w.start
-        hi = _local_ns(day, w.end, config.tz, plus_days=1 if wraps else 0)
+        hi = market.local_ns(day, w.end, plus_days=1 if wraps else 0)
         # [lo, hi) as (lo - 1, hi - 1]
         blocked.append((lo - 1, hi - 1))
         if wraps:  # the part of yesterday's window that runs into today
-            prev_lo = _local_ns(day, w.start, config.tz, plus_days=-1)
-            blocked.append((prev_lo - 1, _local_ns(day, w.end, config.tz) - 1))
+            prev_lo = market.local_ns(day, w.start, plus_days=-1)
+            blocked.append((prev_lo - 1, market.local_ns(day, w.end) - 1))
     return _DayCache(config, start, end, blocked)
 
 
@@ -458,7 +433,7 @@ def decide(
     ``feature_age`` is in seconds (None: all fresh). Timestamps must not go backwards for one
     state. A missing ``p_short`` (None) means the model is unavailable for every symbol.
     """
-    ts = _ts_ns(timestamp)
+    ts = ts_ns(timestamp)
     if state.last_ts_ns is not None and ts < state.last_ts_ns:
         raise ValueError(
             f"timestamp {pd.Timestamp(ts, tz='UTC')} is before the state's last call "

@@ -49,8 +49,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from tickml.market import OnMarket
 from tickml.schema import TICK_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ REGIMES: tuple[str, ...] = ("calm", "volatile", "trending")
 CALM, VOLATILE, TRENDING = 0, 1, 2
 
 
-class SimConfig(BaseModel):
+class SimConfig(OnMarket):
     """Parameters of the simulated market (all with defaults; one trading day per call)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -69,9 +70,6 @@ class SimConfig(BaseModel):
         None, description="symbol names (default SIM000, SIM001, ...); sets n_symbols"
     )
     seed: int = Field(7, description="base seed, mixed with the date and each symbol name")
-    exchange_tz: str = Field("America/New_York", description="time zone of the session times")
-    session_open: dt.time = Field(dt.time(9, 30), description="session open, exchange time")
-    session_close: dt.time = Field(dt.time(16, 0), description="session close, exchange time")
     tick_size: float = Field(0.01, gt=0, description="price grid step")
     base_price_range: tuple[float, float] = Field(
         (20.0, 200.0), description="each symbol's base price is log-uniform in this range"
@@ -164,8 +162,6 @@ class SimConfig(BaseModel):
         lo, hi = self.base_price_range
         if not 0 < lo <= hi:
             raise ValueError("base_price_range must be (low, high) with 0 < low <= high")
-        if self.session_close <= self.session_open:
-            raise ValueError("session_close must be after session_open")
         for probs in (self.spread_probs, self.spread_probs_volatile):
             if min(probs) < 0 or not math.isclose(sum(probs), 1.0, abs_tol=1e-9):
                 raise ValueError("spread probabilities must be >= 0 and sum to 1")
@@ -369,19 +365,12 @@ def _seq_sorted(ts_ns: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return ms * 1000 + k
 
 
-def _session_bounds(cfg: SimConfig, day: dt.date) -> tuple[int, int]:
-    tz = cfg.exchange_tz
-    start = pd.Timestamp(dt.datetime.combine(day, cfg.session_open)).tz_localize(tz)
-    end = pd.Timestamp(dt.datetime.combine(day, cfg.session_close)).tz_localize(tz)
-    return int(start.tz_convert("UTC").value), int(end.tz_convert("UTC").value)
-
-
 # ------------------------------------------------------------------ public API
 
 
 def simulate_day(cfg: SimConfig, day: dt.date) -> SimDay:
     """Simulate one session of every symbol (any calendar day; callers pick trading days)."""
-    open_ns, close_ns = _session_bounds(cfg, day)
+    _, _, open_ns, close_ns = cfg.market.day_bounds(day)
     n = int((close_ns - open_ns) // 1_000_000_000)
     market = _rng(cfg.seed, day.toordinal(), 0x5EED)
     regime = _regime_path(cfg, n, market)

@@ -4,10 +4,10 @@ Rows are labelled events: ``event_timestamp`` (when the row's features became kn
 ``label_end`` (when its label was decided). A row's *label interval* is the closed interval
 ``[event_timestamp, label_end]``.
 
-Test folds are made of whole local days (``tz``; a day is (midnight, midnight], like
-:mod:`tickml.features.calendar`, so a row stamped exactly at midnight closes the previous
-day). A fold's test set may be several contiguous runs of days (blocked mode with more than
-one test group); each run is a *test interval* ``[first event_timestamp, last label_end]`` of
+Test folds are made of whole local days of the market (:mod:`tickml.market`: a day is
+(midnight, midnight], so a row stamped exactly at midnight closes the previous day). A fold's
+test set may be several contiguous runs of days (blocked mode with more than one test group);
+each run is a *test interval* ``[first event_timestamp, last label_end]`` of
 its rows.
 
 From the training window (the days that may train this fold) three things are removed:
@@ -47,7 +47,9 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from tickml.market import OnMarket, local_days, utc_ns
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ class LeakageError(AssertionError):
     """A training or validation row's label interval reaches into a test fold or its embargo."""
 
 
-class WalkForwardConfig(BaseModel):
+class WalkForwardConfig(OnMarket):
     """How rows are cut into folds by time. Every knob is in whole days or a duration."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -106,7 +108,6 @@ class WalkForwardConfig(BaseModel):
         description="share of the training window's rows, the latest ones, held out as a "
         "validation slice for early stopping (0: none)",
     )
-    tz: str = Field(default="America/New_York", description="time zone that defines a trading day")
 
     @model_validator(mode="after")
     def _check(self) -> WalkForwardConfig:
@@ -169,10 +170,7 @@ class Fold:
 
 def _ns(values: Any, name: str) -> np.ndarray:
     """UTC nanoseconds of a timestamp column (tz-naive values are taken as UTC)."""
-    idx = pd.DatetimeIndex(values)
-    if idx.tz is None:
-        idx = idx.tz_localize("UTC")
-    ns = idx.tz_convert(None).as_unit("ns").to_numpy().view(np.int64).copy()
+    ns = utc_ns(values)
     if (ns == np.iinfo(np.int64).min).any():
         raise ValueError(f"{name} has missing timestamps")
     return ns
@@ -188,15 +186,6 @@ def _times(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     if bad.any():
         raise ValueError(f"{int(bad.sum())} rows have label_end before event_timestamp")
     return ev, le
-
-
-def local_days(event_ns: np.ndarray, tz: str) -> tuple[np.ndarray, list[dt.date]]:
-    """Per row, the index of its local day (midnight, midnight] in the returned sorted dates."""
-    if event_ns.size == 0:
-        return np.zeros(0, dtype=np.int64), []
-    local = pd.DatetimeIndex(event_ns - 1, tz="UTC").tz_convert(tz).normalize()
-    codes, uniques = pd.factorize(local, sort=True)
-    return codes.astype(np.int64), [d.date() for d in uniques]
 
 
 def _ts(ns: int) -> pd.Timestamp:
@@ -262,7 +251,7 @@ def walk_forward_splits(frame: pd.DataFrame, config: WalkForwardConfig | None = 
     """
     config = config or WalkForwardConfig()
     ev, le = _times(frame)
-    day, days = local_days(ev, config.tz)
+    day, days = local_days(ev, config.market.tz)
     embargo_ns = int(pd.Timedelta(config.embargo).value)
     folds: list[Fold] = []
     for k, (train_days, test_days) in enumerate(_fold_plan(len(days), config)):

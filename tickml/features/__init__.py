@@ -13,8 +13,8 @@ same compiled update and writer in the same order, so their rows are bit-identic
 
 Rows
     Interval mode (default, ``interval="1min"``): one row per symbol at each grid time ``b``
-    (grid aligned to local midnight of ``config.tz``), ``event_timestamp = b``, computed from
-    the ticks with ``ts <= b`` (a tick stamped exactly at ``b`` belongs to the interval that
+    (grid aligned to local midnight of ``config.market``), ``event_timestamp = b``, computed
+    from the ticks with ``ts <= b`` (a tick stamped exactly at ``b`` belongs to the interval that
     closes at ``b``). Rows start at the first grid time at or after the symbol's first tick of
     the day; with ``session_only`` (default) only times in (open, close] get rows, up to the
     close even after the symbol's last tick; otherwise batch rows run to the grid time at or

@@ -14,9 +14,9 @@ import pandas as pd
 
 from tickml.features._layout import I_IS_LEADER
 from tickml.features._loop import run_day
-from tickml.features.calendar import day_bounds, day_index
 from tickml.features.config import FeatureConfig
 from tickml.features.program import Program, compile_program
+from tickml.market import utc_ns
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def feature_frame(
 
 def _arrays(ticks: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     sym = ticks["symbol"].to_numpy(dtype=object)
-    ts = pd.to_datetime(ticks["ts"], utc=True).to_numpy(dtype="datetime64[ns]").view(np.int64)
+    ts = utc_ns(ticks["ts"])
     cols = {
         c: np.ascontiguousarray(ticks[c].to_numpy(dtype=np.float64, na_value=np.nan))
         for c in ("bid", "ask", "bid_size", "ask_size", "price", "size")
@@ -76,7 +76,7 @@ def compute_features(ticks: pd.DataFrame, config: FeatureConfig | None = None) -
         order = np.lexsort(keys)
         codes, ts = codes[order], ts[order]
         cols = {c: np.ascontiguousarray(v[order]) for c, v in cols.items()}
-    days_idx, days = day_index(cfg, ts)
+    days_idx, days = cfg.market.day_index(ts)
     cut = np.flatnonzero((np.diff(codes) != 0) | (np.diff(days_idx) != 0)) + 1
     starts = np.concatenate([[0], cut])
     ends = np.concatenate([cut, [len(ts)]])
@@ -98,7 +98,7 @@ def compute_features(ticks: pd.DataFrame, config: FeatureConfig | None = None) -
         vals, rts, rlast = runner.run(
             ts[sl],
             {c: v[sl] for c, v in cols.items()},
-            day_bounds(cfg, days[d]),
+            cfg.market.day_bounds(days[d]),
             is_leader,
             leader_state.get(d),
         )

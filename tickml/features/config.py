@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from tickml.market import OnMarket
 
 Family = Literal[
     "price",
@@ -36,7 +37,7 @@ ALL_FAMILIES: tuple[Family, ...] = (
 DEFAULT_FRACDIFF_D = 0.75
 
 
-class FeatureConfig(BaseModel):
+class FeatureConfig(OnMarket):
     """Everything that changes what the feature engine computes. Both modes read only this."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -65,13 +66,6 @@ class FeatureConfig(BaseModel):
     )
     every_n_ticks: int | None = Field(
         None, ge=1, description="sample a row every N ticks instead of on the interval grid"
-    )
-    tz: str = Field("America/New_York", description="time zone of the trading day and session")
-    session_open: dt.time | None = Field(
-        dt.time(9, 30), description="regular session open (local); None: the whole day"
-    )
-    session_close: dt.time | None = Field(
-        dt.time(16, 0), description="regular session close (local); None: the whole day"
     )
     session_only: bool = Field(
         True, description="emit rows only at times inside the regular session (open, close]"
@@ -119,11 +113,6 @@ class FeatureConfig(BaseModel):
         ns = self.interval_ns
         if ns < 1_000_000_000 or ns % 1_000_000_000 or 86_400_000_000_000 % ns:
             raise ValueError("interval must be whole seconds and divide a day")
-        if (self.session_open is None) != (self.session_close is None):
-            raise ValueError("give both session_open and session_close, or neither")
-        if self.session_open is not None and self.session_close is not None:
-            if self.session_close <= self.session_open:
-                raise ValueError("session_close must be after session_open")
         if min(self.tick_windows) < 2 or min(self.trade_windows) < 2:
             raise ValueError("tick and trade windows need at least 2 ticks")
         return self
@@ -134,7 +123,7 @@ class FeatureConfig(BaseModel):
 
     @property
     def has_session(self) -> bool:
-        return self.session_open is not None
+        return self.market.has_session
 
     def enabled(self, family: str) -> bool:
         return family in self.families

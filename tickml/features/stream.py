@@ -37,17 +37,11 @@ from tickml.features._loop import update_many as _update_many
 from tickml.features._update import mark_row, reset_day
 from tickml.features._update import update as _update
 from tickml.features.batch import feature_frame
-from tickml.features.calendar import day_of
 from tickml.features.config import FeatureConfig
 from tickml.features.program import compile_program
+from tickml.market import ts_ns
 
 log = logging.getLogger(__name__)
-
-
-def _ns(t: int | pd.Timestamp | np.datetime64) -> int:
-    if isinstance(t, int | np.integer):
-        return int(t)
-    return int(pd.Timestamp(t).value)
 
 
 class StreamingFeatureEngine:
@@ -171,7 +165,7 @@ class StreamingFeatureEngine:
                         "%s: tick at %d is from an earlier day, dropped", self._symbols[k], ts
                     )
                     return
-                day = day_of(self.config, ts)
+                day = self.config.market.day_of(ts)
                 if day[1] > self._day_end:
                     self.flush()  # every-n rows of the ending day first (leader still there)
                     self._day_end = day[1]
@@ -215,7 +209,7 @@ class StreamingFeatureEngine:
         """Rows at grid time ``boundary_ts``: (symbols, values [n, features], last tick ns)."""
         if self._every_n:
             raise ValueError("every-n-ticks engine: rows come from update(); use drain()")
-        b = _ns(boundary_ts)
+        b = ts_ns(boundary_ts)
         p, n_sym = self.program, len(self._symbols)
         out = np.empty((n_sym, len(p.defs)))
         idx = np.empty(n_sym, dtype=np.int64)
@@ -251,7 +245,7 @@ class StreamingFeatureEngine:
     def snapshot(self, boundary_ts: int | pd.Timestamp) -> pd.DataFrame:
         """Feature rows stamped ``boundary_ts`` (same columns as :func:`compute_features`)."""
         syms, vals, last = self.snapshot_arrays(boundary_ts)
-        b = _ns(boundary_ts)
+        b = ts_ns(boundary_ts)
         return feature_frame(
             np.asarray(syms, dtype=object), np.full(len(syms), b, np.int64), vals, last, self.names
         )

@@ -9,7 +9,7 @@ Price
     The reference price after each tick is the mid of the last two-sided book seen that
     symbol-day; a tick with a null book (a trade during a crossed quote) keeps the last mid.
     Before the first two-sided book of the day, and all day for trades-only symbols such as
-    SPY, it is the last trade price. Every local day (midnight, midnight] in ``config.tz``
+    SPY, it is the last trade price. Every local day (midnight, midnight] of ``config.market``
     starts afresh, like the features.
 
 Reference and path of an event at t

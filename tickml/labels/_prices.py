@@ -11,62 +11,19 @@ import pandas as pd
 
 from tickml.labels._kernels import grid_vol, reference_prices
 from tickml.labels.config import LabelConfig, to_timedelta
+from tickml.market import EPOCH, Market, day_numbers, utc_ns
 
-_DAY_NS = 86_400 * 1_000_000_000
 _DAY_BITS = 21  # day numbers (days since 1970) stay far below 2**21
-_EPOCH = dt.date(1970, 1, 1)
 
 
-def _ts_ns(values: pd.Series | pd.Index) -> np.ndarray:
-    """UTC nanoseconds of timestamps (tz-aware ones converted; naive ones taken as UTC)."""
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        idx = pd.DatetimeIndex(values)  # no parsing: already timestamps
-    else:
-        idx = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
-    return idx.as_unit("ns").to_numpy(dtype="datetime64[ns]").view(np.int64)
-
-
-def local_day_number(ts_ns: np.ndarray, tz: str) -> np.ndarray:
-    """Days since 1970-01-01 of the local day (midnight, next midnight] holding each time.
-
-    A time exactly at local midnight belongs to the day that ends there, as in the features.
-    """
-    if ts_ns.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    first, last = (
-        (pd.Timestamp(int(x) - 1, tz="UTC").tz_convert(tz).date() - _EPOCH).days
-        for x in (ts_ns.min(), ts_ns.max())
-    )
-    days = np.arange(first, last + 1, dtype=np.int64)
-    ends = day_bounds_tz(days, tz)
-    return first + np.searchsorted(ends, ts_ns, side="left").astype(np.int64)
-
-
-def day_bounds_tz(days: np.ndarray, tz: str) -> np.ndarray:
-    """UTC ns of the end (next local midnight) of each day number."""
-    return np.array(
-        [
-            pd.Timestamp(_EPOCH + dt.timedelta(days=int(n) + 1)).tz_localize(tz).value
-            for n in days.tolist()
-        ],
+def day_bounds(days: np.ndarray, market: Market) -> dict[str, np.ndarray]:
+    """UTC ns of each day number's start (local midnight), end, session open and close
+    (:meth:`tickml.market.Market.day_bounds`; without a session, the whole day)."""
+    bounds = np.array(
+        [market.day_bounds(EPOCH + dt.timedelta(days=int(n))) for n in days.tolist()],
         dtype=np.int64,
-    )
-
-
-def day_bounds(days: np.ndarray, config: LabelConfig) -> dict[str, np.ndarray]:
-    """UTC ns of each day number's start (local midnight), end, session open and close."""
-    out = {k: np.empty(days.size, dtype=np.int64) for k in ("start", "end", "open", "close")}
-    cache: dict[int, tuple[int, int, int, int]] = {}
-    for i, n in enumerate(days.tolist()):
-        if n not in cache:
-            day = _EPOCH + dt.timedelta(days=int(n))
-            loc = pd.Timestamp(day).tz_localize(config.tz)
-            nxt = pd.Timestamp(day + dt.timedelta(days=1)).tz_localize(config.tz)
-            o = pd.Timestamp(dt.datetime.combine(day, config.session_open)).tz_localize(config.tz)
-            c = pd.Timestamp(dt.datetime.combine(day, config.session_close)).tz_localize(config.tz)
-            cache[n] = (loc.value, nxt.value, o.value, c.value)
-        out["start"][i], out["end"][i], out["open"][i], out["close"][i] = cache[n]
-    return out
+    ).reshape(-1, 4)
+    return {k: bounds[:, i] for i, k in enumerate(("start", "end", "open", "close"))}
 
 
 @dataclass
@@ -101,7 +58,7 @@ def prepare_prices(ticks: pd.DataFrame, config: LabelConfig) -> PreparedPrices:
         raise ValueError(f"ticks lack columns {sorted(missing)}")
     codes, uniques = pd.factorize(ticks["symbol"].astype(str), sort=True)
     codes = codes.astype(np.int64)
-    ts = _ts_ns(ticks["ts"])
+    ts = utc_ns(ticks["ts"])
     bid = ticks["bid"].to_numpy(dtype=np.float64, na_value=np.nan)
     ask = ticks["ask"].to_numpy(dtype=np.float64, na_value=np.nan)
     trade = ticks["price"].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -111,7 +68,7 @@ def prepare_prices(ticks: pd.DataFrame, config: LabelConfig) -> PreparedPrices:
     ):
         order = np.lexsort((ts, codes))  # stable: equal times keep their input (seq) order
         codes, ts, bid, ask, trade = codes[order], ts[order], bid[order], ask[order], trade[order]
-    seg = (codes << _DAY_BITS) | local_day_number(ts, config.tz)
+    seg = (codes << _DAY_BITS) | day_numbers(ts, config.market.tz)
     ref = reference_prices(seg, bid, ask, trade)
     new_seg = np.ones(n, dtype=bool)
     new_seg[1:] = seg[1:] != seg[:-1]
@@ -154,9 +111,9 @@ def map_events(prices: PreparedPrices, events: pd.DataFrame, config: LabelConfig
     missing = {"symbol", "event_timestamp"} - set(events.columns)
     if missing:
         raise ValueError(f"events lack columns {sorted(missing)}")
-    t = _ts_ns(events["event_timestamp"])
+    t = utc_ns(events["event_timestamp"])
     code = prices.symbols.get_indexer(pd.Index(events["symbol"].astype(str))).astype(np.int64)
-    day = local_day_number(t, config.tz)
+    day = day_numbers(t, config.market.tz)
     key = (code << _DAY_BITS) | day
     pos = np.searchsorted(prices.seg_key, key)
     pos_c = np.minimum(pos, max(prices.seg_key.size - 1, 0))
@@ -171,7 +128,7 @@ def map_events(prices: PreparedPrices, events: pd.DataFrame, config: LabelConfig
     hi[found] = prices.seg_hi[seg[found]]
     last[found] = prices.seg_last_ts[seg[found]]
     uday, inv = np.unique(day, return_inverse=True)
-    b = day_bounds(uday, config)
+    b = day_bounds(uday, config.market)
     return EventMap(
         t=t,
         seg=seg,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator
+
+from tickml.market import OnMarket
 
 UP, DOWN, FLAT, TRAP_UP, TRAP_DOWN = "UP", "DOWN", "FLAT", "TRAP_UP", "TRAP_DOWN"
 #: Classes of the short-horizon label, in the order models use as class indices.
@@ -36,7 +37,7 @@ def to_timedelta(value: str | pd.Timedelta | dt.timedelta) -> pd.Timedelta:
     return td
 
 
-class LabelConfig(BaseModel):
+class LabelConfig(OnMarket):
     """Triple-barrier labelling knobs (defaults: 15 / 30 minute horizons, volatility barriers)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -114,11 +115,6 @@ class LabelConfig(BaseModel):
         description="label only events in [open, close) and never let a path cross the close; "
         "False: the day (local midnight to midnight) and the symbol's last tick bound the path",
     )
-    tz: str = Field(
-        default="America/New_York", description="time zone of the day and session times"
-    )
-    session_open: dt.time = Field(default=dt.time(9, 30), description="session open, local time")
-    session_close: dt.time = Field(default=dt.time(16, 0), description="session close, local time")
     at_close: Literal["truncate", "drop"] = Field(
         default="truncate",
         description="events whose horizon crosses the close (or the last tick without a "
@@ -132,14 +128,3 @@ class LabelConfig(BaseModel):
         to_timedelta(v)
         return v
 
-    @field_validator("tz")
-    @classmethod
-    def _zone(cls, v: str) -> str:
-        ZoneInfo(v)
-        return v
-
-    @model_validator(mode="after")
-    def _check(self) -> LabelConfig:
-        if self.session_close <= self.session_open:
-            raise ValueError("session_close must be after session_open")
-        return self

@@ -76,11 +76,11 @@ from tickml.evaluation.splits import (
     Fold,
     WalkForwardConfig,
     assert_no_leakage,
-    local_days,
     walk_forward_splits,
 )
 from tickml.labels import CLASSES_3, CLASSES_5, consensus_filter
-from tickml.models.registry import dataset_hash, utc_ns
+from tickml.market import day_numbers, local_days, utc_ns
+from tickml.models.registry import dataset_hash
 from tickml.models.selection import (
     FoldImportance,
     SelectionConfig,
@@ -312,11 +312,10 @@ def add_market_columns(
         out["last_return"] = out["ret_b1"] if "ret_b1" in out.columns else nan
     if "recent_vol" not in out.columns:
         ev_ns = utc_ns(out["event_timestamp"])
-        local = pd.DatetimeIndex(ev_ns - 1, tz="UTC").tz_convert(tz).normalize()
         tmp = pd.DataFrame(
             {
                 "s": out["symbol"].to_numpy(),
-                "d": utc_ns(local),
+                "d": day_numbers(ev_ns, tz),
                 "t": ev_ns,
                 "r": out["last_return"].to_numpy(dtype=np.float64),
             },
@@ -436,7 +435,7 @@ def run_experiment(
     for f in folds:
         assert_no_leakage(ds, f)
     ev_ns = utc_ns(ds["event_timestamp"])
-    day_code, days = local_days(ev_ns, cfg.walk_forward.tz)
+    day_code, days = local_days(ev_ns, cfg.walk_forward.market.tz)
     timings["splits"] = time.perf_counter() - t
     total = len(folds) + 3
     step = 0

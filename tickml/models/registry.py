@@ -62,6 +62,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from tickml.market import utc_ns
 from tickml.models.train import TrainedModel
 
 log = logging.getLogger(__name__)
@@ -91,12 +92,6 @@ class RegistryError(RuntimeError):
 
 
 # -- hashing -------------------------------------------------------------------------------------
-
-
-def utc_ns(values: Any) -> np.ndarray:
-    """int64 UTC nanoseconds of timestamps (tz-naive values are taken as UTC)."""
-    idx = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
-    return np.asarray(idx.tz_convert(None).as_unit("ns").to_numpy().view(np.int64))
 
 
 def dataset_hash(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
