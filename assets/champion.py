@@ -16,8 +16,8 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from orchestration.partitions import daily
-from orchestration.resources import LakeResource, ModelRegistryResource
+from assets.partitions import daily
+from assets.resources import LakeResource, ModelRegistryResource
 from tickml.lake import LabelTables
 from tickml.monitoring import recent_ic, recent_window
 

@@ -23,8 +23,8 @@ import pandas as pd
 from pydantic import Field
 
 from assets.champion import read_evaluation
-from orchestration.partitions import daily
-from orchestration.resources import LakeResource, ModelRegistryResource, PipelineConfigResource
+from assets.partitions import daily
+from assets.resources import LakeResource, ModelRegistryResource, PipelineConfigResource
 from tickml.drift import DriftConfig, drift_summary
 from tickml.features import feature_names
 from tickml.monitoring import champion_scores, recent_window, reference_window

@@ -6,26 +6,16 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from orchestration.partitions import daily
-from orchestration.resources import FeastResource, LakeResource, PipelineConfigResource
-from tickml.features import FeatureConfig, compute_features, feature_defs
+from assets.partitions import daily
+from assets.resources import FeastResource, LakeResource, PipelineConfigResource
+from tickml.features import (
+    FeatureConfig,
+    compute_features,
+    feature_defs,
+    pit_violations,
+    with_pit_columns,
+)
 from tickml.lake import FeatureTables
-
-
-def with_pit_columns(features: pd.DataFrame) -> pd.DataFrame:
-    """Add ``row_event_ns`` / ``last_tick_ns`` (int64): served by Feast beside the features so
-    the training set can prove, row by row, that no feature came from after its label time."""
-    out = features.copy()
-    out["row_event_ns"] = out["event_timestamp"].astype("int64")
-    out["last_tick_ns"] = out["last_tick_ts"].astype("int64")
-    return out
-
-
-def pit_violations(features: pd.DataFrame) -> int:
-    """Rows whose newest input tick is after their event_timestamp (must be 0)."""
-    if features.empty:
-        return 0
-    return int((features["last_tick_ts"] > features["event_timestamp"]).sum())
 
 
 def disallowed_nans(features: pd.DataFrame, config: FeatureConfig) -> dict[str, int]:

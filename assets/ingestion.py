@@ -7,8 +7,8 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from orchestration.partitions import daily
-from orchestration.resources import LakeResource, TickSourceResource, TickStoreResource
+from assets.partitions import daily
+from assets.resources import LakeResource, TickSourceResource, TickStoreResource
 from tickml.ingest import ingest_day
 
 

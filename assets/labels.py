@@ -6,8 +6,8 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from orchestration.partitions import daily
-from orchestration.resources import LakeResource, PipelineConfigResource
+from assets.partitions import daily
+from assets.resources import LakeResource, PipelineConfigResource
 from tickml.labels import make_labels
 from tickml.lake import FeatureTables, LabelTables
 

@@ -5,7 +5,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from orchestration.resources import (
+from assets.resources import (
     FeastResource,
     LakeResource,
     ModelRegistryResource,

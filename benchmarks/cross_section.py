@@ -34,14 +34,16 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import os
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from tickml.settings import Settings
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 TARGET_MS, BUDGET_P99_MS = 20.0, 50.0
@@ -120,7 +122,7 @@ def run(
     from tickml.decision import DecisionConfig, DecisionState, decide
     from tickml.models.train import predict_proba
 
-    url = redis_url or os.environ.get("TICKML_BENCH_REDIS_URL", DEFAULT_REDIS_URL)
+    url = redis_url or Settings.from_env().bench_redis_url or DEFAULT_REDIS_URL
     r = redis.Redis.from_url(url)
     r.flushdb()
     ds, names = _dataset(sim_days, sim_symbols, seed)
@@ -267,27 +269,11 @@ def _feast_reader(
 ) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
     """Feast's SDK over the same Redis rows (a throw-away sqlite registry under ``tmp``)."""
     from feature_repo.store import apply, load_store
+    from tickml.workdir import Workdir
 
-    saved = {
-        k: os.environ.get(k)
-        for k in (
-            "TICKML_WORKDIR",
-            "TICKML_FEAST_HOME",
-            "TICKML_FEAST_REDIS",
-            "TICKML_FEAST_REGISTRY_URL",
-        )
-    }
-    try:
-        os.environ["TICKML_WORKDIR"] = tmp
-        os.environ["TICKML_FEAST_HOME"] = f"{tmp}/feast"
-        store = load_store("prod", redis_url=url, registry_url=f"sqlite:///{tmp}/registry.db")
-        apply(store)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    layout = Workdir(Path(tmp))
+    store = load_store("prod", layout, redis_url=url, registry_url=f"sqlite:///{tmp}/registry.db")
+    apply(store, layout)
     rows = [{"symbol": s} for s in universe]
     ref = f"{VIEW}:{FEATURE}"
 

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "equity-ticks-2013"
+from benchmarks.common import equity_root
+
 TARGET = 1_000_000.0
 
 _COLD = """
@@ -49,6 +50,7 @@ print(time.perf_counter() - t0)
 def cold_compile_seconds() -> float:
     """Import + compile every kernel in a fresh interpreter with an empty numba cache."""
     with tempfile.TemporaryDirectory() as tmp:
+        # a child interpreter with this environment and an empty numba cache (not a setting)
         env = {**os.environ, "NUMBA_CACHE_DIR": tmp}
         out = subprocess.run(
             [sys.executable, "-c", _COLD], env=env, capture_output=True, text=True, check=True
@@ -105,7 +107,7 @@ def run(
     from tickml.features import FeatureConfig, compute_features, feature_names
     from tickml.readers.equity import read_equity_day
 
-    root = Path(root) if root is not None else DEFAULT_ROOT
+    root = Path(root) if root is not None else equity_root()
     day = dt.date.fromisoformat(day) if isinstance(day, str) else day
     symbols = [symbol] + ([leader] if leader and leader != symbol else [])
     ticks = read_equity_day(root, day, symbols).ticks

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "equity-ticks-2013"
+from benchmarks.common import equity_root
+
 TARGET = 100_000.0
 COLS = ("bid", "ask", "bid_size", "ask_size", "price", "size")
 
@@ -132,7 +133,7 @@ def run(
     from tickml.features import FeatureConfig, feature_names
     from tickml.readers.equity import read_equity_day
 
-    root = Path(root) if root is not None else DEFAULT_ROOT
+    root = Path(root) if root is not None else equity_root()
     day = dt.date.fromisoformat(day) if isinstance(day, str) else day
     ticks = read_equity_day(root, day, [symbol]).ticks
     ts = ticks["ts"].to_numpy(dtype="datetime64[ns]").view(np.int64).tolist()

@@ -24,10 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmarks.common import equity_root
 from tickml.readers.equity import read_equity_day
 from tickml.schema import TICK_COLUMNS, validate_ticks
-
-DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "equity-ticks-2013"
 
 QUOTE_NAMES = ["ms", "bid", "bid_size", "ask", "ask_size", "exchange", "condition", "suspicious"]
 TRADE_NAMES = ["ms", "price", "size", "exchange", "condition", "suspicious"]
@@ -90,7 +89,7 @@ def run(
     day: str | dt.date = "2013-10-08",
     repeats: int = 3,
 ) -> list[dict[str, Any]]:
-    root = Path(root) if root is not None else DEFAULT_ROOT
+    root = Path(root) if root is not None else equity_root()
     day = dt.date.fromisoformat(day) if isinstance(day, str) else day
     sym_dir = root / symbol.lower()
     quote_zip = sym_dir / f"{day:%Y%m%d}_quote.zip"

@@ -39,7 +39,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import os
 import statistics
 import time
 import uuid
@@ -55,7 +54,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg import sql
 
+from benchmarks.common import equity_root
 from tickml.schema import FLOAT_COLUMNS, TICK_COLUMNS
+from tickml.settings import Settings
 from tickml.store.postgres import (
     TickStore,
     encode_copy_binary,
@@ -64,7 +65,6 @@ from tickml.store.postgres import (
     redact_url,
 )
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "equity-ticks-2013"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 _COLS = ", ".join(TICK_COLUMNS)
 
@@ -193,8 +193,8 @@ def run(
     variants: bool = True,
 ) -> list[dict[str, Any]]:
     day = pd.Timestamp(day).date()
-    admin = normalize_url(url or os.environ.get("TICKML_PG_URL") or DEFAULT_URL)
-    ticks = _real_ticks(Path(root) if root else DEFAULT_ROOT, day, n_ticks)
+    admin = normalize_url(url or Settings.from_env().pg_url or DEFAULT_URL)
+    ticks = _real_ticks(Path(root) if root else equity_root(), day, n_ticks)
     source = f"real equity day {day} (all symbols, first {n_ticks:,} ticks)"
     if ticks is None:
         ticks = synthetic_ticks(n_ticks, day)

@@ -18,7 +18,6 @@ Redis: ``TICKML_BENCH_REDIS_URL`` (default db 13; that db is flushed).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import tempfile
 import threading
 import time
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+
+from tickml.settings import Settings
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/13"
 
@@ -132,7 +133,7 @@ def run(
     from live.config import LiveConfig
     from live.replay import ReplaySpec, replay
 
-    redis_url = os.environ.get("TICKML_BENCH_REDIS_URL", DEFAULT_REDIS)
+    redis_url = Settings.from_env().bench_redis_url or DEFAULT_REDIS
     d = dt.date.fromisoformat(day)
     frame = _ticks(source, ticks, d, symbols, sim_symbols)
     rows = []
@@ -140,7 +141,6 @@ def run(
         rows.append(throughput(redis_url, frame, tmp))
         redis.Redis.from_url(redis_url).flushdb()
         _champion(Path(tmp) / "registry", d - dt.timedelta(days=7))
-        os.environ["TICKML_WORKDIR"] = tmp
         cfg = LiveConfig(redis_url=redis_url, pg_url=None, shards=shards)
         out = replay(
             cfg,
@@ -150,6 +150,7 @@ def run(
                 day=day,
                 symbols=tuple(symbols) if symbols else None,
                 registry=str(Path(tmp) / "registry"),
+                workdir=tmp,
                 materializers=materializers,
                 sim_symbols=sim_symbols,
             ),

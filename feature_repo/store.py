@@ -1,22 +1,30 @@
-"""Open the Feast store for a deployment and apply the definitions programmatically.
+"""Open the Feast store of a deployment and apply the definitions programmatically.
 
-``TICKML_ENV=local`` (default): ``feature_store.yaml`` (sqlite online, Parquet offline, file
-registry under ``$TICKML_FEAST_HOME``, default ``work/feast``). ``TICKML_ENV=prod``:
-``feature_store.prod.yaml`` (Redis online store from ``TICKML_REDIS_URL``, SQL registry from
-``TICKML_FEAST_REGISTRY_URL``). Overrides for tests: ``redis_url=``, ``registry_url=``.
+``env="local"``: ``feature_store.yaml`` (sqlite online store, DuckDB offline store over the
+Parquet feature tables, file registry under ``<workdir>/feast``). ``env="prod"``:
+``feature_store.prod.yaml`` (Redis online store, SQL registry in PostgreSQL). The YAML files
+hold the infrastructure with ``${NAME}`` placeholders; :func:`load_store` fills them from its
+arguments (the deployment's :class:`tickml.settings.Settings`), not from the environment.
 """
 
 from __future__ import annotations
 
-import os
+import string
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
-from feast import FeatureStore
+import yaml
+from feast import FeatureService, FeatureStore, RepoConfig
 
-from feature_repo.paths import feast_home
+from feature_repo.entities import symbol
+from feature_repo.services import make_services
+from feature_repo.sources import make_sources
+from feature_repo.views import make_views
+from tickml.workdir import Workdir
 
 REPO_DIR = Path(__file__).resolve().parent
+YAML_BY_ENV = {"local": "feature_store.yaml", "prod": "feature_store.prod.yaml"}
 
 
 def redis_url_to_feast(url: str) -> str:
@@ -34,76 +42,61 @@ def redis_url_to_feast(url: str) -> str:
     return ",".join(parts)
 
 
-def load_store(
-    env: str | None = None, redis_url: str | None = None, registry_url: str | None = None
-) -> FeatureStore:
-    env = env or os.environ.get("TICKML_ENV", "local")
-    home = feast_home()
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["TICKML_FEAST_HOME"] = str(home)
-    if env == "local":
-        return FeatureStore(repo_path=str(REPO_DIR), fs_yaml_file=REPO_DIR / "feature_store.yaml")
-    if env != "prod":
+def repo_config(
+    env: str, layout: Workdir, redis_url: str | None = None, registry_url: str | None = None
+) -> RepoConfig:
+    """The deployment's Feast configuration: its YAML with the placeholders filled in."""
+    if env not in YAML_BY_ENV:
         raise ValueError(f"TICKML_ENV={env!r}: expected local or prod")
-    redis_url = redis_url or os.environ.get("TICKML_REDIS_URL")
-    registry_url = registry_url or os.environ.get("TICKML_FEAST_REGISTRY_URL")
-    if not redis_url or not registry_url:
-        raise ValueError("prod Feast needs TICKML_REDIS_URL and TICKML_FEAST_REGISTRY_URL")
-    os.environ["TICKML_FEAST_REDIS"] = redis_url_to_feast(redis_url)
-    os.environ["TICKML_FEAST_REGISTRY_URL"] = registry_url
-    return FeatureStore(
-        repo_path=str(REPO_DIR), fs_yaml_file=REPO_DIR / "feature_store.prod.yaml"
-    )
+    values = {"TICKML_FEAST_HOME": str(layout.feast_home)}
+    if env == "prod":
+        if not redis_url or not registry_url:
+            raise ValueError("prod Feast needs TICKML_REDIS_URL and TICKML_FEAST_REGISTRY_URL")
+        values["TICKML_FEAST_REDIS"] = redis_url_to_feast(redis_url)
+        values["TICKML_FEAST_REGISTRY_URL"] = registry_url
+    text = (REPO_DIR / YAML_BY_ENV[env]).read_text(encoding="utf-8")
+    config = RepoConfig(**yaml.safe_load(string.Template(text).substitute(values)))
+    config.repo_path = REPO_DIR
+    return config
 
 
-def definitions() -> list:
-    """Every Feast object of the repo, for ``FeatureStore.apply``.
-
-    The modules are reloaded so paths follow the current environment (TICKML_WORKDIR,
-    TICKML_FEATURES_PATH), as they do when the ``feast`` CLI imports them.
-    """
-    import importlib
-
-    from feature_repo import entities, paths, services, sources, views
-
-    for mod in (paths, entities, sources, views, services):
-        importlib.reload(mod)
-
-    return [
-        entities.symbol,
-        sources.tick_features_batch,
-        sources.tick_features_push,
-        sources.model_vector_log,
-        sources.model_vector_push,
-        views.tick_features,
-        views.model_vector,
-        services.tick_features_v1,
-        services.model_vector_v1,
-    ]
+def load_store(
+    env: str, layout: Workdir, redis_url: str | None = None, registry_url: str | None = None
+) -> FeatureStore:
+    """The Feast store of a deployment (``env`` local or prod) for one working directory."""
+    config = repo_config(env, layout, redis_url, registry_url)
+    layout.feast_home.mkdir(parents=True, exist_ok=True)
+    return FeatureStore(repo_path=str(REPO_DIR), config=config)
 
 
-def apply(store: FeatureStore) -> list[str]:
+def definitions(layout: Workdir) -> list[Any]:
+    """Every Feast object of the repo for one working directory (``FeatureStore.apply``):
+    file sources point at its lake."""
+    sources = make_sources(layout)
+    views = make_views(sources)
+    return [symbol, *sources, *views, *make_services(views)]
+
+
+def apply(store: FeatureStore, layout: Workdir) -> list[str]:
     """Register entities, sources, views and services; returns the names applied."""
-    objs = definitions()
+    objs = definitions(layout)
     store.apply(objs)
     return [getattr(o, "name", str(o)) for o in objs]
 
 
 def register_selection(store: FeatureStore, name: str, features: list[str]) -> str:
-    """Register a versioned FeatureService over the selected features of ``tick_features``
-    (e.g. ``tick_features_top70_v3``), in model order; returns its name."""
-    from feast import FeatureService
-
-    from feature_repo.views import tick_features
-
+    """Register a versioned FeatureService over the selected features of the applied
+    ``tick_features`` view (e.g. ``tick_features_top70_v3``), in model order; returns its
+    name."""
     if not features:
         raise ValueError("no features to register")
-    unknown = [f for f in features if f not in {x.name for x in tick_features.features}]
+    view = store.get_feature_view("tick_features")
+    unknown = [f for f in features if f not in {x.name for x in view.features}]
     if unknown:
         raise ValueError(f"features not in tick_features: {unknown[:10]}")
     service = FeatureService(
         name=name,
-        features=[tick_features[features]],
+        features=[view[features]],
         description=f"SHAP-selected features ({len(features)}), in model input order.",
     )
     store.apply([service])

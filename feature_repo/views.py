@@ -1,37 +1,46 @@
 """Feast feature views. The feature list comes from tickml.features (one definition)."""
 
+from __future__ import annotations
+
 from datetime import timedelta
+from typing import NamedTuple
 
 from feast import FeatureView, Field
 from feast.types import Array, Float64, Int64
 
 from feature_repo.entities import symbol
-from feature_repo.sources import model_vector_push, tick_features_push
-from tickml.features import FeatureConfig, feature_names
+from feature_repo.sources import Sources
+from tickml.features import PIT_COLUMNS, FeatureConfig, feature_names
 
 FEATURE_NAMES = feature_names(FeatureConfig())
-#: not model inputs: the row's own close and its newest input tick (ns), for point-in-time checks
-PIT_COLUMNS = ("row_event_ns", "last_tick_ns")
 
-tick_features = FeatureView(
-    name="tick_features",
-    entities=[symbol],
-    ttl=timedelta(days=1),
-    schema=[Field(name=n, dtype=Float64) for n in FEATURE_NAMES]
-    + [Field(name=n, dtype=Int64) for n in PIT_COLUMNS],
-    source=tick_features_push,
-    online=True,
-    description="Microstructure features per symbol at each sampling close (event_timestamp).",
-    tags={"family": "all", "sampling": "interval close"},
-)
 
-model_vector = FeatureView(
-    name="model_vector",
-    entities=[symbol],
-    ttl=timedelta(minutes=30),
-    schema=[Field(name="vector", dtype=Array(Float64))],
-    source=model_vector_push,
-    online=True,
-    description="The model's whole input vector per symbol, packed, float64 (the exact values "
-    "training saw: batch/live parity); live scoring reads this.",
-)
+class Views(NamedTuple):
+    tick_features: FeatureView
+    model_vector: FeatureView
+
+
+def make_views(sources: Sources) -> Views:
+    tick_features = FeatureView(
+        name="tick_features",
+        entities=[symbol],
+        ttl=timedelta(days=1),
+        schema=[Field(name=n, dtype=Float64) for n in FEATURE_NAMES]
+        + [Field(name=n, dtype=Int64) for n in PIT_COLUMNS],
+        source=sources.tick_features_push,
+        online=True,
+        description="Microstructure features per symbol at each sampling close "
+        "(event_timestamp).",
+        tags={"family": "all", "sampling": "interval close"},
+    )
+    model_vector = FeatureView(
+        name="model_vector",
+        entities=[symbol],
+        ttl=timedelta(minutes=30),
+        schema=[Field(name="vector", dtype=Array(Float64))],
+        source=sources.model_vector_push,
+        online=True,
+        description="The model's whole input vector per symbol, packed, float64 (the exact "
+        "values training saw: batch/live parity); live scoring reads this.",
+    )
+    return Views(tick_features, model_vector)

@@ -1,7 +1,8 @@
 """``python -m live <role>``: one live worker process (``tickml live`` wraps the same roles).
 
 Roles: feed, materializer, scorer, writer, run (the supervisor: all of them). Connection URLs
-come from the environment (TICKML_REDIS_URL, TICKML_PG_URL); see ``live.config.LiveConfig``.
+come from the environment through the settings (TICKML_REDIS_URL, TICKML_PG_URL:
+:mod:`tickml.settings`); see ``live.config.LiveConfig``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from live import logs, metrics
 from live.config import LiveConfig, redact
+from tickml.settings import Settings
 
 log = logging.getLogger("live")
 
@@ -75,8 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shards", type=int, default=None, help="bus shards (default LiveConfig)")
     p.add_argument("--own", type=int, nargs="*", default=None, help="materializer: its shards")
     p.add_argument("--materializers", type=int, default=None, help="run: processes")
-    p.add_argument("--config", default=None, help="RunConfig YAML (features, decision gates)")
-    p.add_argument("--registry", default="work/registry", help="model registry folder")
+    p.add_argument(
+        "--config", default=None, help="RunConfig YAML (features, decision gates; default: "
+        "TICKML_CONFIG)"
+    )
+    p.add_argument("--workdir", default=None, help="working directory (default: TICKML_WORKDIR)")
+    p.add_argument("--registry", default=None, help="model registry folder (<workdir>/models)")
     p.add_argument(
         "--source",
         default="simulator",
@@ -97,9 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.source == "binance-replay":
         args.source = "binance"
-    logs.setup(args.role)
-    cfg = LiveConfig(
-        **({"shards": args.shards} if args.shards else {}), metrics_port=args.metrics_port
+    settings = Settings.from_env().with_workdir(args.workdir)
+    args.config = args.config or settings.run_config_path()
+    args.registry = args.registry or str(settings.layout.models)
+    logs.setup(args.role, settings.log_level or "INFO")
+    cfg = LiveConfig.from_settings(
+        settings, **({"shards": args.shards} if args.shards else {}), metrics_port=args.metrics_port
     )
     metrics.serve(cfg.metrics_port)
     log.info(
@@ -107,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     fc = _feature_config(args.config)
     if args.role == "run":
-        return _run_all(args, cfg)
+        return _run_all(args, cfg, settings)
     stop = _stop_event()
     if args.role == "feed":
         from live.feedrunner import run_feed
@@ -144,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run_all(args: argparse.Namespace, cfg: LiveConfig) -> int:
+def _run_all(args: argparse.Namespace, cfg: LiveConfig, settings: Settings) -> int:
     from live.replay import ReplaySpec, children
     from live.supervisor import Supervisor
 
@@ -163,6 +172,7 @@ def _run_all(args: argparse.Namespace, cfg: LiveConfig) -> int:
         sim_symbols=args.sim_symbols,
         signal_strength=args.signal_strength,
         seed=args.seed,
+        workdir=str(settings.workdir),
     )
     sup = Supervisor(children(cfg, spec, env={}))
     sup.install_signals()

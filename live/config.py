@@ -1,19 +1,19 @@
 """Configuration of the live workers: one pydantic model, every field documented.
 
-Secrets (URLs with passwords) come from the environment only: ``TICKML_REDIS_URL``,
-``TICKML_PG_URL``. Nothing here is logged with its password (see :func:`redact`).
+Secrets (URLs with passwords) come from the environment only, through the settings
+(``TICKML_REDIS_URL``, ``TICKML_PG_URL``: :meth:`LiveConfig.from_settings`). Nothing here is
+logged with its password (see :func:`redact`).
 """
 
 from __future__ import annotations
 
-import os
 import zlib
 from typing import Any
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, Field
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+from tickml.settings import DEFAULT_REDIS_URL, Settings
 
 
 def redact(url: str | None) -> str:
@@ -36,11 +36,11 @@ class LiveConfig(BaseModel):
     """Live path settings (feeds, bus, materializer, scorer, writer)."""
 
     redis_url: str = Field(
-        default_factory=lambda: os.environ.get("TICKML_REDIS_URL", DEFAULT_REDIS_URL),
+        DEFAULT_REDIS_URL,
         description="Redis for the bus, the online store and signals (env TICKML_REDIS_URL)",
     )
     pg_url: str | None = Field(
-        default_factory=lambda: os.environ.get("TICKML_PG_URL"),
+        None,
         description="PostgreSQL for the tick store, signals and the paper ledger "
         "(env TICKML_PG_URL; None: those writes are off)",
     )
@@ -54,9 +54,6 @@ class LiveConfig(BaseModel):
     )
     batch_ticks: int = Field(2_000, ge=1, description="ticks per bus entry a feed publishes")
     feast_project: str = Field("tickml", description="Feast project name (feature_store.yaml)")
-    max_feature_age_s: float = Field(
-        90.0, gt=0, description="a vector older than this (vs the boundary) is never scored"
-    )
     boundary_wait_s: float = Field(
         2.0,
         gt=0,
@@ -75,7 +72,9 @@ class LiveConfig(BaseModel):
         "layout Feast's SDK reads); the scorer reads only the packed model_vector view",
     )
     online_log_dir: str | None = Field(
-        None, description="folder of the offline log of rows pushed online (None: <workdir>/lake)"
+        None,
+        description="lake holding the offline log of rows pushed online (<lake>/online_log; "
+        "from_settings: <workdir>/lake)",
     )
     paper_hold_bars: int = Field(
         5, ge=1, description="paper ledger: boundaries a position is held before it is closed"
@@ -83,6 +82,16 @@ class LiveConfig(BaseModel):
     metrics_port: int | None = Field(
         None, description="Prometheus /metrics port on 127.0.0.1 (None: no endpoint)"
     )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> LiveConfig:
+        """The live configuration of a deployment: its Redis, Postgres and lake."""
+        base = {
+            "redis_url": settings.live_redis_url,
+            "pg_url": settings.pg_url,
+            "online_log_dir": str(settings.layout.lake),
+        }
+        return cls(**{**base, **overrides})
 
     def key(self, *parts: Any) -> str:
         return ":".join([self.prefix, *(str(p) for p in parts)])

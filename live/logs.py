@@ -37,10 +37,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
-def setup(worker: str, level: str | None = None) -> None:
-    """JSON logs on stderr for this process (level from TICKML_LOG_LEVEL, default INFO)."""
+def setup(worker: str, level: str = "INFO") -> None:
+    """JSON logs on stderr for this process (level: the settings' TICKML_LOG_LEVEL)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(worker))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level or os.environ.get("TICKML_LOG_LEVEL", "INFO"))
+    root.setLevel(level)

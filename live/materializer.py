@@ -10,7 +10,7 @@ marker from the feed, or a tick past the boundary when a feed sent none) it
    ``spread``) into Feast's ``model_vector`` view with the fast writer, the scorer's input,
 3. announces the boundary on ``<prefix>:boundaries`` (the scorer waits for every shard),
 4. writes every feature into Feast's ``tick_features`` view (optional) and the offline log
-   (``<log_dir>/online_log/date=D/shard=S/<boundary>.parquet``, one file per boundary, rewritten
+   (``<lake>/online_log/date=D/shard=S/<first>-<last>.parquet``, tickml.lake, rewritten
    identically after a replay),
 5. every ``checkpoint_every`` boundaries stores the engine state, the de-duplication state and the
    last boundary in ``<prefix>:ckpt:<shard>`` and only then acknowledges the bus entries.
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from pathlib import Path
@@ -40,13 +39,13 @@ from live.bus import BusEntry, TickBatch
 from live.config import LiveConfig
 from live.consume import BusConsumer, SeqDedup
 from live.online import OnlineLayout, write_rows, write_vectors
-from tickml.features import FeatureConfig, StreamingFeatureEngine, feature_names
+from tickml.features import PIT_COLUMNS, FeatureConfig, StreamingFeatureEngine, feature_names
+from tickml.lake import online_log_dir
 
 log = logging.getLogger(__name__)
 
 MARKET_COLUMNS = ("mid", "spread")
 VECTOR_VIEW, VECTOR_FEATURE, FEATURE_VIEW = "model_vector", "vector", "tick_features"
-PIT_COLUMNS = ("row_event_ns", "last_tick_ns")
 
 
 def vector_columns(feature_config: FeatureConfig) -> list[str]:
@@ -88,12 +87,10 @@ class ShardMaterializer:
             [*self.names, *PIT_COLUMNS],
             dtypes=dict.fromkeys(PIT_COLUMNS, "int64"),
         )
-        root = Path(
-            log_dir
-            or config.online_log_dir
-            or Path(os.environ.get("TICKML_WORKDIR", "work")) / "lake"
-        )
-        self.log_dir = root / "online_log"
+        lake = log_dir or config.online_log_dir
+        if lake is None:
+            raise ValueError("no lake for the online log: set LiveConfig.online_log_dir")
+        self.lake = Path(lake)
         self.worker = f"materializer-{shard}"
         self._universe: set[str] = set()
         self.restore()
@@ -269,7 +266,7 @@ class ShardMaterializer:
         for item in buf:
             by_day.setdefault(self.fc.market.local_day(item[0]), []).append(item)
         for day, items in by_day.items():
-            folder = self.log_dir / f"date={day}" / f"shard={self.shard}"
+            folder = online_log_dir(self.lake, day) / f"shard={self.shard}"
             folder.mkdir(parents=True, exist_ok=True)
             vals = np.vstack([it[2] for it in items])
             n = [len(it[1]) for it in items]

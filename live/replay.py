@@ -8,7 +8,6 @@ feed runs in lockstep by default (see :mod:`live.feedrunner`).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -33,7 +32,9 @@ class ReplaySpec:
     max_seconds: float | None = None
     lockstep: bool = True
     config: str | None = None
-    registry: str = "work/registry"
+    registry: str | None = None  # None: <workdir>/models
+    workdir: str | None = None  # None: the children's TICKML_WORKDIR
+    log_level: str = "WARNING"
     materializers: int | None = None
     sim_symbols: int = 8
     signal_strength: float = 0.0
@@ -45,6 +46,8 @@ def children(cfg: LiveConfig, spec: ReplaySpec, env: dict[str, str]) -> list[Chi
     common = ["--shards", str(cfg.shards)]
     if spec.config:
         common += ["--config", spec.config]
+    if spec.workdir:
+        common += ["--workdir", spec.workdir]
     m = max(1, min(spec.materializers or cfg.shards, cfg.shards))
     kids = [
         Child(
@@ -61,7 +64,8 @@ def children(cfg: LiveConfig, spec: ReplaySpec, env: dict[str, str]) -> list[Chi
         )
         for i in range(m)
     ]
-    kids.append(Child("scorer", ["scorer", *common, "--registry", spec.registry], env=env))
+    registry = ["--registry", spec.registry] if spec.registry else []
+    kids.append(Child("scorer", ["scorer", *common, *registry], env=env))
     if cfg.pg_url:
         kids.append(Child("writer", ["writer", *common], env=env))
     feed = ["feed", *common, "--source", spec.source]
@@ -118,10 +122,8 @@ def replay(
     """Run the live path on ``spec`` until the feed finished and everything drained.
 
     ``fresh``: start from an empty bus and no checkpoints (deletes the prefix's keys)."""
-    env = {
-        "TICKML_REDIS_URL": cfg.redis_url,
-        "TICKML_LOG_LEVEL": os.environ.get("TICKML_LOG_LEVEL", "WARNING"),
-    }
+    # the workers' settings: secrets travel in their environment, never on a command line
+    env = {"TICKML_REDIS_URL": cfg.redis_url, "TICKML_LOG_LEVEL": spec.log_level}
     if cfg.pg_url:
         env["TICKML_PG_URL"] = cfg.pg_url
     client = redis.Redis.from_url(cfg.redis_url)

@@ -43,6 +43,7 @@ class Child:
     env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
+        # a worker inherits this process's environment (its settings) plus its own variables
         env = {**os.environ, **self.env}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "live", *self.argv], env=env, preexec_fn=_die_with_parent

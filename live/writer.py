@@ -34,6 +34,7 @@ from live import logs, metrics
 from live.bus import BusEntry, TickBatch
 from live.config import LiveConfig, redact
 from live.consume import BusConsumer
+from tickml.settings import Settings
 from tickml.store.postgres import TickStore
 
 log = logging.getLogger(__name__)
@@ -282,8 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="take over other consumers' entries pending longer than this",
     )
     args = p.parse_args(argv)
-    logs.setup(WORKER)
-    config = LiveConfig()
+    settings = Settings.from_env()
+    logs.setup(WORKER, settings.log_level or "INFO")
+    config = LiveConfig.from_settings(settings)
     shards = [int(s) for s in args.shards.split(",")] if args.shards else None
     try:
         writer = TickWriter(

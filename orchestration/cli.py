@@ -11,7 +11,6 @@ import datetime as dt
 import importlib
 import json
 import logging
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -21,6 +20,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from tickml.settings import Settings
 
 app = typer.Typer(
     help="tickml: learn short-horizon price direction from market ticks and serve it live.",
@@ -33,6 +34,7 @@ console = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 140)
 
 SOURCE_HELP = "simulator | equity-ticks | binance | canonical"
+WORKDIR_HELP = "Working directory (default: TICKML_WORKDIR, else ./work)."
 BENCHMARKS = {
     "parse": "vendor equity files -> canonical ticks (ticks/s)",
     "store": "canonical ticks -> Postgres tick store with COPY (ticks/s)",
@@ -41,6 +43,12 @@ BENCHMARKS = {
     "cross-section": "universe read from the Redis online store + both models + decision (ms)",
     "tick-to-signal": "replay through bus, materializer, scorer: close -> signal ms, ticks/s",
 }
+
+
+def _settings(workdir: Path | None = None, **overrides: Any) -> Settings:
+    """This command's settings: the environment, read once, with the command's options."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return Settings.from_env().with_workdir(workdir).model_copy(update=given)
 
 
 def _progress() -> Progress:
@@ -92,10 +100,10 @@ def ingest(
     end: str | None = typer.Option(None, help="Last day, YYYY-MM-DD (default: all)."),
     days: int = typer.Option(3, help="Simulator only: how many weekdays to make."),
     symbols: str | None = typer.Option(None, help="Comma-separated symbols (default: all)."),
-    workdir: Path = typer.Option(Path("work"), help="Lake, Dagster home and reports go here."),
+    workdir: Path | None = typer.Option(None, help=WORKDIR_HELP),
     pg_url: str | None = typer.Option(
-        None, envvar="TICKML_PG_URL", show_envvar=True,
-        help="Also write the Postgres tick store (URL from env is safer than the flag).",
+        None, help="Also write the Postgres tick store (default: TICKML_PG_URL; the "
+        "environment is safer than the flag).",
     ),
     sim_symbols: int = typer.Option(8, help="Simulator only: number of symbols."),
     signal_strength: float = typer.Option(0.0, help="Simulator only: planted signal strength."),
@@ -105,7 +113,7 @@ def ingest(
 ) -> None:
     """Ingest days of ticks into the lake (and Postgres) through Dagster's [bold]raw_ticks[/]."""
     summaries = _ingest(
-        ticks, source, start, end, days, symbols, workdir, pg_url, sim_symbols,
+        ticks, source, start, end, days, symbols, _settings(workdir, pg_url=pg_url), sim_symbols,
         signal_strength, out_of_order_tolerance,
     )
     _print_summary(summaries)
@@ -113,11 +121,11 @@ def ingest(
 
 def _ingest(
     ticks: Path | None, source: str | None, start: str | None, end: str | None, n_days: int,
-    symbols: str | None, workdir: Path, pg_url: str | None, sim_symbols: int,
+    symbols: str | None, settings: Settings, sim_symbols: int,
     signal_strength: float, tolerance: str | None, assets: tuple[str, ...] = ("raw_ticks",),
     config_path: str | None = None,
 ) -> list[dict[str, Any]]:
-    from orchestration.resources import TickSourceResource
+    from assets.resources import TickSourceResource
     from orchestration.runner import materialize_days
 
     kind = _guess_source(ticks, source)
@@ -137,10 +145,9 @@ def _ingest(
         sim_n_symbols=sim_symbols,
         sim_signal_strength=signal_strength,
     )
-    workdir = workdir.resolve()
     console.print(
         f"ingesting {len(day_list)} day(s) from [bold]{kind}[/] "
-        f"{ticks or ''} -> {workdir / 'lake'}" + (" + Postgres" if pg_url else "")
+        f"{ticks or ''} -> {settings.layout.lake}" + (" + Postgres" if settings.pg_url else "")
     )
     label = " + ".join(assets)
     with _progress() as bar:
@@ -150,7 +157,7 @@ def _ingest(
             bar.update(task, advance=1, description=f"{label} {day}")
 
         return materialize_days(
-            day_list, workdir, res, pg_url, on_day=step, assets=assets, config_path=config_path
+            day_list, settings, res, on_day=step, assets=assets, config_path=config_path
         )
 
 
@@ -190,22 +197,28 @@ def demo(
     signal_strength: float = typer.Option(
         0.5, help="Simulator only: planted signal strength, so there is an edge to find."
     ),
-    workdir: Path = typer.Option(Path("work/demo"), help="Where the demo writes everything."),
+    workdir: Path | None = typer.Option(
+        None, help="Where the demo writes everything (default: <TICKML_WORKDIR or ./work>/demo, "
+        "a sandbox, so simulated days never mix with your data)."
+    ),
 ) -> None:
     """The end-to-end demo on embedded defaults: `tickml run` on the simulator (with a planted
     signal of known strength) unless --ticks is given."""
+    base = Settings.from_env()
+    settings = base.with_workdir(workdir or base.workdir / "demo")
     if ticks is None:
         console.print(
             f"demo: {days} simulated days x {sim_symbols} symbols with a planted signal of "
             f"strength {signal_strength} (the model should find it; real data: --ticks PATH)"
         )
-    _run_pipeline(ticks, source, None, None, None, workdir, None, None, days, None,
+    _run_pipeline(ticks, source, None, None, None, settings, None, None, days, None,
                   sim_symbols, signal_strength if ticks is None else 0.0)
-    _demo_live(ticks, source, days, sim_symbols, signal_strength, workdir.resolve())
+    _demo_live(ticks, source, days, sim_symbols, signal_strength, settings)
+    out.print(f"everything is in {settings.workdir}: explore it with --workdir {settings.workdir}")
 
 
 def _demo_live(ticks: Path | None, source: str | None, days: int, sim_symbols: int,
-               signal_strength: float, workdir: Path) -> None:
+               signal_strength: float, settings: Settings) -> None:
     """The demo's last step: a day through the live path (a new simulated day after the
     training days; with --ticks the last day of the data, which training saw: plumbing only)."""
     import redis
@@ -213,7 +226,7 @@ def _demo_live(ticks: Path | None, source: str | None, days: int, sim_symbols: i
     from live.config import LiveConfig, redact
     from tickml.ingest import available_days, simulated_days
 
-    cfg = LiveConfig()
+    cfg = LiveConfig.from_settings(settings)
     try:
         redis.Redis.from_url(cfg.redis_url, socket_connect_timeout=2).ping()
     except redis.RedisError:
@@ -231,7 +244,7 @@ def _demo_live(ticks: Path | None, source: str | None, days: int, sim_symbols: i
               "Feast Redis online store -> scorer (lockstep, full speed)...")
     _print_live(_live_replay(
         "binance-replay" if kind == "binance" else kind, ticks, day.isoformat(), None,
-        workdir / "models", workdir / "config.yaml", 2, None, sim_symbols, signal_strength))
+        settings, settings.layout.config_file, 2, None, sim_symbols, signal_strength))
 
 
 def _duration(text: str) -> str:
@@ -248,10 +261,6 @@ def _duration(text: str) -> str:
     return t
 
 
-OFFLINE_DAILY = ("raw_ticks", "tick_features", "labels")
-OFFLINE_GLOBAL = ("feast_registry", "training_dataset", "model_experiment", "champion_model")
-
-
 @app.command()
 def run(
     ticks: Path | None = typer.Option(None, "--ticks", help="Source files (default: simulator)."),
@@ -259,7 +268,7 @@ def run(
     config: Path | None = typer.Option(None, help="Run config YAML (see `tickml config`)."),
     horizons: str | None = typer.Option(None, help="SHORT,LONG label horizons, e.g. 5m,15m."),
     interval: str | None = typer.Option(None, help="Sampling interval of feature rows, e.g. 1m."),
-    workdir: Path = typer.Option(Path("work/run"), help="Lake, Dagster home, models, reports."),
+    workdir: Path | None = typer.Option(None, help=WORKDIR_HELP),
     start: str | None = typer.Option(None, help="First day, YYYY-MM-DD (default: all)."),
     end: str | None = typer.Option(None, help="Last day, YYYY-MM-DD (default: all)."),
     days: int = typer.Option(5, help="Simulator only: number of weekdays."),
@@ -272,13 +281,13 @@ def run(
     """The whole offline graph through Dagster: ingest -> features -> labels -> Feast training
     set -> SHAP selection -> dual LightGBM -> walk-forward evaluation + backtest -> registry.
     Writes WORKDIR/reports/evaluation.json and evaluation.html."""
-    _run_pipeline(ticks, source, config, horizons, interval, workdir, start, end, days, symbols,
-                  sim_symbols, signal_strength)
+    _run_pipeline(ticks, source, config, horizons, interval, _settings(workdir), start, end, days,
+                  symbols, sim_symbols, signal_strength)
 
 
 def _run_pipeline(
     ticks: Path | None, source: str | None, config: Path | None, horizons: str | None,
-    interval: str | None, workdir: Path, start: str | None, end: str | None, days: int,
+    interval: str | None, settings: Settings, start: str | None, end: str | None, days: int,
     symbols: str | None, sim_symbols: int, signal_strength: float,
 ) -> None:
     import time
@@ -286,38 +295,39 @@ def _run_pipeline(
     from tickml.config import RunConfig, documented_yaml
 
     t0 = time.perf_counter()
-    workdir = workdir.resolve()
+    layout = settings.layout
     try:
-        cfg = RunConfig.load(config).with_overrides(
+        cfg = RunConfig.load(config or settings.config).with_overrides(
             tuple(_duration(h) for h in horizons.split(",")) if horizons else None,  # type: ignore[arg-type]
             _duration(interval) if interval else None,
         )
     except (ValueError, FileNotFoundError) as exc:
         console.print(f"[red]config error:[/] {exc}")
         raise typer.Exit(2) from exc
-    workdir.mkdir(parents=True, exist_ok=True)
-    cfg_path = workdir / "config.yaml"
+    layout.root.mkdir(parents=True, exist_ok=True)
+    cfg_path = layout.config_file
     cfg_path.write_text(documented_yaml(cfg) + "\n")
+    from orchestration.jobs import RUN_DAILY_ASSETS, RUN_GLOBAL_ASSETS
+
     rows = _ingest(
-        ticks, source, start, end, days, symbols, workdir, os.environ.get("TICKML_PG_URL"),
-        sim_symbols, signal_strength, None, assets=OFFLINE_DAILY, config_path=str(cfg_path),
+        ticks, source, start, end, days, symbols, settings, sim_symbols, signal_strength, None,
+        assets=RUN_DAILY_ASSETS, config_path=str(cfg_path),
     )
     _print_summary(rows)
-    from orchestration.resources import TickSourceResource
     from orchestration.runner import materialize_once
 
     console.print("training set (Feast), SHAP selection, dual LightGBM, walk-forward, backtest...")
     with console.status("training and evaluating"):
         res = materialize_once(
-            OFFLINE_GLOBAL, workdir, TickSourceResource(), config_path=str(cfg_path),
+            RUN_GLOBAL_ASSETS, settings, config_path=str(cfg_path),
             log_level="CRITICAL",  # failures are summarized below, with the check's reasons
         )
-    _print_evaluation(workdir / "reports" / "evaluation.json", res["checks"])
+    _print_evaluation(layout.reports / "evaluation.json", res["checks"])
     for step, msg in res.get("failures", {}).items():
         blocked = "blocking asset check" in msg
         out.print(("[yellow]not promoted:[/] " if blocked else "[red]failed:[/] ")
                   + f"{step}: {msg.splitlines()[0][:200]}")
-    out.print(f"reports: {workdir / 'reports' / 'evaluation.html'}  "
+    out.print(f"reports: {layout.reports / 'evaluation.html'}  "
               f"({time.perf_counter() - t0:,.0f} s in all)")
 
 
@@ -392,16 +402,14 @@ def simulate(
 
 @app.command()
 def quarantine(
-    workdir: Path = typer.Option(Path("work"), help="Workdir used by ingest/demo."),
+    workdir: Path | None = typer.Option(None, help=WORKDIR_HELP),
     day: str | None = typer.Option(None, help="One day (default: all)."),
     limit: int = typer.Option(20, help="Rows to show."),
 ) -> None:
     """Show quarantined (rejected) rows with their reasons and source positions."""
     import pandas as pd
 
-    from tickml.lake import TickLake
-
-    lake = TickLake(workdir / "lake")
+    lake = _settings(workdir).layout.tick_lake()
     day_list = [dt.date.fromisoformat(day)] if day else lake.days()
     frames = [lake.read_quarantine(d) for d in day_list]
     q = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -488,7 +496,10 @@ def live_replay(
     ticks: Path | None = typer.Option(None, "--ticks", help="Source files (replays)."),
     day: str | None = typer.Option(None, help="Day to replay, YYYY-MM-DD."),
     symbols: str | None = typer.Option(None, help="Comma-separated symbols (default: all)."),
-    registry: Path = typer.Option(Path("work/run/models"), help="Model registry folder."),
+    registry: Path | None = typer.Option(
+        None, help="Model registry folder (default: <workdir>/models)."
+    ),
+    workdir: Path | None = typer.Option(None, help=WORKDIR_HELP),
     config: Path | None = typer.Option(None, help="Run config YAML (features, gates)."),
     shards: int = typer.Option(2, help="Bus shards (one materializer process each)."),
     max_seconds: float | None = typer.Option(None, help="Replay only the first N market s."),
@@ -497,17 +508,21 @@ def live_replay(
 ) -> None:
     """Replay a day through the whole live path at full speed (lockstep) and print close ->
     signal latency percentiles and signal counts (TICKML_REDIS_URL; TICKML_PG_URL optional)."""
-    _print_live(_live_replay(source, ticks, day, symbols, registry, config, shards, max_seconds,
-                             sim_symbols, signal_strength))
+    settings = _settings(workdir)
+    _print_live(_live_replay(source, ticks, day, symbols, settings, config, shards, max_seconds,
+                             sim_symbols, signal_strength, registry))
 
 
 def _live_replay(source: str, ticks: Path | None, day: str | None, symbols: str | None,
-                 registry: Path, config: Path | None, shards: int, max_seconds: float | None,
-                 sim_symbols: int, signal_strength: float) -> dict[str, Any]:
+                 settings: Settings, config: Path | None, shards: int, max_seconds: float | None,
+                 sim_symbols: int, signal_strength: float,
+                 registry: Path | None = None) -> dict[str, Any]:
     from live.config import LiveConfig
     from live.replay import ReplaySpec, replay
 
-    cfg = LiveConfig(shards=shards)
+    cfg = LiveConfig.from_settings(settings, shards=shards)
+    registry = registry or settings.layout.models
+    config = config or settings.config
     if source == "binance":
         source = "binance-replay"
     spec = ReplaySpec(
@@ -515,6 +530,7 @@ def _live_replay(source: str, ticks: Path | None, day: str | None, symbols: str 
         symbols=tuple(symbols.split(",")) if symbols else None, max_seconds=max_seconds,
         registry=str(registry), config=str(config) if config else None,
         sim_symbols=sim_symbols, signal_strength=signal_strength,
+        workdir=str(settings.workdir), log_level=settings.log_level or "WARNING",
     )
     with console.status("replaying through feed -> bus -> materializers -> scorer"):
         return replay(cfg, spec)

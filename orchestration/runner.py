@@ -1,13 +1,14 @@
 """Run the offline graph in-process through Dagster (what `tickml demo` / `tickml ingest` use).
 
 Runs go to the Dagster instance in ``DAGSTER_HOME`` (default ``<workdir>/dagster_home``, sqlite),
-so they show up in `dagster dev` afterwards, with their metadata and check results.
+so they show up in `dagster dev` afterwards, with their metadata and check results. The
+resources are the deployment's (:func:`assets.resources.resource_set`) for the given settings;
+nothing here reads or writes the environment.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,68 +16,32 @@ from typing import Any
 
 import dagster as dg
 
-from orchestration.resources import (
-    LakeResource,
-    ModelRegistryResource,
-    PipelineConfigResource,
-    TickSourceResource,
-    TickStoreResource,
-    feast_resource,
-)
+from assets.resources import TickSourceResource, resource_set
+from orchestration.jobs import asset_defs
+from tickml.settings import Settings
 
 
-def prepare_instance(workdir: Path) -> dg.DagsterInstance:
-    """The Dagster instance to record runs in: $DAGSTER_HOME if set, else workdir's sqlite."""
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
-        home = str(workdir / "dagster_home")
-        os.environ["DAGSTER_HOME"] = home
-    Path(home).mkdir(parents=True, exist_ok=True)
-    cfg = Path(home) / "dagster.yaml"
+def prepare_instance(settings: Settings) -> dg.DagsterInstance:
+    """The Dagster instance to record runs in: DAGSTER_HOME if set, else the workdir's sqlite."""
+    home = Path(settings.dagster_home or settings.layout.dagster_home)
+    home.mkdir(parents=True, exist_ok=True)
+    cfg = home / "dagster.yaml"
     if not cfg.exists():
         cfg.write_text("telemetry:\n  enabled: false\n")
-    return dg.DagsterInstance.get()
+    return dg.DagsterInstance.from_config(str(home))
 
 
 def build_resources(
-    workdir: Path,
-    source: TickSourceResource,
-    pg_url: str | None,
-    config_path: str | None = None,
+    settings: Settings, source: TickSourceResource | None = None, config_path: str | None = None
 ) -> dict[str, Any]:
-    # Feast's repo resolves its Parquet sources and local registry from the workdir; with
-    # TICKML_ENV=prod the store is Redis + the SQL registry (URLs from the environment)
-    os.environ["TICKML_WORKDIR"] = str(workdir)
-    os.environ.pop("TICKML_FEAST_HOME", None)
-    return {
-        "tick_source": source,
-        "lake": LakeResource(root=str(workdir / "lake")),
-        "tick_store": TickStoreResource(url=pg_url),
-        "feast": feast_resource(os.environ.get("TICKML_ENV", "local")),
-        "pipeline": PipelineConfigResource(path=config_path),
-        "registry": ModelRegistryResource(root=str(workdir / "models")),
-    }
-
-
-def _asset_defs(names: Sequence[str]) -> list[Any]:
-    from assets import champion, drift, features, ingestion, labels, training
-
-    found = {}
-    for mod in (ingestion, features, labels, training, champion, drift):
-        for obj in vars(mod).values():
-            if isinstance(obj, dg.AssetsDefinition):
-                found[obj.key.to_user_string()] = obj
-    missing = [n for n in names if n not in found]
-    if missing:
-        raise ValueError(f"unknown assets {missing}; known: {sorted(found)}")
-    return [found[n] for n in names]
+    """The deployment's resources for in-process runs (secrets as values from ``settings``)."""
+    return resource_set(settings, source=source, config_path=config_path)
 
 
 def materialize_days(
     days: Sequence[dt.date],
-    workdir: Path,
+    settings: Settings,
     source: TickSourceResource,
-    pg_url: str | None = None,
     on_day: Callable[[dt.date, dict[str, Any]], None] | None = None,
     log_level: str = "WARNING",
     assets: Sequence[str] = ("raw_ticks",),
@@ -92,9 +57,9 @@ def materialize_days(
     run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     if op_config:
         run_config["ops"] = {name: {"config": cfg} for name, cfg in op_config.items()}
-    selected = _asset_defs(assets)
-    instance = prepare_instance(workdir)
-    resources = build_resources(workdir, source, pg_url, config_path)
+    selected = asset_defs(assets)
+    instance = prepare_instance(settings)
+    resources = build_resources(settings, source, config_path)
     out = []
     for day in days:
         with warnings.catch_warnings():
@@ -139,20 +104,18 @@ def materialize_days(
 
 def materialize_once(
     assets: Sequence[str],
-    workdir: Path,
+    settings: Settings,
     source: TickSourceResource | None = None,
-    pg_url: str | None = None,
     config_path: str | None = None,
     log_level: str = "WARNING",
 ) -> dict[str, Any]:
     """Materialize unpartitioned assets (training set, models) in one run, in graph order."""
-    instance = prepare_instance(workdir)
-    src = source or TickSourceResource()
+    instance = prepare_instance(settings)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=dg.BetaWarning)
         result = dg.materialize(
-            _asset_defs(assets),
-            resources=build_resources(workdir, src, pg_url, config_path),
+            asset_defs(assets),
+            resources=build_resources(settings, source or TickSourceResource(), config_path),
             instance=instance,
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},

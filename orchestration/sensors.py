@@ -12,24 +12,18 @@ through the registry's blocking check in ``champion_model``.
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
 
+from orchestration.jobs import retrain_job
+from tickml.settings import process_settings
+
 log = logging.getLogger(__name__)
 
 DRIFT_ASSET = dg.AssetKey("drift_report")
-DEFAULT_COOLDOWN_S = float(os.environ.get("TICKML_DRIFT_COOLDOWN_S", 86_400))
-
-retrain_job = dg.define_asset_job(
-    "retrain_job",
-    selection=dg.AssetSelection.assets("training_dataset", "model_experiment", "champion_model"),
-    description="Rebuild the training set, train and evaluate a challenger, promote it only if "
-    "the registry's blocking check passes.",
-)
 
 
 def _meta_value(metadata: dict[str, Any], key: str) -> Any:
@@ -38,7 +32,7 @@ def _meta_value(metadata: dict[str, Any], key: str) -> Any:
 
 
 def make_drift_sensor(
-    cooldown_s: float = DEFAULT_COOLDOWN_S,
+    cooldown_s: float,
     clock: Callable[[], float] = time.time,
     name: str = "drift_sensor",
     minimum_interval_seconds: int = 300,
@@ -102,7 +96,7 @@ def make_drift_sensor(
     return _drift_sensor
 
 
-drift_sensor = make_drift_sensor()
+drift_sensor = make_drift_sensor(process_settings().drift_cooldown_s)
 
 
 @dg.run_failure_sensor(

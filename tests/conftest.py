@@ -10,11 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from tickml.settings import Settings
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("TICKML_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED_DATA = Settings.from_env().shared_data or REPO.parent / "shared" / "data"
 EQUITY_ROOT = SHARED_DATA / "equity-ticks-2013"
 BINANCE_ROOT = SHARED_DATA / "binance-ws-2024"
 
+# The servers the tests use are the test harness's variables, not the application's settings
+# (tickml.settings): read here, by the harness, and nowhere else.
 #: Admin URL of the test PostgreSQL server; each test session gets its own database on it.
 PG_ADMIN_URL = os.environ.get("TICKML_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TICKML_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -30,7 +34,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for name, root in (("equity_root", EQUITY_ROOT), ("binance_root", BINANCE_ROOT))
         if not root.is_dir()
     }
-    if not missing or os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    if not missing or os.environ.get("CI", "").lower() in ("1", "true", "yes"):  # harness: CI
         return
     for item in items:
         need = [n for n in missing if n in getattr(item, "fixturenames", ())]

@@ -12,9 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestration.resources import TickSourceResource
+from assets.resources import TickSourceResource
 from orchestration.runner import materialize_days
 from tickml.lake import TickLake
+from tickml.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.integration
@@ -47,7 +48,7 @@ def test_simulator_days_through_dagster_into_lake_and_postgres(tmp_path, dagster
 
     days = [dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
     src = TickSourceResource(kind="simulator", sim_n_symbols=3, sim_seed=11)
-    rows = materialize_days(days, tmp_path, src, pg_url)
+    rows = materialize_days(days, Settings(workdir=tmp_path, pg_url=pg_url), src)
     assert [r["day"] for r in rows] == days
     lake = TickLake(tmp_path / "lake")
     store = TickStore(pg_url)
@@ -58,7 +59,7 @@ def test_simulator_days_through_dagster_into_lake_and_postgres(tmp_path, dagster
             assert n_lake == r["n_ticks"] > 1000
             assert store.count(day=day, tz="America/New_York") == n_lake
         # idempotent: the same day again leaves the same rows, no duplicates
-        materialize_days(days[:1], tmp_path, src, pg_url)
+        materialize_days(days[:1], Settings(workdir=tmp_path, pg_url=pg_url), src)
         assert store.count(day=days[0], tz="America/New_York") == rows[0]["n_ticks"]
     finally:
         store.close()
@@ -72,7 +73,9 @@ def test_simulator_days_through_dagster_into_lake_and_postgres(tmp_path, dagster
 @pytest.mark.slow
 def test_real_equity_day_through_dagster(tmp_path, dagster_home, equity_root, pg_url):
     src = TickSourceResource(kind="equity-ticks", path=str(equity_root), symbols=["IBM", "SPY"])
-    [row] = materialize_days([dt.date(2013, 10, 8)], tmp_path, src, pg_url)
+    [row] = materialize_days(
+        [dt.date(2013, 10, 8)], Settings(workdir=tmp_path, pg_url=pg_url), src
+    )
     assert row["checks"] == {
         "row_count": True, "quarantine_share": True, "monotone_timestamps": True
     }
@@ -96,6 +99,7 @@ def _free_port() -> int:
 def test_dagster_dev_serves_the_asset_graph(tmp_path):
     """`dagster dev` with the project's workspace.yaml starts and lists raw_ticks over GraphQL."""
     port = _free_port()
+    # `dagster dev` runs in a child process: its settings are this environment
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "TICKML_WORKDIR": str(tmp_path / "w")}
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     proc = subprocess.Popen(
@@ -132,7 +136,7 @@ def test_dagster_dev_serves_the_asset_graph(tmp_path):
 
 
 @pytest.mark.slow
-def test_tick_features_asset_and_feast_registry(tmp_path, dagster_home, monkeypatch):
+def test_tick_features_asset_and_feast_registry(tmp_path, dagster_home):
     """raw_ticks -> tick_features in one real Dagster run; checks pass; Feast repo applies."""
     import dagster as dg
 
@@ -142,14 +146,14 @@ def test_tick_features_asset_and_feast_registry(tmp_path, dagster_home, monkeypa
 
     src = TickSourceResource(kind="simulator", sim_n_symbols=3, sim_seed=3)
     day = dt.date(2024, 1, 2)
-    [row] = materialize_days([day], tmp_path, src, assets=("raw_ticks", "tick_features"))
+    settings = Settings(workdir=tmp_path)
+    [row] = materialize_days([day], settings, src, assets=("raw_ticks", "tick_features"))
     assert all(row["checks"].values()), row["checks"]
     assert {"tick_features.no_nan_or_inf", "tick_features.point_in_time"} <= set(row["checks"])
     feats = FeatureTables(tmp_path / "lake").read_day(day)
     assert row["assets"]["tick_features"]["rows"] == len(feats) > 0
     assert (feats["last_tick_ts"] <= feats["event_timestamp"]).all()
-    monkeypatch.setenv("TICKML_FEAST_HOME", str(tmp_path / "feast"))
-    res = dg.materialize([feast_registry], resources=build_resources(tmp_path, src, None))
+    res = dg.materialize([feast_registry], resources=build_resources(settings, src))
     assert res.success
     applied = res.asset_materializations_for_node("feast_registry")[0].metadata["applied"].value
     assert "tick_features_v1" in applied
@@ -172,7 +176,7 @@ def test_production_dagster_yaml_stores_runs_in_postgres(tmp_path, monkeypatch, 
     instance = dg.DagsterInstance.get()
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
     src = TickSourceResource(kind="simulator", sim_n_symbols=2, sim_seed=1)
-    [row] = materialize_days([dt.date(2024, 1, 2)], tmp_path, src)
+    [row] = materialize_days([dt.date(2024, 1, 2)], Settings(workdir=tmp_path), src)
     assert all(row["checks"].values())
     with psycopg.connect(fresh_pg_url) as conn:
         n_runs = conn.execute(

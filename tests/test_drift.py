@@ -234,7 +234,7 @@ def test_drift_report_asset_and_sensor(tmp_path, days):
 
 
 def _resources(tmp_path) -> dict:
-    from orchestration.resources import (
+    from assets.resources import (
         LakeResource,
         ModelRegistryResource,
         PipelineConfigResource,
@@ -273,7 +273,7 @@ def test_first_day_without_reference_is_skipped_not_failed(tmp_path, days):
     saved = json.loads((tmp_path / "reports" / "drift" / f"{REF_DAYS[0]}.json").read_text())
     assert saved["status"] == "skipped" and saved["retrain"] is False
     assert not (tmp_path / "reports" / "drift" / f"{REF_DAYS[0]}.html").exists()
-    data = make_drift_sensor().evaluate_tick(dg.build_sensor_context(instance=instance))
+    data = make_drift_sensor(86_400).evaluate_tick(dg.build_sensor_context(instance=instance))
     assert not data.run_requests and "none requiring a retrain" in data.skip_message
 
 

@@ -1,7 +1,7 @@
 """Feast over the real feature tables: apply, point-in-time historical join, push -> online read.
 
-Runs against the embedded store (sqlite online, file offline) and the production layout (real
-Redis online store, SQL registry in real PostgreSQL)."""
+Runs against the embedded store (sqlite online, DuckDB offline) and the production layout
+(real Redis online store, SQL registry in real PostgreSQL)."""
 
 import datetime as dt
 
@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets.features import with_pit_columns
-from tickml.features import FeatureConfig, compute_features, feature_names
+from tickml.features import FeatureConfig, compute_features, feature_names, with_pit_columns
 from tickml.lake import FeatureTables
 from tickml.simulator import SimConfig, simulate_day
+from tickml.workdir import Workdir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -35,12 +35,9 @@ def feature_tables(tmp_path_factory):
 
 
 @pytest.fixture()
-def feast_env(feature_tables, monkeypatch, tmp_path):
+def feast_env(feature_tables):
     work, feats = feature_tables
-    monkeypatch.setenv("TICKML_WORKDIR", str(work))
-    monkeypatch.delenv("TICKML_FEATURES_PATH", raising=False)
-    monkeypatch.setenv("TICKML_FEAST_HOME", str(tmp_path / "feast"))
-    return work, feats
+    return Workdir(work), feats
 
 
 def _names():
@@ -97,11 +94,11 @@ def _push_and_read(store, feats: pd.DataFrame, cols: list[str]):
     return last, online
 
 
-def _check_store(store, feats):
+def _check_store(store, feats, layout):
     from feature_repo.store import apply
 
     cols = list(dict.fromkeys(_names()[:12] + CHECK))
-    applied = apply(store)
+    applied = apply(store, layout)
     assert {"tick_features", "tick_features_v1", "tick_features_push"} <= set(applied)
     assert store.get_feature_service("tick_features_v1").name == "tick_features_v1"
     assert len(store.get_feature_view("tick_features").features) == len(_names()) + 2  # + PIT
@@ -134,17 +131,17 @@ def _check_store(store, feats):
 def test_embedded_store_pit_join_and_online_round_trip(feast_env):
     from feature_repo.store import load_store
 
-    _, feats = feast_env
-    _check_store(load_store("local"), feats)
+    layout, feats = feast_env
+    _check_store(load_store("local", layout), feats, layout)
 
 
 def test_production_store_redis_online_postgres_registry(feast_env, redis_url, pg_url):
     from feature_repo.store import load_store
 
-    _, feats = feast_env
+    layout, feats = feast_env
     registry = pg_url.replace("postgresql://", "postgresql+psycopg://", 1)
-    store = load_store("prod", redis_url=redis_url, registry_url=registry)
-    _check_store(store, feats)
+    store = load_store("prod", layout, redis_url=redis_url, registry_url=registry)
+    _check_store(store, feats, layout)
     import redis
 
     assert redis.Redis.from_url(redis_url).dbsize() == feats["symbol"].nunique()

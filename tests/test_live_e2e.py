@@ -89,9 +89,7 @@ def test_real_day_through_live_path(
     redis_url: str,
     fresh_pg_url: str,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("TICKML_WORKDIR", str(tmp_path))
     reg = train_champion(tmp_path / "registry", ticks, batch)
     cfg = LiveConfig(redis_url=redis_url, pg_url=fresh_pg_url, shards=2)
     out = replay(
@@ -102,6 +100,7 @@ def test_real_day_through_live_path(
             day=DAY.isoformat(),
             symbols=tuple(SYMBOLS),
             registry=str(tmp_path / "registry"),
+            workdir=str(tmp_path),
         ),
         timeout_s=400,
     )

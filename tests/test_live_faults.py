@@ -63,6 +63,7 @@ def _free_port() -> int:
 
 
 def _start(redis_url: str, workdir: Path, log: Path, *extra: str) -> subprocess.Popen:
+    # the workers run in child processes: their settings are this environment
     env = {
         **os.environ,
         "TICKML_REDIS_URL": redis_url,

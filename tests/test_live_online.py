@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 import redis
 
-from assets.features import with_pit_columns
 from live.online import (
     MISSING_INT,
     UNIVERSE_TTL_S,
@@ -29,7 +28,7 @@ from live.online import (
     write_rows,
     write_vectors,
 )
-from tickml.features import FeatureConfig, compute_features, feature_names
+from tickml.features import FeatureConfig, compute_features, feature_names, with_pit_columns
 from tickml.simulator import SimConfig, simulate_day
 
 pytestmark = [pytest.mark.integration]
@@ -69,14 +68,14 @@ def feats() -> pd.DataFrame:
 
 
 @pytest.fixture()
-def store(redis_url, pg_url, tmp_path, monkeypatch):
+def store(redis_url, pg_url, tmp_path):
     from feature_repo.store import apply, load_store
+    from tickml.workdir import Workdir
 
-    monkeypatch.setenv("TICKML_WORKDIR", str(tmp_path))
-    monkeypatch.setenv("TICKML_FEAST_HOME", str(tmp_path / "feast"))
+    layout = Workdir(tmp_path)
     registry = pg_url.replace("postgresql://", "postgresql+psycopg://", 1)
-    fs = load_store("prod", redis_url=redis_url, registry_url=registry)
-    apply(fs)
+    fs = load_store("prod", layout, redis_url=redis_url, registry_url=registry)
+    apply(fs, layout)
     return fs
 
 

@@ -32,6 +32,7 @@ def _children(pid: int) -> dict[str, psutil.Process]:
 
 
 def test_supervisor_restarts_and_stops_gracefully(redis_url: str, tmp_path: Path) -> None:
+    # the workers run in child processes: their settings are this environment
     env = {
         **os.environ,
         "TICKML_REDIS_URL": redis_url,
@@ -111,6 +112,7 @@ def test_supervisor_restarts_and_stops_gracefully(redis_url: str, tmp_path: Path
 
 
 def test_workers_do_not_outlive_a_killed_supervisor(redis_url: str, tmp_path: Path) -> None:
+    # the workers run in child processes: their settings are this environment
     env = {**os.environ, "TICKML_REDIS_URL": redis_url, "TICKML_WORKDIR": str(tmp_path)}
     env.pop("TICKML_PG_URL", None)
     sup = subprocess.Popen(

@@ -135,6 +135,7 @@ def test_writer_end_to_end_exactly_once(r, redis_url, fresh_pg_url) -> None:
 
 
 def _spawn(redis_url: str, pg_url: str, *args: str) -> subprocess.Popen:
+    # the workers run in child processes: their settings are this environment
     env = {**os.environ, "TICKML_REDIS_URL": redis_url, "TICKML_PG_URL": pg_url}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.Popen(

@@ -239,7 +239,7 @@ def test_champion_recent_ic_good_flipped_shuffled_and_in_sample(market):
 def test_drift_sensor_retrains_on_a_degraded_champion_not_a_good_one(market, tmp_path):
     from assets.champion import champion_evaluation
     from assets.drift import drift_report
-    from orchestration.resources import (
+    from assets.resources import (
         LakeResource,
         ModelRegistryResource,
         PipelineConfigResource,

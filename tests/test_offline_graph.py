@@ -17,8 +17,8 @@ OOS_KEYS = {"n", "log_loss", "balanced_accuracy", "directional_accuracy", "macro
 
 def test_tickml_run_writes_reports_registry_and_feature_service(tmp_path):
     work = tmp_path / "run"
+    # the command runs in a child process with this environment: its settings
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")}
-    env.pop("TICKML_FEAST_HOME", None)
     cmd = [str(Path(sys.executable).parent / "tickml"), "run", "--workdir", str(work),
            "--days", "3", "--sim-symbols", "4", "--horizons", "5m,15m"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
@@ -48,11 +48,10 @@ def test_tickml_run_writes_reports_registry_and_feature_service(tmp_path):
     assert not list(vdir.rglob("*.pkl")) and not list(vdir.rglob("*.pickle"))
 
     # the selection is a versioned Feast FeatureService in the registry of this workdir
-    os.environ["TICKML_WORKDIR"] = str(work)
-    os.environ.pop("TICKML_FEAST_HOME", None)
     from feature_repo.store import load_store
+    from tickml.workdir import Workdir
 
-    service = load_store("local").get_feature_service(ev["feature_service"])
+    service = load_store("local", Workdir(work)).get_feature_service(ev["feature_service"])
     names = [f.name for proj in service.feature_view_projections for f in proj.features]
     assert names == ev["selection"]["features"]
 

@@ -14,6 +14,8 @@ import pytest
 
 from orchestration import schedules
 from orchestration.schedules import nightly_daily_job, session_date, weekly_retrain
+from tickml.market import Market
+from tickml.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 NY = ZoneInfo("America/New_York")
@@ -39,19 +41,17 @@ def _nightly(at: dt.datetime, repo_def: dg.RepositoryDefinition):
 
 
 @pytest.mark.unit
-def test_schedule_definitions_defaults(monkeypatch):
+def test_schedule_definitions_defaults():
     assert nightly_daily_job.job_name == "daily_job"
     assert nightly_daily_job.cron_schedule == "30 0 * * 2-6"
     assert nightly_daily_job.execution_timezone == "America/New_York"
     assert weekly_retrain.job_name == "retrain_job"
     assert weekly_retrain.cron_schedule == "0 6 * * 6"
-    monkeypatch.delenv("TICKML_SCHEDULES", raising=False)
-    monkeypatch.setenv("TICKML_ENV", "local")
-    assert schedules.default_status() == dg.DefaultScheduleStatus.STOPPED
-    monkeypatch.setenv("TICKML_ENV", "prod")
-    assert schedules.default_status() == dg.DefaultScheduleStatus.RUNNING
-    monkeypatch.setenv("TICKML_SCHEDULES", "off")
-    assert schedules.default_status() == dg.DefaultScheduleStatus.STOPPED
+    status = schedules.default_status
+    assert status(Settings(env="local", schedules=None)) == dg.DefaultScheduleStatus.STOPPED
+    assert status(Settings(env="prod", schedules=None)) == dg.DefaultScheduleStatus.RUNNING
+    assert status(Settings(env="prod", schedules="off")) == dg.DefaultScheduleStatus.STOPPED
+    assert status(Settings(env="local", schedules="on")) == dg.DefaultScheduleStatus.RUNNING
 
 
 @pytest.mark.unit
@@ -90,21 +90,21 @@ def test_nightly_before_the_day_is_complete_skips_with_reason(repo_def):
 
 @pytest.mark.unit
 def test_session_date_uses_the_exchange_zone_across_dst():
-    close = dt.time(16, 0)
+    ny = Market(tz="America/New_York", session_close=dt.time(16, 0))
     # 20:15 UTC on 2024-03-11 is 16:15 EDT (after the close); in EST it would be 15:15 (before)
     assert session_date(
-        dt.datetime(2024, 3, 11, 20, 15, tzinfo=UTC), "America/New_York", close
+        dt.datetime(2024, 3, 11, 20, 15, tzinfo=UTC), ny
     ) == dt.date(2024, 3, 11)
     # 20:15 UTC on 2024-03-08 is 15:15 EST: Friday's session has not closed -> Thursday
     assert session_date(
-        dt.datetime(2024, 3, 8, 20, 15, tzinfo=UTC), "America/New_York", close
+        dt.datetime(2024, 3, 8, 20, 15, tzinfo=UTC), ny
     ) == dt.date(2024, 3, 7)
     # 17:30 local on a Friday -> that Friday; 00:30 UTC Saturday is still Friday evening in NY
     assert session_date(
-        dt.datetime(2024, 11, 8, 17, 30, tzinfo=NY), "America/New_York", close
+        dt.datetime(2024, 11, 8, 17, 30, tzinfo=NY), ny
     ) == dt.date(2024, 11, 8)
     assert session_date(
-        dt.datetime(2024, 11, 9, 0, 30, tzinfo=UTC), "America/New_York", close
+        dt.datetime(2024, 11, 9, 0, 30, tzinfo=UTC), ny
     ) == dt.date(2024, 11, 8)
 
 
@@ -151,9 +151,9 @@ def test_two_day_backfill_through_postgres_instance_and_redis(
     import psycopg
     import redis
 
+    from assets.resources import TickSourceResource
     from feature_repo.store import load_store
     from orchestration.definitions import DAILY_ASSETS
-    from orchestration.resources import TickSourceResource
     from orchestration.runner import materialize_days
     from tickml.lake import FeatureTables
 
@@ -165,10 +165,9 @@ def test_two_day_backfill_through_postgres_instance_and_redis(
     monkeypatch.setenv(
         "TICKML_DAGSTER_PG_URL", fresh_pg_url.replace("postgresql://", "postgresql+psycopg2://", 1)
     )
-    monkeypatch.setenv("TICKML_ENV", "prod")
-    monkeypatch.setenv("TICKML_REDIS_URL", redis_url)
-    monkeypatch.setenv("TICKML_FEAST_REGISTRY_URL", registry_url)
-    monkeypatch.setenv("TICKML_WORKDIR", str(tmp_path))
+    settings = Settings(
+        env="prod", redis_url=redis_url, feast_registry_url=registry_url, workdir=tmp_path
+    )
     days = [dt.date(2024, 1, 4), dt.date(2024, 1, 5)]
     # the nightly schedule's requests for those two nights name exactly these partitions
     repo_def = _repo_def()
@@ -183,7 +182,7 @@ def test_two_day_backfill_through_postgres_instance_and_redis(
     # Evidently costs ~0.1-0.3 s per column here: 40 evenly spaced features keep the test short
     drift_cfg = {"evidently_max_columns": 40}
     rows = materialize_days(
-        days, tmp_path, src, assets=DAILY_ASSETS, op_config={"drift_report": drift_cfg}
+        days, settings, src, assets=DAILY_ASSETS, op_config={"drift_report": drift_cfg}
     )
     drift_check = "drift_report.drift_within_thresholds"
     for r in rows:  # every check passes (drift may warn: two days of a regime-switching market)
@@ -217,7 +216,7 @@ def test_two_day_backfill_through_postgres_instance_and_redis(
 
     # Redis (through Feast, registry in Postgres) holds each symbol's last row of day two
     def online() -> pd.DataFrame:
-        store = load_store("prod", redis_url=redis_url, registry_url=registry_url)
+        store = load_store("prod", settings.layout, redis_url, registry_url)
         cols = ["ret_t20", "spread_t60", "row_event_ns", "last_tick_ns"]
         got = store.get_online_features(
             features=[f"tick_features:{c}" for c in cols],
@@ -236,5 +235,5 @@ def test_two_day_backfill_through_postgres_instance_and_redis(
         want[["ret_t20", "spread_t60", "last_tick_ns"]].to_numpy(float),
     )
     # backfilling the first day again leaves the newer rows in place
-    materialize_days(days[:1], tmp_path, src, assets=("online_features",))
+    materialize_days(days[:1], settings, src, assets=("online_features",))
     pd.testing.assert_frame_equal(online(), got)

@@ -16,9 +16,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-#: The project's assets, as the UI must list them (names from assets/*.py).
-ASSETS = ("raw_ticks", "tick_features", "labels", "training_dataset", "model_experiment",
-          "champion_model", "feast_registry")
+#: The project's assets, as the UI must list them (every asset of orchestration.jobs.ASSETS:
+#: test_the_list_is_every_asset keeps the two in step).
+ASSETS = ("raw_ticks", "tick_features", "feast_registry", "online_features", "labels",
+          "training_dataset", "model_experiment", "champion_model", "champion_evaluation",
+          "drift_report")
 LOCATION = "orchestration.definitions"  # the code location named by workspace.yaml
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -26,6 +28,7 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 
 
 def _chromium() -> str:
+    # test-harness variables (not the application's settings): where Chromium is, whether CI
     path = os.environ.get("TICKML_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(path).is_file():
         msg = (f"Chromium not found at {path}: install Debian's package (apt-get install -y "
@@ -49,6 +52,7 @@ def dagster_ui(tmp_path_factory):
     _chromium()  # skip (or fail under CI) before starting a server for nothing
     tmp = tmp_path_factory.mktemp("ui")
     port = _free_port()
+    # `dagster dev` runs in a child process: its settings are this environment
     env = {**os.environ, "DAGSTER_HOME": str(tmp), "TICKML_WORKDIR": str(tmp / "w")}
     env.pop("TICKML_SCHEDULES", None)
     (tmp / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -87,7 +91,7 @@ def _browser(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
         capture_output=True, text=True, timeout=120,
-        env={**os.environ, "HOME": str(tmp_path)},
+        env={**os.environ, "HOME": str(tmp_path)},  # the browser's process, a throw-away home
     )
 
 
@@ -96,6 +100,12 @@ def _visible_text(html: str) -> str:
 
     html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S | re.I)
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_the_list_is_every_asset():
+    from orchestration.jobs import ASSETS as DEFINED
+
+    assert sorted(ASSETS) == sorted(a.key.to_user_string() for a in DEFINED)
 
 
 def test_catalog_lists_the_project_assets(dagster_ui, tmp_path):

@@ -22,12 +22,15 @@ The rules, written once:
 from __future__ import annotations
 
 import datetime as dt
+import os
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 EPOCH = dt.date(1970, 1, 1)
@@ -84,6 +87,20 @@ class Market(BaseModel):
     def all_day(cls, tz: str = "UTC") -> Market:
         """A market without a session (24/7 feeds)."""
         return cls(tz=tz, session_open=None, session_close=None)
+
+    @classmethod
+    def of_run_config(cls, path: str | os.PathLike[str] | None) -> Market:
+        """The ``market`` section of a run configuration YAML (None: the default market);
+        the whole file is validated where it is used (:class:`tickml.config.RunConfig`)."""
+        if path is None:
+            return cls()
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"config file {p} does not exist")
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{p}: expected a mapping at the top level")
+        return cls.model_validate(data.get("market") or {})
 
     @property
     def has_session(self) -> bool:

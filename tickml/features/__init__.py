@@ -48,6 +48,7 @@ from tickml.features.batch import compute_features  # noqa: E402
 from tickml.features.config import ALL_FAMILIES, FeatureConfig  # noqa: E402
 from tickml.features.defs import FeatureDef, feature_defs, feature_names  # noqa: E402
 from tickml.features.fracdiff import choose_fracdiff_d, fracdiff, fracdiff_weights  # noqa: E402
+from tickml.features.pit import PIT_COLUMNS, pit_violations, with_pit_columns  # noqa: E402
 from tickml.features.stream import StreamingFeatureEngine  # noqa: E402
 
 #: The definitions of the default configuration.
@@ -56,6 +57,7 @@ FEATURES: list[FeatureDef] = feature_defs(FeatureConfig())
 __all__ = [
     "ALL_FAMILIES",
     "FEATURES",
+    "PIT_COLUMNS",
     "FeatureConfig",
     "FeatureDef",
     "StreamingFeatureEngine",
@@ -65,4 +67,6 @@ __all__ = [
     "feature_names",
     "fracdiff",
     "fracdiff_weights",
+    "pit_violations",
+    "with_pit_columns",
 ]

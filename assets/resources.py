@@ -1,13 +1,13 @@
-"""Dagster resources: every external system the assets touch, typed and configured from env.
+"""Dagster resources: every external system the assets touch, typed, and the one function
+that assembles them for a deployment (:func:`resource_set`, from :class:`tickml.settings.Settings`).
 
-Secrets (database URLs with passwords) come only from environment variables via ``dg.EnvVar``;
-nothing here logs them.
+Secrets (database URLs with passwords) come from the environment through the settings; the
+Dagster code location hands them over as ``dg.EnvVar`` so they never enter Dagster's run
+storage; nothing here logs them.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,8 @@ from pydantic import Field
 
 from tickml.ingest import SourceSpec
 from tickml.lake import TickLake
+from tickml.settings import Settings
+from tickml.workdir import Workdir
 
 
 class TickSourceResource(dg.ConfigurableResource):
@@ -71,42 +73,52 @@ class PipelineConfigResource(dg.ConfigurableResource):
 
 
 class LakeResource(dg.ConfigurableResource):
-    """The Parquet lake (ticks, quarantine, later feature tables) under one root folder."""
+    """The Parquet lake (ticks, quarantine, feature and label tables) of a working directory;
+    the reports and the training set sit where :class:`tickml.workdir.Workdir` puts them."""
 
-    root: str = Field(description="Root folder of the lake.")
+    root: str = Field(description="Root folder of the lake (<workdir>/lake).")
+
+    @property
+    def layout(self) -> Workdir:
+        return Workdir.of_lake(self.root)
 
     def ticks(self) -> TickLake:
         return TickLake(self.root)
 
     def reports_dir(self) -> Path:
-        """Evaluation reports: next to the lake, ``<workdir>/reports``."""
-        p = Path(self.root).parent / "reports"
+        """Evaluation, champion and drift reports: ``<workdir>/reports``."""
+        p = self.layout.reports
         p.mkdir(parents=True, exist_ok=True)
         return p
 
     def dataset_path(self) -> Path:
         """The point-in-time training set (Parquet) built by ``training_dataset``."""
-        return Path(self.root) / "datasets" / "training.parquet"
+        return self.layout.dataset_path
 
 
 class FeastResource(dg.ConfigurableResource):
     """The Feast feature store of the deployment (definitions in feature_repo/)."""
 
-    env: str = Field(default="local", description="local (sqlite/file) or prod (Redis/Postgres).")
+    env: str = Field(default="local", description="local (sqlite/DuckDB) or prod (Redis/SQL).")
+    workdir: str = Field(description="Working directory: feature tables, local Feast home.")
     redis_url: str | None = Field(default=None, description="prod: Redis URL (TICKML_REDIS_URL).")
     registry_url: str | None = Field(
         default=None, description="prod: SQL registry URL (TICKML_FEAST_REGISTRY_URL)."
     )
 
+    @property
+    def layout(self) -> Workdir:
+        return Workdir(Path(self.workdir))
+
     def store(self) -> Any:
         from feature_repo.store import load_store
 
-        return load_store(self.env, self.redis_url, self.registry_url)
+        return load_store(self.env, self.layout, self.redis_url, self.registry_url)
 
     def apply(self) -> list[str]:
         from feature_repo.store import apply
 
-        return apply(self.store())
+        return apply(self.store(), self.layout)
 
 
 class ModelRegistryResource(dg.ConfigurableResource):
@@ -138,57 +150,48 @@ class TickStoreResource(dg.ConfigurableResource):
         return TickStore(self.url)
 
 
-def default_workdir() -> Path:
-    return Path(os.environ.get("TICKML_WORKDIR", "work")).resolve()
+def resource_set(
+    settings: Settings,
+    source: TickSourceResource | None = None,
+    config_path: str | None = None,
+    secrets_from_env: bool = False,
+) -> dict[str, Any]:
+    """Every resource the assets use, for one deployment: the one place they are assembled
+    (the Dagster code location and the in-process runner both call it).
 
+    ``source``: where ``raw_ticks`` reads (default: ``settings.source``/``settings.ticks``);
+    ``config_path``: the run configuration (default: ``settings.config``). With
+    ``secrets_from_env`` the secret URLs are Dagster ``EnvVar``s (the code location: values
+    stay out of Dagster's run storage); otherwise the settings' values (in-process runs).
+    TICKML_ENV=prod requires the Postgres tick store and puts Feast on Redis + its SQL
+    registry."""
+    layout = settings.layout
 
-def partition_start() -> dt.date:
-    return dt.date.fromisoformat(os.environ.get("TICKML_PARTITION_START", "2013-10-01"))
+    def secret(field: str) -> Any:
+        value = getattr(settings, field)
+        if value is None:
+            return None
+        return dg.EnvVar(Settings.env_name(field)) if secrets_from_env else value
 
-
-def _source_from_env() -> TickSourceResource:
-    return TickSourceResource(
-        kind=os.environ.get("TICKML_SOURCE", "simulator"),
-        path=os.environ.get("TICKML_TICKS") or None,
-    )
-
-
-def feast_resource(env: str) -> FeastResource:
-    """The Feast store of a deployment: embedded (sqlite/file) locally; in prod Redis and the
-    SQL registry, their URLs from TICKML_REDIS_URL / TICKML_FEAST_REGISTRY_URL."""
-    if env == "prod":
-        return FeastResource(
+    prod = settings.env == "prod"
+    feast = FeastResource(env=settings.env, workdir=str(layout.root))
+    tick_store = TickStoreResource(url=secret("pg_url"))
+    if prod:
+        feast = FeastResource(
             env="prod",
-            redis_url=dg.EnvVar("TICKML_REDIS_URL"),
-            registry_url=dg.EnvVar("TICKML_FEAST_REGISTRY_URL"),
+            workdir=str(layout.root),
+            redis_url=secret("redis_url"),
+            registry_url=secret("feast_registry_url"),
         )
-    return FeastResource(env="local")
-
-
-def local_resources() -> dict[str, Any]:
-    """Embedded defaults: lake under TICKML_WORKDIR, Postgres only if TICKML_PG_URL is set."""
+        if secrets_from_env:  # required in prod: a run without it fails, naming the variable
+            tick_store = TickStoreResource(url=dg.EnvVar(Settings.env_name("pg_url")))
     return {
-        "tick_source": _source_from_env(),
-        "lake": LakeResource(root=str(default_workdir() / "lake")),
-        "tick_store": TickStoreResource(
-            url=dg.EnvVar("TICKML_PG_URL") if os.environ.get("TICKML_PG_URL") else None
+        "tick_source": source or TickSourceResource(
+            kind=settings.source, path=str(settings.ticks) if settings.ticks else None
         ),
-        "feast": feast_resource("local"),
-        "pipeline": PipelineConfigResource(path=os.environ.get("TICKML_CONFIG") or None),
-        "registry": ModelRegistryResource(root=str(default_workdir() / "models")),
+        "lake": LakeResource(root=str(layout.lake)),
+        "tick_store": tick_store,
+        "feast": feast,
+        "pipeline": PipelineConfigResource(path=config_path or settings.run_config_path()),
+        "registry": ModelRegistryResource(root=str(layout.models)),
     }
-
-
-def prod_resources() -> dict[str, Any]:
-    """Production: Postgres tick store required (TICKML_PG_URL)."""
-    return {
-        "tick_source": _source_from_env(),
-        "lake": LakeResource(root=str(default_workdir() / "lake")),
-        "tick_store": TickStoreResource(url=dg.EnvVar("TICKML_PG_URL")),
-        "feast": feast_resource("prod"),
-        "pipeline": PipelineConfigResource(path=os.environ.get("TICKML_CONFIG") or None),
-        "registry": ModelRegistryResource(root=str(default_workdir() / "models")),
-    }
-
-
-RESOURCES_BY_ENV = {"local": local_resources, "prod": prod_resources}
