@@ -209,11 +209,13 @@ def decode_entry(shard: int, entry_id: bytes, fields: dict[bytes, bytes] | None)
     return BusEntry(shard, entry_id, "t", batch, None, batch.wall_ns)
 
 
-def _xadd(pipe: Any, key: str, fields: dict[bytes, bytes], maxlen: int) -> None:
+def xadd_capped(pipe: Any, key: str, fields: dict[bytes, bytes], maxlen: int) -> None:
+    """Append an entry to a stream capped at about ``maxlen`` entries (XADD MAXLEN ~)."""
     pipe.xadd(key, fields, maxlen=maxlen, approximate=True)
 
 
-def _check_client(client: redis.Redis) -> None:
+def check_client(client: redis.Redis) -> None:
+    """The bus moves bytes: a client that decodes responses cannot read it."""
     if client.connection_pool.connection_kwargs.get("decode_responses"):
         raise ValueError("the tick bus needs a Redis client with decode_responses=False")
 
@@ -225,7 +227,7 @@ class TickBus:
     """Producer side: routes ticks to shard streams, broadcasts the leader and clock markers."""
 
     def __init__(self, client: redis.Redis, config: LiveConfig, leader: str | None = "SPY"):
-        _check_client(client)
+        check_client(client)
         self.client: Any = client  # redis-py's sync/async union types do not help here
         self.config, self.leader = config, leader
         self._shard_cache: dict[str, int] = {}
@@ -265,7 +267,7 @@ class TickBus:
                 fields = encode_ticks(
                     uniques, codes[j], batch.ts[j], batch.seq[j], batch.px[j], wall, src
                 )
-                _xadd(pipe, self.config.stream(shard), fields, self.config.stream_maxlen)
+                xadd_capped(pipe, self.config.stream(shard), fields, self.config.stream_maxlen)
                 written += 1
         pipe.execute()
         return written
@@ -276,7 +278,7 @@ class TickBus:
         fields = {b"k": b"c", b"t": str(int(t_ns)).encode(), b"wall": str(wall).encode()}
         pipe = self.client.pipeline(transaction=False)
         for shard in range(self.config.shards):
-            _xadd(pipe, self.config.stream(shard), fields, self.config.stream_maxlen)
+            xadd_capped(pipe, self.config.stream(shard), fields, self.config.stream_maxlen)
         pipe.execute()
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 import redis
 
 from live import metrics
-from live.bus import DEAD_MAXLEN, BusEntry, TickBatch, _check_client, _xadd, decode_entry
+from live.bus import DEAD_MAXLEN, BusEntry, TickBatch, check_client, decode_entry, xadd_capped
 from live.config import LiveConfig
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class BusConsumer:
         claim_idle_ms: int = 30_000,
         worker: str | None = None,
     ) -> None:
-        _check_client(client)
+        check_client(client)
         self.client: Any = client
         self.config, self.group, self.consumer = config, group, consumer
         self.block_ms, self.count, self.claim_idle_ms = block_ms, count, claim_idle_ms
@@ -160,7 +160,7 @@ class BusConsumer:
             dead = {b"reason": reason.encode(), b"shard": str(shard).encode(), b"id": entry_id}
             dead |= {b"group": self.group.encode(), b"consumer": self.consumer.encode()}
             dead |= {b"f." + k: v for k, v in (fields or {}).items()}
-            _xadd(pipe, self.config.key("bus", "dead"), dead, DEAD_MAXLEN)
+            xadd_capped(pipe, self.config.key("bus", "dead"), dead, DEAD_MAXLEN)
             pipe.xack(self.config.stream(shard), self.group, entry_id)
             where = {"shard": shard, "entry_id": entry_id.decode(errors="replace")}
             log.warning("malformed bus entry quarantined", extra={**where, "reason": reason})

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING
 
 import numpy as np
 import redis
 
 from live.config import LiveConfig
+from live.sinks import SignalStore
 from tickml.decision import Decisions
-
-if TYPE_CHECKING:
-    from live.sinks import SignalStore
 
 log = logging.getLogger(__name__)
 

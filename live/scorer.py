@@ -21,7 +21,6 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,7 @@ from live.config import LiveConfig
 from live.ledger import PaperLedger
 from live.materializer import VECTOR_FEATURE, VECTOR_VIEW, vector_columns
 from live.online import read_vectors
-from live.sinks import SignalStore
+from live.sinks import Scored, SignalStore
 from tickml.decision import DecisionConfig, Decisions, DecisionState, decide
 from tickml.features import FeatureConfig
 from tickml.models.registry import ModelRegistry, RegisteredModels
@@ -73,21 +72,6 @@ class RecentVol:
             if new[i]:
                 h.append(float(ret[i]))
         return out
-
-
-@dataclass
-class Scored:
-    """One boundary's outcome (what the scorer published)."""
-
-    boundary_ns: int
-    symbols: list[str]
-    decisions: Decisions
-    p_short: np.ndarray
-    p_long: np.ndarray
-    feature_ts: np.ndarray
-    model_version: str | None
-    latency_s: float
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 class Scorer:

@@ -8,17 +8,31 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import psycopg
 
 from live import metrics
-
-if TYPE_CHECKING:
-    from live.scorer import Scored
+from tickml.decision import Decisions
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Scored:
+    """One boundary's outcome (what the scorer published)."""
+
+    boundary_ns: int
+    symbols: list[str]
+    decisions: Decisions
+    p_short: np.ndarray
+    p_long: np.ndarray
+    feature_ts: np.ndarray
+    model_version: str | None
+    latency_s: float
+    extra: dict[str, float] = field(default_factory=dict)
 
 DDL = """
 CREATE TABLE IF NOT EXISTS live_signals (

@@ -45,8 +45,9 @@ from tickml.features._cache import ensure_fresh_cache
 ensure_fresh_cache()
 
 from tickml.features.batch import compute_features  # noqa: E402
+from tickml.features.catalog import feature_defs, feature_names  # noqa: E402
 from tickml.features.config import ALL_FAMILIES, FeatureConfig  # noqa: E402
-from tickml.features.defs import FeatureDef, feature_defs, feature_names  # noqa: E402
+from tickml.features.defs import FeatureDef  # noqa: E402
 from tickml.features.fracdiff import choose_fracdiff_d, fracdiff, fracdiff_weights  # noqa: E402
 from tickml.features.pit import PIT_COLUMNS, pit_violations, with_pit_columns  # noqa: E402
 from tickml.features.stream import StreamingFeatureEngine  # noqa: E402

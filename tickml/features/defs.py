@@ -1,4 +1,7 @@
-"""The declarative feature table: one :class:`FeatureDef` per feature, grouped in families.
+"""The vocabulary of the declarative feature table: :class:`FeatureDef` and its builders.
+
+The families (:mod:`tickml.features.families`, :mod:`tickml.features.families_ext`) write the
+table with these; :mod:`tickml.features.catalog` assembles it for a configuration.
 
 A definition names an op (a statistic the compiled snapshot kernel knows), the input series
 it reads, a window and a scale. Both engines run the same compiled program built from these
@@ -24,8 +27,6 @@ buckets**: ``nev`` ticks, ``ntr`` trades, ``nq`` book changes, ``vol``, ``svq``,
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from tickml.features.config import ALL_FAMILIES, FeatureConfig
 
 BPS = 1e4
 
@@ -55,42 +56,6 @@ def _ev_warm(n: int) -> str:
 
 
 _NO_BOOK = "no two-sided book seen today (trades-only symbols)"
-
-
-def family_defs(config: FeatureConfig | None = None) -> list[FeatureDef]:
-    """Every feature of the enabled families, in table order (before ``config.features``)."""
-    # imported here: the family tables import FeatureDef from this module
-    from tickml.features.families_ext import FAMILY_BUILDERS
-
-    cfg = config or FeatureConfig()
-    out: list[FeatureDef] = []
-    for fam in ALL_FAMILIES:
-        if cfg.enabled(fam):
-            out.extend(FAMILY_BUILDERS[fam](cfg))
-    names = [f.name for f in out]
-    if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f"duplicate feature names {dup}")
-    return out
-
-
-def feature_defs(config: FeatureConfig | None = None) -> list[FeatureDef]:
-    """The output features: those of the enabled families, or ``config.features`` of them."""
-    cfg = config or FeatureConfig()
-    defs = family_defs(cfg)
-    if cfg.features is None:
-        return defs
-    known = {d.name for d in defs}
-    unknown = [n for n in cfg.features if n not in known]
-    if unknown:
-        raise ValueError(f"unknown features {unknown} (not in the enabled families)")
-    wanted = set(cfg.features)
-    return [d for d in defs if d.name in wanted]
-
-
-def feature_names(config: FeatureConfig | None = None) -> list[str]:
-    """Column names of the feature rows, in order (without symbol / timestamps)."""
-    return [f.name for f in feature_defs(config)]
 
 
 def ring_def(

@@ -13,8 +13,9 @@ from functools import lru_cache
 import numpy as np
 
 from tickml.features import _layout as L
+from tickml.features.catalog import family_defs, feature_defs
 from tickml.features.config import FeatureConfig
-from tickml.features.defs import FeatureDef, family_defs, feature_defs
+from tickml.features.defs import FeatureDef
 from tickml.features.fracdiff import fracdiff_weights
 
 OPS: dict[str, int] = {
