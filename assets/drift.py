@@ -23,6 +23,7 @@ import pandas as pd
 from pydantic import Field
 
 from assets.champion import read_evaluation
+from assets.consistency import report_path as consistency_path
 from assets.partitions import daily
 from assets.resources import LakeResource, ModelRegistryResource, PipelineConfigResource
 from tickml.drift import DriftConfig, drift_summary
@@ -167,7 +168,7 @@ def _skipped(
 @dg.asset(
     partitions_def=daily,
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),  # one day/run
-    deps=["tick_features", "champion_evaluation"],
+    deps=["tick_features", "champion_evaluation", "online_consistency"],
     group_name="monitoring",
     kinds={"evidently", "html"},
     description=(
@@ -251,6 +252,7 @@ def drift_report(
         predictions_from=scored_by,
     )
     summary["timings"]["total_s"] = time.perf_counter() - t_start
+    summary["consistency_report"] = str(consistency_path(lake.reports_dir(), day))
     html_path = out_dir / f"{day.isoformat()}.html"
     json_path = out_dir / f"{day.isoformat()}.json"
     html_path.write_text(html, encoding="utf-8")
@@ -297,6 +299,8 @@ def drift_report(
         "retrain": dg.MetadataValue.bool(bool(summary["retrain"])),
         "reasons": reasons,
         "runtime_s": dg.MetadataValue.float(round(summary["timings"]["total_s"], 3)),
+        # the same day's online/offline consistency (training-serving skew) report
+        "consistency_report": dg.MetadataValue.path(summary["consistency_report"]),
     }
     return dg.MaterializeResult(
         metadata=metadata,

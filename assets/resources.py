@@ -132,6 +132,131 @@ class ModelRegistryResource(dg.ConfigurableResource):
         return ModelRegistry(self.root)
 
 
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow experiment tracking (``assets.tracking`` says what a run records).
+
+    Embedded default: a sqlite backend store and local artifacts under ``<workdir>/mlflow``.
+    Production: ``TICKML_MLFLOW_TRACKING_URI``, a PostgreSQL backend store
+    (``postgresql://...``, artifacts under ``artifact_root``) or a tracking server
+    (``http://...``, which stores the artifacts). Tracking never blocks training: when MLflow
+    cannot be reached the run is logged without it (a warning, and no run id in the manifest).
+    """
+
+    tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI (env TICKML_MLFLOW_TRACKING_URI): http(s)://server, "
+        "postgresql://... or sqlite:///...; empty = sqlite under <workdir>/mlflow.",
+    )
+    artifact_root: str | None = Field(
+        default=None,
+        description="artifact location of a new experiment when the URI is a database "
+        "(env TICKML_MLFLOW_ARTIFACT_ROOT; default <workdir>/mlflow/artifacts).",
+    )
+    experiment: str = Field(default="tickml", description="MLflow experiment name.")
+    workdir: str = Field(description="Where the embedded store lives (<workdir>/mlflow).")
+    enabled: bool = Field(default=True, description="False: no tracking at all.")
+
+    def uri(self) -> str:
+        if self.tracking_uri:
+            return self.tracking_uri
+        return f"sqlite:///{Workdir(Path(self.workdir)).mlflow / 'mlflow.db'}"
+
+    def safe_uri(self) -> str:
+        """The tracking URI without its password (safe to log and to store)."""
+        from tickml.store.postgres import redact_url
+
+        uri = self.uri()
+        return redact_url(uri) if "@" in uri or "password" in uri.lower() else uri
+
+    def _client(self) -> tuple[Any, str]:
+        """An MlflowClient and the experiment id (created on first use)."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
+
+        uri = self.uri()
+        if uri.startswith("sqlite:///"):
+            Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        client = MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name(self.experiment)
+        if exp is not None:
+            return client, exp.experiment_id
+        location = None
+        if not uri.startswith(("http://", "https://", "databricks")):
+            root = self.artifact_root or str(Workdir(Path(self.workdir)).mlflow / "artifacts")
+            location = root if "://" in root else Path(root).resolve().as_uri()
+        try:
+            return client, client.create_experiment(
+                self.experiment,
+                artifact_location=location,
+                # the UI's "model training" views, not its GenAI ones
+                tags={"mlflow.experimentKind": "custom_model_development"},
+            )
+        except MlflowException:  # created meanwhile by another run
+            return client, client.get_experiment_by_name(self.experiment).experiment_id
+
+    def _guard(self, what: str, fn: Any) -> Any:
+        if not self.enabled:
+            return None
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - tracking must not fail training
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+            dg.get_dagster_logger().warning(
+                "MLflow %s skipped (%s): %s", what, self.safe_uri(), first
+            )
+            return None
+
+    def start_run(self, run_name: str, tags: dict[str, str]) -> dict[str, str] | None:
+        """A new run; its reference (run id, experiment, redacted URI) for the manifest."""
+
+        def start() -> dict[str, str]:
+            client, exp_id = self._client()
+            run = client.create_run(exp_id, run_name=run_name, tags=tags)
+            return {
+                "run_id": run.info.run_id,
+                "experiment_id": exp_id,
+                "experiment": self.experiment,
+                "tracking_uri": self.safe_uri(),
+            }
+
+        return self._guard("start_run", start)
+
+    def log_training(self, ref: dict[str, str] | None, *args: Any) -> bool:
+        """``assets.tracking.log_training`` into the run, then end it (FINISHED)."""
+        if ref is None:
+            return False
+
+        def log() -> bool:
+            from assets.tracking import log_training
+
+            client, _ = self._client()
+            try:
+                log_training(client, ref["run_id"], *args)
+            except Exception:
+                client.set_terminated(ref["run_id"], status="FAILED")
+                raise
+            client.set_terminated(ref["run_id"], status="FINISHED")
+            return True
+
+        return bool(self._guard("log_training", log))
+
+    def mark_champion(
+        self, ref: dict[str, str] | None, version: str, previous: dict[str, str] | None
+    ) -> bool:
+        """Tag the champion's run (and untag the replaced one's)."""
+        if ref is None:
+            return False
+
+        def mark() -> bool:
+            from assets.tracking import mark_champion
+
+            client, exp_id = self._client()
+            mark_champion(client, exp_id, ref["run_id"], version, (previous or {}).get("run_id"))
+            return True
+
+        return bool(self._guard("mark_champion", mark))
+
+
 class TickStoreResource(dg.ConfigurableResource):
     """The PostgreSQL tick store. Optional: with no URL, the lake alone is the store."""
 
@@ -194,4 +319,10 @@ def resource_set(
         "feast": feast,
         "pipeline": PipelineConfigResource(path=config_path or settings.run_config_path()),
         "registry": ModelRegistryResource(root=str(layout.models)),
+        "mlflow": MlflowResource(
+            tracking_uri=secret("mlflow_tracking_uri"),
+            artifact_root=settings.mlflow_artifact_root,
+            experiment=settings.mlflow_experiment,
+            workdir=str(layout.root),
+        ),
     }

@@ -8,6 +8,7 @@ import pandas as pd
 from assets.resources import (
     FeastResource,
     LakeResource,
+    MlflowResource,
     ModelRegistryResource,
     PipelineConfigResource,
 )
@@ -143,7 +144,9 @@ def _md_selection(result: dict, top: int = 20) -> str:
         "window, dual LightGBM (5-class short, 3-class long) with early stopping, baselines "
         "(logistic regression, momentum) on the same folds, a backtest through the live "
         "decision function. Saves the production models as a new registry version "
-        "(challenger), registers its versioned Feast FeatureService, writes reports."
+        "(challenger), registers its versioned Feast FeatureService, writes reports, and "
+        "records the run in MLflow (params, per-fold and OOS metrics with baselines, SHAP "
+        "selection, backtest, plots, the HTML report; the manifest keeps the run id)."
     ),
     check_specs=[
         dg.AssetCheckSpec(
@@ -159,6 +162,7 @@ def model_experiment(
     feast: FeastResource,
     pipeline: PipelineConfigResource,
     registry: ModelRegistryResource,
+    mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
     from feature_repo.store import register_selection
     from tickml.features import feature_names
@@ -176,8 +180,11 @@ def model_experiment(
     result = run_experiment(data, feats, cfg.experiment_config(), progress=progress)
     res = result.to_dict()
     reg = registry.registry()
-    version = reg.save(result, metadata={"horizons": [cfg.labels.short_horizon,
-                                                     cfg.labels.long_horizon]})
+    run = mlflow.start_run("training", {"tickml.data_hash": str(res.get("data_hash"))})
+    version = reg.save(result, metadata={
+        "horizons": [cfg.labels.short_horizon, cfg.labels.long_horizon],
+        **({"mlflow": run} if run else {}),
+    })
     manifest = reg.manifest(version)
     service = manifest.get("feature_service")
     register_selection(feast.store(), service, manifest.get("features") or [])
@@ -189,11 +196,21 @@ def model_experiment(
         pred.to_parquet(lake.reports_dir() / "oos_predictions.parquet", index=False)
     current = reg.champion()
     ok, reasons = reg.promotion_decision(manifest, reg.manifest(current) if current else None)
+    tracked = mlflow.log_training(
+        run, version, res,
+        {"experiment": res.get("config") or {}, "features": cfg.features.model_dump(mode="json"),
+         "labels": cfg.labels.model_dump(mode="json"),
+         "data": {k: res.get(k) for k in ("n_rows", "n_features_in", "data_hash")}},
+        paths, (ok, reasons),
+        {"tickml.feature_service": str(service),
+         "tickml.git_commit": str((manifest.get("code_version") or {}).get("git_commit"))},
+    )
     bt = res.get("backtest") or {}
     return dg.MaterializeResult(
         metadata={
             "version": version,
             "feature_service": str(service),
+            "mlflow_run_id": run["run_id"] if run and tracked else "none",
             "metrics": dg.MetadataValue.md(_md_models(res)),
             "shap_top_features": dg.MetadataValue.md(_md_selection(res)),
             "backtest": dg.MetadataValue.json(
@@ -219,9 +236,16 @@ def model_experiment(
     description="The registry's champion: set to the new challenger only when its blocking "
     "promotion check passed (otherwise this asset does not run).",
 )
-def champion_model(registry: ModelRegistryResource) -> dg.MaterializeResult:
+def champion_model(
+    registry: ModelRegistryResource, mlflow: MlflowResource
+) -> dg.MaterializeResult:
     reg = registry.registry()
     version = reg.versions()[-1]
+    previous = reg.champion()
     reg.set_champion(version)
+    mlflow.mark_champion(  # promotion visible in MLflow: tag tickml.champion on the run
+        (reg.manifest(version).get("metadata") or {}).get("mlflow"), version,
+        (reg.manifest(previous).get("metadata") or {}).get("mlflow") if previous else None,
+    )
     return dg.MaterializeResult(metadata={"champion": version,
                                           "manifest": dg.MetadataValue.json(reg.manifest(version))})

@@ -1,7 +1,8 @@
 """``python -m live <role>``: one live worker process (``tickml live`` wraps the same roles).
 
-Roles: feed, materializer, scorer, writer, run (the supervisor: all of them). Connection URLs
-come from the environment through the settings (TICKML_REDIS_URL, TICKML_PG_URL:
+Roles: feed, materializer, scorer, writer, run (the supervisor: all of them), exporter (the
+offline monitoring reports as Prometheus metrics, ``live.exporter``). Connection URLs come
+from the environment through the settings (TICKML_REDIS_URL, TICKML_PG_URL:
 :mod:`tickml.settings`); see ``live.config.LiveConfig``.
 """
 
@@ -73,7 +74,7 @@ def feed_events(args: argparse.Namespace, feature_config):  # noqa: ANN001, ANN2
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m live")
-    p.add_argument("role", choices=["feed", "materializer", "scorer", "writer", "run"])
+    p.add_argument("role", choices=["feed", "materializer", "scorer", "writer", "run", "exporter"])
     p.add_argument("--shards", type=int, default=None, help="bus shards (default LiveConfig)")
     p.add_argument("--own", type=int, nargs="*", default=None, help="materializer: its shards")
     p.add_argument("--materializers", type=int, default=None, help="run: processes")
@@ -100,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url", default="wss://fstream.binance.com/stream", help="binance ws url")
     p.add_argument("--consumer", default=None)
     p.add_argument("--metrics-port", type=int, default=None)
+    p.add_argument(
+        "--reports",
+        default=None,
+        help="exporter: reports folder (default <workdir>/reports)",
+    )
     args = p.parse_args(argv)
     if args.source == "binance-replay":
         args.source = "binance"
@@ -110,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = LiveConfig.from_settings(
         settings, **({"shards": args.shards} if args.shards else {}), metrics_port=args.metrics_port
     )
-    metrics.serve(cfg.metrics_port)
+    if args.role != "run":  # the supervisor's children serve theirs (see _run_all)
+        metrics.serve(cfg.metrics_port)
     log.info(
         "starting", extra={"role": args.role, "redis": redact(cfg.redis_url), "shards": cfg.shards}
     )
@@ -118,6 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "run":
         return _run_all(args, cfg, settings)
     stop = _stop_event()
+    if args.role == "exporter":
+        from live.exporter import run_exporter
+
+        if cfg.metrics_port is None:
+            log.error("the exporter needs --metrics-port")
+            return 2
+        run_exporter(args.reports or settings.layout.reports, stop)
+        return 0
     if args.role == "feed":
         from live.feedrunner import run_feed
 
@@ -173,10 +188,22 @@ def _run_all(args: argparse.Namespace, cfg: LiveConfig, settings: Settings) -> i
         signal_strength=args.signal_strength,
         seed=args.seed,
         workdir=str(settings.workdir),
+        metrics_port_base=cfg.metrics_port,
     )
     sup = Supervisor(children(cfg, spec, env={}))
     sup.install_signals()
-    log.info("supervisor", extra={"children": json.dumps([c.name for c in sup.children])})
+    ports = {
+        c.name: c.argv[c.argv.index("--metrics-port") + 1]
+        for c in sup.children
+        if "--metrics-port" in c.argv
+    }
+    log.info(
+        "supervisor",
+        extra={
+            "children": json.dumps([c.name for c in sup.children]),
+            "metrics_ports": json.dumps(ports),
+        },
+    )
     return sup.run()
 
 

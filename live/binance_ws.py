@@ -60,7 +60,7 @@ from websockets.exceptions import WebSocketException
 
 from live.config import redact
 from live.feeds import FeedEvent, ReleaseBuffer, Ticks
-from live.metrics import DUPLICATES, ERRORS, FEED_RECONNECTS, TICKS
+from live.metrics import DUPLICATES, ERRORS, FEED_RECONNECTS, ticks_processed
 from tickml.features.config import FeatureConfig
 from tickml.market import Market
 from tickml.readers.binance import BinanceBookState, FrameError
@@ -353,5 +353,5 @@ class BinanceWebsocketFeed:
         events = self.buffer.release(w, now, final=final)
         n = sum(len(e.frame) for e in events if isinstance(e, Ticks))
         self.stats["ticks"] += n
-        TICKS.labels(worker=self.name).inc(n)
+        ticks_processed(self.name, n)
         return events

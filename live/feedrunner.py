@@ -91,6 +91,7 @@ def run_feed(
     client = redis.Redis.from_url(config.redis_url)
     bus = TickBus(client, config, leader=leader)
     stats = FeedStats()
+    metrics.worker_started("feed", boundaries=False)
     if lockstep:
         wait_ready(config, client, stop)
     t0 = time.perf_counter()
@@ -102,7 +103,7 @@ def run_feed(
                 if isinstance(ev, Ticks):
                     stats.entries += bus.publish(ev.frame, src=src)
                     stats.ticks += len(ev.frame)
-                    metrics.TICKS.labels("feed").inc(len(ev.frame))
+                    metrics.ticks_processed("feed", len(ev.frame))
                 else:
                     bus.publish_clock(ev.t_ns, ev.wall_ns)
                     stats.clocks += 1

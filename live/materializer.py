@@ -180,7 +180,7 @@ class ShardMaterializer:
             if ok.any():
                 j = int(np.flatnonzero(ok)[-1])
                 self.mid[str(s)] = (float(px[j, 0]), float(px[j, 1]))
-        metrics.TICKS.labels(self.worker).inc(len(batch.ts))
+        metrics.ticks_processed(self.worker, len(batch.ts))
 
     def _close_until(self, t_ns: int, close_wall_ns: int, consumer: BusConsumer) -> None:
         if not self.engine.symbols:
@@ -210,7 +210,7 @@ class ShardMaterializer:
     def _write_boundary(self, b: int, close_wall_ns: int) -> int:
         """Write the rows of boundary ``b``; the number of rows."""
         syms, vals, last = self.engine.snapshot_arrays(b)
-        metrics.BOUNDARIES.labels(self.worker).inc()
+        metrics.boundary_processed(self.worker, b)
         own = np.array([self.cfg.shard_of(s) == self.shard for s in syms], dtype=bool)
         if not own.all():
             syms = [s for s, o in zip(syms, own, strict=True) if o]
@@ -313,6 +313,9 @@ def run_materializer(
     client = redis.Redis.from_url(config.redis_url)
     warm_up(feature_config or FeatureConfig())
     mats = {s: ShardMaterializer(config, s, client, feature_config, log_dir) for s in shards}
+    for s in shards:
+        metrics.worker_started(f"materializer-{s}", dependencies=())
+    metrics.worker_started(name, boundaries=False)  # the consumer: bus lag, Redis up
     # own pending entries are normal between checkpoints: claim only a long-dead consumer's
     consumer = BusConsumer(client, config, "materializer", name, shards, claim_idle_ms=300_000)
     client.hset(config.key("ready"), mapping={f"mat:{s}": time.time_ns() for s in shards})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,11 @@ class ReplaySpec:
     signal_strength: float = 0.0
     seed: int = 7
     url: str | None = None  # binance websocket URL (source "binance")
+    #: child name (materializer-0, scorer, writer, feed) -> Prometheus /metrics port
+    metrics_ports: dict[str, int] | None = None
+    #: without ``metrics_ports``: the children serve base, base + 1, ... in the order
+    #: materializers, scorer, writer, feed (``python -m live run --metrics-port``)
+    metrics_port_base: int | None = None
 
 
 def children(cfg: LiveConfig, spec: ReplaySpec, env: dict[str, str]) -> list[Child]:
@@ -87,6 +93,13 @@ def children(cfg: LiveConfig, spec: ReplaySpec, env: dict[str, str]) -> list[Chi
     if spec.lockstep:
         feed.append("--lockstep")
     kids.append(Child("feed", feed, restart_on_success=False, env=env))
+    ports = dict(spec.metrics_ports or {})
+    if not ports and spec.metrics_port_base is not None:
+        ports = {k.name: spec.metrics_port_base + i for i, k in enumerate(kids)}
+    for kid in kids:
+        port = ports.get(kid.name)
+        if port is not None:
+            kid.argv.extend(["--metrics-port", str(port)])
     return kids
 
 
@@ -117,11 +130,17 @@ def clear(cfg: LiveConfig, client: redis.Redis) -> int:
 
 
 def replay(
-    cfg: LiveConfig, spec: ReplaySpec, timeout_s: float = 600.0, fresh: bool = True
+    cfg: LiveConfig,
+    spec: ReplaySpec,
+    timeout_s: float = 600.0,
+    fresh: bool = True,
+    on_drained: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Run the live path on ``spec`` until the feed finished and everything drained.
 
-    ``fresh``: start from an empty bus and no checkpoints (deletes the prefix's keys)."""
+    ``fresh``: start from an empty bus and no checkpoints (deletes the prefix's keys).
+    ``on_drained``: called once everything drained, while the workers still run (e.g. to
+    query what their metrics endpoints served)."""
     # the workers' settings: secrets travel in their environment, never on a command line
     env = {"TICKML_REDIS_URL": cfg.redis_url, "TICKML_LOG_LEVEL": spec.log_level}
     if cfg.pg_url:
@@ -141,8 +160,16 @@ def replay(
             break
     else:
         log.error("replay did not drain before the timeout")
+    failed: BaseException | None = None
+    try:
+        if on_drained is not None:
+            on_drained()
+    except BaseException as exc:  # noqa: BLE001 - stop the workers first, then re-raise
+        failed = exc
     sup.stop.set()
     th.join(60)
+    if failed is not None:
+        raise failed
     out = summary(cfg, client)
     out["wall_s"] = round(time.perf_counter() - t0, 2)
     out["restarts"] = {c.name: c.restarts for c in sup.children if c.restarts}

@@ -182,8 +182,20 @@ class Scorer:
             "decide_ms": (t_decide - t_model) * 1e3,
         }
         latency = self._publish(b, syms, d, close_wall_ns, parts)
-        for gate, count in d.gate_counts().items():
-            metrics.GATES.labels(gate).inc(count)
+        metrics.boundary_scored(
+            b,
+            ev,
+            ok,
+            d.circuit_breaker_tripped,
+            d.gate_counts(),
+            {
+                "wait": parts["until_scorer_ms"] / 1e3,
+                "read": t_read - t0,
+                "models": t_model - t_read,
+                "decide": t_decide - t_model,
+                "publish": time.perf_counter() - t_decide,
+            },
+        )
         out = Scored(b, syms, d, ps, pl, ev, self.models.version if self.models else None, latency)
         self._save_state()
         mid = x[:, self._col["mid"]] if n else np.zeros(0)
@@ -252,6 +264,7 @@ def run_scorer(
             if scorer is None:
                 scorer = Scorer(config, registry_root, decision, feature_config)
                 done = int(scorer.r.get(config.key("scorer", "last")) or -1)
+                metrics.scorer_started()
                 scorer.r.hset(config.key("ready"), "scorer", time.time_ns())
             resp = scorer.r.xread({config.key("boundaries"): last_id}, block=50, count=1000)
             for _, entries in resp or []:
@@ -274,6 +287,8 @@ def run_scorer(
                 done = b
                 scorer.r.set(config.key("scorer", "last"), b)
                 del seen[b], first_wall[b]
+            if backoff > 0.1:  # recovered from an outage
+                metrics.DEPENDENCY_UP.labels("scorer", "redis").set(1)
             backoff = 0.1
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             metrics.ERRORS.labels("scorer", "redis").inc()

@@ -181,7 +181,7 @@ class TickWriter:
         t0 = time.perf_counter()
         inserted = self._call("postgres", lambda: self.store.append(frame))
         metrics.STORE_WRITE.observe(time.perf_counter() - t0)
-        metrics.TICKS.labels(WORKER).inc(len(frame))
+        metrics.ticks_processed(WORKER, len(frame))
         metrics.DUPLICATES.labels(WORKER).inc(len(frame) - inserted)
         return inserted
 
@@ -233,6 +233,7 @@ class TickWriter:
     def run(self, stop: threading.Event) -> None:
         """Loop :meth:`step` until ``stop`` is set; then finish the current batch and return."""
         self._sleeper = stop
+        metrics.worker_started(WORKER, ("redis", "postgres"), boundaries=False)
         log.info(
             "writer started",
             extra={

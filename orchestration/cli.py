@@ -42,6 +42,7 @@ BENCHMARKS = {
     "features-stream": "streaming feature engine, per-tick updates (ticks/s per core)",
     "cross-section": "universe read from the Redis online store + both models + decision (ms)",
     "tick-to-signal": "replay through bus, materializer, scorer: close -> signal ms, ticks/s",
+    "consistency": "online/offline consistency: a day of live rows vs batch rows (rows/s)",
 }
 
 

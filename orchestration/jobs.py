@@ -8,20 +8,22 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from assets import champion, drift, features, ingestion, labels, training
+from assets import champion, consistency, drift, features, ingestion, labels, training
 
-ASSET_MODULES = (ingestion, features, labels, training, champion, drift)
+ASSET_MODULES = (ingestion, features, labels, training, champion, consistency, drift)
 #: every asset and asset check of the project
 ASSETS = dg.load_assets_from_modules(list(ASSET_MODULES))
 
 #: the nightly chain, one trading day: ingest -> features (+ online warm start) -> labels ->
-#: evaluate the champion on the new day -> drift report (the drift sensor reads the report)
+#: evaluate the champion on the new day -> online/offline consistency -> drift report (the
+#: drift sensor reads the report)
 DAILY_ASSETS = (
     "raw_ticks",
     "tick_features",
     "online_features",
     "labels",
     "champion_evaluation",
+    "online_consistency",
     "drift_report",
 )
 #: rebuild the training set, train and evaluate a challenger, promote it only if the
@@ -36,7 +38,8 @@ daily_job = dg.define_asset_job(
     "daily_job",
     selection=dg.AssetSelection.assets(*DAILY_ASSETS),
     description="Nightly, one session date: ingest the ticks -> features (and the day's last "
-    "rows into the online store) -> labels -> evaluate the champion -> drift report.",
+    "rows into the online store) -> labels -> evaluate the champion -> online/offline "
+    "consistency -> drift report.",
 )
 retrain_job = dg.define_asset_job(
     "retrain_job",

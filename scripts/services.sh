@@ -78,7 +78,17 @@ ensure_chromium() {
   fi
 }
 
+ensure_prometheus() {
+  # the rule tests run Debian's promtool; the live e2e test starts a real Prometheus server
+  if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then return; fi
+  if is_root; then
+    apt_install prometheus
+  else
+    say "prometheus missing: the rule and Prometheus tests will be skipped (sudo apt-get install -y prometheus)"
+  fi
+}
+
 if [ -n "${TICKML_TEST_PG_URL:-}" ]; then say "using TICKML_TEST_PG_URL"; else ensure_postgres; fi
 if [ -n "${TICKML_TEST_REDIS_URL:-}" ]; then say "using TICKML_TEST_REDIS_URL"; else ensure_redis; fi
-if [ "${1:-}" != "--no-browser" ]; then ensure_chromium; fi
+if [ "${1:-}" != "--no-browser" ]; then ensure_chromium; ensure_prometheus; fi
 say "PostgreSQL and Redis are up"

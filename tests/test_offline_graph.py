@@ -64,3 +64,18 @@ def test_tickml_run_writes_reports_registry_and_feature_service(tmp_path):
     champion = work / "models" / "champion.json"
     promoted = "not promoted" not in proc.stdout
     assert champion.exists() == promoted
+
+    # the run is in the embedded MLflow store under the workdir; the manifest has its id
+    from mlflow.tracking import MlflowClient
+
+    ref = manifest["metadata"]["mlflow"]
+    assert ref["tracking_uri"] == f"sqlite:///{work / 'mlflow' / 'mlflow.db'}"
+    run = MlflowClient(tracking_uri=ref["tracking_uri"]).get_run(ref["run_id"])
+    assert run.info.run_name == version and run.info.status == "FINISHED"
+    assert run.data.metrics["oos.short.ic"] == pytest.approx(ev["models"][0]["oos"]["ic"])
+    assert "oos.momentum_short.log_loss" in run.data.metrics
+    assert run.data.params["labels.short_horizon"] == "5min"
+    assert run.data.tags["tickml.champion"] == ("true" if promoted else "false")
+    client = MlflowClient(ref["tracking_uri"])
+    arts = {a.path for a in client.list_artifacts(ref["run_id"], "report")}
+    assert "report/evaluation.html" in arts

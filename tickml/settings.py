@@ -87,6 +87,18 @@ class Settings(BaseSettings):
     shared_data: Path | None = Field(
         None, description="the real data sets (tests, benchmarks); default ../shared/data"
     )
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        repr=False,
+        description="MLflow tracking: postgresql://... backend store or http(s)://server; "
+        "none: sqlite under <workdir>/mlflow (secret)",
+    )
+    mlflow_artifact_root: str | None = Field(
+        None,
+        description="artifact location of a new MLflow experiment on a database URI "
+        "(default <workdir>/mlflow/artifacts)",
+    )
+    mlflow_experiment: str = Field("tickml", description="MLflow experiment of training runs")
     bench_redis_url: str | None = Field(
         None, repr=False, description="benchmarks' Redis (its db is flushed)"
     )

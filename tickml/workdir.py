@@ -15,6 +15,7 @@
       reports/                   evaluation.json/html, champion/<day>.json, drift/<day>.{html,json}
       feast/                     Feast's local registry.db and online.db (TICKML_ENV=local)
       dagster_home/              Dagster instance of in-process runs (unless DAGSTER_HOME is set)
+      mlflow/                    embedded MLflow tracking store (mlflow.db) and artifacts/
       config.yaml                the run configuration `tickml run` used
 
 The root comes from :class:`tickml.settings.Settings` (``TICKML_WORKDIR``, default ``./work``)
@@ -100,6 +101,11 @@ class Workdir:
     @property
     def dagster_home(self) -> Path:
         return self.root / "dagster_home"
+
+    @property
+    def mlflow(self) -> Path:
+        """The embedded MLflow store: ``mlflow.db`` (sqlite) and ``artifacts/``."""
+        return self.root / "mlflow"
 
     @property
     def config_file(self) -> Path:
