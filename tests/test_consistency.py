@@ -100,17 +100,17 @@ def test_fault_day_fails_and_names_the_rows(
     equity_root: Path, redis_url: str, tmp_path: Path
 ) -> None:
     from assets.consistency import online_consistency
-    from live.bus import TickBus
-    from live.config import LiveConfig
-    from live.feeds import Clock
-    from live.materializer import run_materializer
-    from live.replay import drained
     from assets.resources import (
         LakeResource,
         ModelRegistryResource,
         PipelineConfigResource,
         TickStoreResource,
     )
+    from live.bus import TickBus
+    from live.config import LiveConfig
+    from live.feeds import Clock
+    from live.materializer import run_materializer
+    from live.replay import drained
     from tickml.features import FeatureConfig
     from tickml.lake import TickLake
     from tickml.readers.equity import read_equity_day

@@ -124,13 +124,13 @@ def _operations(r: Replayed, base: str | None, ports: dict[str, int]) -> None:
 
     from assets.consistency import online_consistency
     from assets.drift import drift_report
-    from orchestration.grafana import DASHBOARDS, panel_queries, render
     from assets.resources import (
         LakeResource,
         ModelRegistryResource,
         PipelineConfigResource,
         TickStoreResource,
     )
+    from orchestration.grafana import DASHBOARDS, panel_queries, render
 
     res = dg.materialize(
         [online_consistency, drift_report],
