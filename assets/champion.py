@@ -9,31 +9,23 @@ and compares the IC with its ``min_ic`` threshold.
 
 import datetime as dt
 import json
-import math
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
+from assets.metadata import float_or_nan
 from assets.partitions import daily
 from assets.resources import LakeResource, ModelRegistryResource
 from tickml.lake import LabelTables
 from tickml.monitoring import recent_ic, recent_window
+from tickml.workdir import Workdir
 
 
-def evaluation_path(reports_dir: Path, day: dt.date) -> Path:
-    return reports_dir / "champion" / f"{day.isoformat()}.json"
-
-
-def read_evaluation(reports_dir: Path, day: dt.date) -> dict[str, Any] | None:
+def read_evaluation(layout: Workdir, day: dt.date) -> dict[str, Any] | None:
     """The day's champion evaluation, None when it was not materialized."""
-    path = evaluation_path(reports_dir, day)
+    path = layout.champion_evaluation(day)
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-
-
-def _float(value: Any) -> float:
-    return float(value) if value is not None and math.isfinite(value) else float("nan")
 
 
 @dg.asset(
@@ -55,7 +47,7 @@ def champion_evaluation(
     day = dt.date.fromisoformat(context.partition_key)
     reg = registry.registry()
     version = reg.champion()
-    path = evaluation_path(lake.reports_dir(), day)
+    path = lake.layout.champion_evaluation(day)
     path.parent.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"day": day.isoformat(), "champion": version}
     if version is None:
@@ -76,7 +68,7 @@ def champion_evaluation(
         metadata={
             "status": result["status"],
             "champion": str(version),
-            "ic": dg.MetadataValue.float(_float(result.get("ic"))),
+            "ic": dg.MetadataValue.float(float_or_nan(result.get("ic"))),
             "n_out_of_sample": dg.MetadataValue.int(int(result.get("n_out_of_sample") or 0)),
             "n_in_training_window": dg.MetadataValue.int(
                 int(result.get("n_in_training_window") or 0)

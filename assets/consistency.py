@@ -11,7 +11,6 @@ report links to it; ``python -m live exporter`` serves the result to Prometheus.
 
 import datetime as dt
 import json
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -50,16 +49,6 @@ class OnlineConsistencyConfig(dg.Config):
 
     def tolerance(self) -> ConsistencyConfig:
         return ConsistencyConfig(**self.model_dump())
-
-
-def report_path(reports_dir: Path, day: dt.date) -> Path:
-    return reports_dir / "consistency" / f"{day.isoformat()}.json"
-
-
-def read_report(reports_dir: Path, day: dt.date) -> dict[str, Any] | None:
-    """The day's consistency report, None when it was not materialized."""
-    path = report_path(reports_dir, day)
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 def _signals(tick_store: TickStoreResource, batch: pd.DataFrame, online: pd.DataFrame):
@@ -115,7 +104,7 @@ def online_consistency(
     tick_store: TickStoreResource,
 ) -> dg.MaterializeResult:
     day = dt.date.fromisoformat(context.partition_key)
-    path = report_path(lake.reports_dir(), day)
+    path = lake.layout.consistency_report(day)
     path.parent.mkdir(parents=True, exist_ok=True)
     online = read_online_log(lake.root, day)
     if online.empty:

@@ -13,9 +13,8 @@ Outputs ``<workdir>/reports/drift/<day>.html`` (Evidently) and ``<day>.json`` (t
 
 import datetime as dt
 import json
-import math
 import time
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -23,19 +22,35 @@ import pandas as pd
 from pydantic import Field
 
 from assets.champion import read_evaluation
-from assets.consistency import report_path as consistency_path
+from assets.metadata import float_or_nan
 from assets.partitions import daily
 from assets.resources import LakeResource, ModelRegistryResource, PipelineConfigResource
 from tickml.drift import DriftConfig, drift_summary
 from tickml.features import feature_names
-from tickml.monitoring import champion_scores, recent_window, reference_window
+from tickml.models.registry import RegisteredModels
+from tickml.monitoring import Reference, champion_scores, recent_window, reference_window
+from tickml.workdir import Workdir
 
 PREDICTION_COLUMNS = ("prediction", "score")
 CHECK = "drift_within_thresholds"
+#: summary keys shown in the Dagster metadata (the JSON file keeps everything)
+COMPACT_KEYS = (
+    "day", "reference", "reference_note", "champion", "recent_source", "n_reference",
+    "n_current", "adversarial_auc", "drifted_share", "n_drifted_psi", "recent_ic",
+    "recent_ic_note", "retrain", "reasons", "psi_top", "adversarial_top_features", "timings",
+)
+OPTIONAL_COMPACT_KEYS = ("reference_predictions", "current_predictions", "prediction_psi")
+
+
+def _threshold(name: str, **override: Any) -> Any:
+    """A run-config field with tickml.drift.DriftConfig's default and description."""
+    field = DriftConfig.model_fields[name]
+    return Field(default=override.get("default", field.default), description=field.description)
 
 
 class DriftReportConfig(dg.Config):
-    """Run config of ``drift_report`` (thresholds default to tickml.drift.DriftConfig)."""
+    """Run config of ``drift_report``: the reference window, and the thresholds of
+    :class:`tickml.drift.DriftConfig` (its defaults and descriptions)."""
 
     reference_days: int = Field(
         default=3, description="without a champion: feature-table days before the partition"
@@ -43,38 +58,22 @@ class DriftReportConfig(dg.Config):
     reference_max_rows: int = Field(
         default=20_000, description="rows sampled (seeded) from the reference window"
     )
-    psi_threshold: float = Field(default=0.2, description="PSI above this = drifted feature")
-    drifted_share_threshold: float = Field(
-        default=0.5, description="retrain when Evidently's share of drifted features exceeds it"
-    )
-    adversarial_auc_threshold: float = Field(
-        default=0.7, description="retrain when the adversarial validation AUC exceeds it"
-    )
-    min_ic: float | None = Field(
-        default=0.0,
-        description="retrain when the champion's recent out-of-sample IC is below this "
-        "(None = not checked)",
-    )
     min_ic_rows: int = Field(
         default=200, description="the IC counts only over at least this many out-of-sample rows"
     )
-    evidently_max_rows: int = Field(default=5000, description="rows per side in Evidently")
-    evidently_max_columns: int | None = Field(
-        default=None,
-        description="features in the Evidently report, evenly spaced (None = all; ~0.1 s each)",
-    )
-    seed: int = Field(default=0, description="seed of the samples and the classifier")
+    psi_threshold: float = _threshold("psi_threshold")
+    drifted_share_threshold: float = _threshold("drifted_share_threshold")
+    adversarial_auc_threshold: float = _threshold("adversarial_auc_threshold")
+    # the nightly report does check the champion's recent IC (the library default, None,
+    # checks nothing): a champion whose recent out-of-sample IC turned negative asks for a
+    # retrain
+    min_ic: float | None = _threshold("min_ic", default=0.0)
+    evidently_max_rows: int = _threshold("evidently_max_rows")
+    evidently_max_columns: int | None = _threshold("evidently_max_columns")
+    seed: int = _threshold("seed")
 
     def drift_config(self) -> DriftConfig:
-        return DriftConfig(
-            psi_threshold=self.psi_threshold,
-            drifted_share_threshold=self.drifted_share_threshold,
-            adversarial_auc_threshold=self.adversarial_auc_threshold,
-            min_ic=self.min_ic,
-            evidently_max_rows=self.evidently_max_rows,
-            evidently_max_columns=self.evidently_max_columns,
-            seed=self.seed,
-        )
+        return DriftConfig(**self.model_dump(include=set(DriftConfig.model_fields)))
 
 
 def _top_psi_markdown(summary: dict[str, Any]) -> str:
@@ -84,18 +83,14 @@ def _top_psi_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _float(value: Any) -> float:
-    return float(value) if value is not None and math.isfinite(value) else float("nan")
-
-
 def champion_recent_ic(
-    reports_dir: Path, day: dt.date, champion: str | None, min_rows: int
+    layout: Workdir, day: dt.date, champion: str | None, min_rows: int
 ) -> tuple[float | None, str]:
     """The champion's recent out-of-sample IC from ``champion_evaluation`` (None when it
     does not apply) and a sentence saying why."""
     if champion is None:
         return None, "no champion"
-    ev = read_evaluation(reports_dir, day)
+    ev = read_evaluation(layout, day)
     if ev is None:
         return None, f"champion_evaluation not materialized for {day}"
     if ev.get("champion") != champion:
@@ -108,10 +103,12 @@ def champion_recent_ic(
     return float(ev["ic"]), f"champion {champion}: IC over {n} out-of-sample rows"
 
 
-def _scores(champ: Any, reference: pd.DataFrame, recent: pd.DataFrame) -> tuple[Any, Any, str]:
+def _scores(
+    champ: RegisteredModels | None, reference: pd.DataFrame, recent: pd.DataFrame
+) -> tuple[Any, Any, str]:
     """Prediction scores of both windows: the champion's, else a logged score column."""
     short = champ.models.get("short") if champ is not None else None
-    if short is not None:
+    if champ is not None and short is not None:
         try:
             return (
                 champion_scores(short, reference),
@@ -129,11 +126,93 @@ def _scores(champ: Any, reference: pd.DataFrame, recent: pd.DataFrame) -> tuple[
     )
 
 
-def _skipped(
-    day: dt.date, out_dir: Path, reason: str, champion: str | None
-) -> dg.MaterializeResult:
+@dataclass
+class Windows:
+    """What one day's report compares: the reference and the recent window, the champion;
+    ``skipped`` says why there is nothing to compare."""
+
+    day: dt.date
+    champion: RegisteredModels | None
+    reference: Reference
+    recent: pd.DataFrame
+    recent_source: str
+    skipped: str | None = None
+
+    @property
+    def version(self) -> str | None:
+        return self.champion.version if self.champion is not None else None
+
+
+def load_windows(
+    lake: LakeResource, registry: ModelRegistryResource, config: DriftReportConfig, day: dt.date
+) -> Windows:
+    """Step 1: the windows to compare (or why there is nothing to compare)."""
+    reg = registry.registry()
+    version = reg.champion()
+    champ = reg.load(version) if version else None
+    ref = reference_window(
+        lake.root,
+        day,
+        champ.manifest if champ else None,
+        config.reference_days,
+        config.reference_max_rows,
+        config.seed,
+    )
+    if ref.kind is None:
+        return Windows(day, champ, ref, pd.DataFrame(), "none", skipped=ref.note)
+    recent, source = recent_window(lake.root, day)
+    w = Windows(day, champ, ref, recent, source)
+    if recent.empty:
+        w.skipped = f"no features for {day} (no online log, no batch table or an empty one)"
+    return w
+
+
+def compare(
+    w: Windows, names: list[str], config: DriftReportConfig, layout: Workdir
+) -> tuple[dict[str, Any], str]:
+    """Step 2: drift statistics of the configured features, the champion's predictions on
+    both windows and its recent IC; returns the summary and the Evidently HTML."""
+    ref = w.reference
+    cols = [n for n in names if n in w.recent.columns and n in ref.frame.columns]
+    ref_scores, cur_scores, scored_by = _scores(w.champion, ref.frame, w.recent)
+    ic, ic_note = champion_recent_ic(layout, w.day, w.version, config.min_ic_rows)
+    summary = drift_summary(
+        ref.frame[cols],
+        w.recent[cols],
+        config.drift_config(),
+        ref_scores=ref_scores,
+        cur_scores=cur_scores,
+        recent_ic=ic,
+        with_html=True,
+    )
+    html = summary.pop("html")
+    summary.update(
+        day=w.day.isoformat(),
+        status="ok",
+        reference=ref.kind,
+        reference_note=ref.note,
+        reference_days=[d.isoformat() for d in ref.days],
+        champion=w.version,
+        recent_source=w.recent_source,
+        recent_ic_note=ic_note,
+        predictions_from=scored_by,
+    )
+    return summary, html
+
+
+def write_report(layout: Workdir, day: dt.date, summary: dict[str, Any], html: str | None) -> None:
+    """Step 3: ``reports/drift/<day>.json`` (and ``.html`` when there is a report)."""
+    json_path = layout.drift_report(day, ".json")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    if html is not None:
+        layout.drift_report(day, ".html").write_text(html, encoding="utf-8")
+    json_path.write_text(json.dumps(summary, indent=1), encoding="utf-8")
+
+
+def skipped_result(layout: Workdir, day: dt.date, reason: str,
+                   champion: str | None) -> dg.MaterializeResult:
     """No drift report without a reference or recent rows: a record saying so, no failure."""
-    summary = {
+    summary: dict[str, Any] = {
         "day": day.isoformat(),
         "status": "skipped",
         "reason": reason,
@@ -142,8 +221,7 @@ def _skipped(
         "retrain": False,
         "reasons": [],
     }
-    json_path = out_dir / f"{day.isoformat()}.json"
-    json_path.write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    write_report(layout, day, summary, None)
     return dg.MaterializeResult(
         metadata={
             "status": "skipped",
@@ -151,7 +229,7 @@ def _skipped(
             "reference": "none",
             "retrain": dg.MetadataValue.bool(False),
             "reasons": dg.MetadataValue.text("none"),
-            "summary_path": dg.MetadataValue.path(str(json_path)),
+            "summary_path": dg.MetadataValue.path(str(layout.drift_report(day, ".json"))),
         },
         check_results=[
             dg.AssetCheckResult(
@@ -160,6 +238,45 @@ def _skipped(
                 severity=dg.AssetCheckSeverity.WARN,
                 description=f"no reference yet / nothing to compare: {reason}",
                 metadata={"skipped": dg.MetadataValue.text(reason)},
+            )
+        ],
+    )
+
+
+def report_result(layout: Workdir, day: dt.date, summary: dict[str, Any]) -> dg.MaterializeResult:
+    """Step 4: the metadata the drift sensor reads, and the non-blocking check."""
+    compact = {k: summary[k] for k in COMPACT_KEYS}
+    compact |= {k: summary[k] for k in OPTIONAL_COMPACT_KEYS if k in summary}
+    reasons = dg.MetadataValue.text("; ".join(summary["reasons"]) or "none")
+    metadata = {
+        "status": "ok",
+        "report": dg.MetadataValue.path(str(layout.drift_report(day, ".html"))),
+        "summary_path": dg.MetadataValue.path(str(layout.drift_report(day, ".json"))),
+        "summary": dg.MetadataValue.json(compact),
+        "top_psi": dg.MetadataValue.md(_top_psi_markdown(summary)),
+        "reference": summary["reference"],
+        "reference_days": dg.MetadataValue.json(summary["reference_days"]),
+        "recent_source": summary["recent_source"],
+        "adversarial_auc": dg.MetadataValue.float(float_or_nan(summary["adversarial_auc"])),
+        "drifted_share": dg.MetadataValue.float(float_or_nan(summary["drifted_share"])),
+        "recent_ic": dg.MetadataValue.float(float_or_nan(summary["recent_ic"])),
+        "n_drifted_psi": dg.MetadataValue.int(int(summary["n_drifted_psi"])),
+        "retrain": dg.MetadataValue.bool(bool(summary["retrain"])),
+        "reasons": reasons,
+        "runtime_s": dg.MetadataValue.float(round(summary["timings"]["total_s"], 3)),
+        # the same day's online/offline consistency (training-serving skew) report
+        "consistency_report": dg.MetadataValue.path(summary["consistency_report"]),
+    }
+    check_meta = {k: metadata[k] for k in ("adversarial_auc", "drifted_share", "recent_ic",
+                                           "reference")}
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=CHECK,
+                passed=not summary["retrain"],
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata=check_meta | {"reasons": reasons},
             )
         ],
     )
@@ -198,122 +315,14 @@ def drift_report(
 ) -> dg.MaterializeResult:
     t_start = time.perf_counter()
     day = dt.date.fromisoformat(context.partition_key)
-    reg = registry.registry()
-    version = reg.champion()
-    champ = reg.load(version) if version else None
-    out_dir = lake.reports_dir() / "drift"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ref = reference_window(
-        lake.root,
-        day,
-        champ.manifest if champ else None,
-        config.reference_days,
-        config.reference_max_rows,
-        config.seed,
-    )
-    if ref.kind is None:
-        context.log.info("drift report of %s skipped: %s", day, ref.note)
-        return _skipped(day, out_dir, ref.note, version)
-    recent, source = recent_window(lake.root, day)
-    if recent.empty:
-        return _skipped(
-            day,
-            out_dir,
-            f"no features for {day} (no online log, no batch table or an empty one)",
-            version,
-        )
+    layout = lake.layout
+    windows = load_windows(lake, registry, config, day)
+    if windows.skipped is not None:
+        context.log.info("drift report of %s skipped: %s", day, windows.skipped)
+        return skipped_result(layout, day, windows.skipped, windows.version)
     # compare the pipeline's configured features only (the log may carry extra columns)
-    names = [
-        n
-        for n in feature_names(pipeline.load().features)
-        if n in recent.columns and n in ref.frame.columns
-    ]
-    ref_scores, cur_scores, scored_by = _scores(champ, ref.frame, recent)
-    ic, ic_note = champion_recent_ic(lake.reports_dir(), day, version, config.min_ic_rows)
-    summary = drift_summary(
-        ref.frame[names],
-        recent[names],
-        config.drift_config(),
-        ref_scores=ref_scores,
-        cur_scores=cur_scores,
-        recent_ic=ic,
-        with_html=True,
-    )
-    html = summary.pop("html")
-    summary.update(
-        day=day.isoformat(),
-        status="ok",
-        reference=ref.kind,
-        reference_note=ref.note,
-        reference_days=[d.isoformat() for d in ref.days],
-        champion=version,
-        recent_source=source,
-        recent_ic_note=ic_note,
-        predictions_from=scored_by,
-    )
+    summary, html = compare(windows, feature_names(pipeline.load().features), config, layout)
     summary["timings"]["total_s"] = time.perf_counter() - t_start
-    summary["consistency_report"] = str(consistency_path(lake.reports_dir(), day))
-    html_path = out_dir / f"{day.isoformat()}.html"
-    json_path = out_dir / f"{day.isoformat()}.json"
-    html_path.write_text(html, encoding="utf-8")
-    json_path.write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    compact = {
-        k: summary[k]
-        for k in (
-            "day",
-            "reference",
-            "reference_note",
-            "champion",
-            "recent_source",
-            "n_reference",
-            "n_current",
-            "adversarial_auc",
-            "drifted_share",
-            "n_drifted_psi",
-            "recent_ic",
-            "recent_ic_note",
-            "retrain",
-            "reasons",
-            "psi_top",
-            "adversarial_top_features",
-            "timings",
-        )
-    }
-    for k in ("reference_predictions", "current_predictions", "prediction_psi"):
-        if k in summary:
-            compact[k] = summary[k]
-    reasons = dg.MetadataValue.text("; ".join(summary["reasons"]) or "none")
-    metadata = {
-        "status": "ok",
-        "report": dg.MetadataValue.path(str(html_path)),
-        "summary_path": dg.MetadataValue.path(str(json_path)),
-        "summary": dg.MetadataValue.json(compact),
-        "top_psi": dg.MetadataValue.md(_top_psi_markdown(summary)),
-        "reference": ref.kind,
-        "reference_days": dg.MetadataValue.json([d.isoformat() for d in ref.days]),
-        "recent_source": source,
-        "adversarial_auc": dg.MetadataValue.float(_float(summary["adversarial_auc"])),
-        "drifted_share": dg.MetadataValue.float(_float(summary["drifted_share"])),
-        "recent_ic": dg.MetadataValue.float(_float(summary["recent_ic"])),
-        "n_drifted_psi": dg.MetadataValue.int(int(summary["n_drifted_psi"])),
-        "retrain": dg.MetadataValue.bool(bool(summary["retrain"])),
-        "reasons": reasons,
-        "runtime_s": dg.MetadataValue.float(round(summary["timings"]["total_s"], 3)),
-        # the same day's online/offline consistency (training-serving skew) report
-        "consistency_report": dg.MetadataValue.path(summary["consistency_report"]),
-    }
-    return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=CHECK,
-                passed=not summary["retrain"],
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    k: metadata[k]
-                    for k in ("adversarial_auc", "drifted_share", "recent_ic", "reference")
-                }
-                | {"reasons": reasons},
-            )
-        ],
-    )
+    summary["consistency_report"] = str(layout.consistency_report(day))
+    write_report(layout, day, summary, html)
+    return report_result(layout, day, summary)

@@ -12,7 +12,10 @@
         model_vectors/           log source of Feast's model_vector view
         datasets/training.parquet   the point-in-time training set
       models/                    model registry (versions, champion pointer)
-      reports/                   evaluation.json/html, champion/<day>.json, drift/<day>.{html,json}
+      reports/                   evaluation.json/html, oos_predictions.parquet,
+        champion/<day>.json      the champion's evaluation on a day   (champion_evaluation asset)
+        drift/<day>.{html,json}  the day's drift report               (drift_report asset)
+        consistency/<day>.json   online vs batch rows of the day      (online_consistency asset)
       feast/                     Feast's local registry.db and online.db (TICKML_ENV=local)
       dagster_home/              Dagster instance of in-process runs (unless DAGSTER_HOME is set)
       mlflow/                    embedded MLflow tracking store (mlflow.db) and artifacts/
@@ -93,6 +96,17 @@ class Workdir:
     @property
     def reports(self) -> Path:
         return self.root / "reports"
+
+    def champion_evaluation(self, day: dt.date) -> Path:
+        return self.reports / "champion" / f"{day.isoformat()}.json"
+
+    def consistency_report(self, day: dt.date) -> Path:
+        """The day's online/offline consistency report (online_consistency asset)."""
+        return self.reports / "consistency" / f"{day.isoformat()}.json"
+
+    def drift_report(self, day: dt.date, suffix: str = ".json") -> Path:
+        """The day's drift report: ``.html`` (Evidently) or ``.json`` (the summary)."""
+        return self.reports / "drift" / f"{day.isoformat()}{suffix}"
 
     @property
     def feast_home(self) -> Path:

@@ -38,6 +38,29 @@ def ceil_grid(t, day_start, step):
 
 
 @kernel
+def _row(F, IS, k, prg, lead, work, t, out):
+    """Symbol k's feature row at t into ``out``: the one call of the row writer.
+
+    prg = (P, PF, prog, scale, refs, ck, modes): the compiled program; lead = (LF, LI, lk,
+    larr): where the leader's state is (lk = -1: no leader)."""
+    P, PF, prog, scale, refs, ck, modes = prg
+    LF, LI, lk, larr = lead
+    snapshot_row(F, IS, k, P, PF, prog, scale, refs, ck, modes, t, LF, LI, lk, larr, work, out)
+
+
+@kernel
+def _emit(F, IS, prg, lead, work, t, last, out, out_ts, out_last, nrow):
+    """Write row ``nrow`` of the symbol in row 0 (stamped t, newest input tick ``last``) if it
+    gets one at t; returns the next row index."""
+    if not row_allowed(IS, 0, prg[0], t):
+        return nrow
+    _row(F, IS, 0, prg, lead, work, t, out[nrow])
+    out_ts[nrow] = t
+    out_last[nrow] = last
+    return nrow + 1
+
+
+@kernel
 def run_day(
     F,
     IS,
@@ -71,6 +94,8 @@ def run_day(
     day = (day_start, day_end, open, close); lk = 0: LF/LI row 0 is the leader's (its final
     state of this day, or F/IS itself for the leader), lk = -1: no leader.
     """
+    prg = (P, PF, prog, scale, refs, ck, modes)
+    lead = (LF, LI, lk, larr)
     reset_day(F, IS, 0, P, day[0], day[1], day[2], day[3], larr)
     n = ts.shape[0]
     nrow = 0
@@ -78,97 +103,27 @@ def run_day(
     next_b = ceil_grid(ts[0], day[0], step)
     for i in range(n):
         if every_n == 0:
-            while next_b < ts[i]:
-                if row_allowed(IS, 0, P, next_b):
-                    snapshot_row(
-                        F,
-                        IS,
-                        0,
-                        P,
-                        PF,
-                        prog,
-                        scale,
-                        refs,
-                        ck,
-                        modes,
-                        next_b,
-                        LF,
-                        LI,
-                        lk,
-                        larr,
-                        work,
-                        out[nrow],
-                    )
-                    out_ts[nrow] = next_b
-                    out_last[nrow] = IS[0, L.I_LAST_TS]
-                    nrow += 1
+            while next_b < ts[i]:  # grid rows closing before this tick
+                last = IS[0, L.I_LAST_TS]
+                nrow = _emit(F, IS, prg, lead, work, next_b, last, out, out_ts, out_last, nrow)
                 next_b += step
         st = update(F, IS, 0, P, PF, ts[i], bid[i], ask[i], bsz[i], asz[i], price[i], size[i], larr)
-        if st == L.ST_ROW_DUE:
+        if st == L.ST_ROW_DUE:  # every-n row at the previous tick time, then apply this tick
             t = IS[0, L.I_LAST_TS]
-            if row_allowed(IS, 0, P, t):
-                snapshot_row(
-                    F,
-                    IS,
-                    0,
-                    P,
-                    PF,
-                    prog,
-                    scale,
-                    refs,
-                    ck,
-                    modes,
-                    t,
-                    LF,
-                    LI,
-                    lk,
-                    larr,
-                    work,
-                    out[nrow],
-                )
-                out_ts[nrow] = t
-                out_last[nrow] = t
-                nrow += 1
+            nrow = _emit(F, IS, prg, lead, work, t, t, out, out_ts, out_last, nrow)
             mark_row(IS, 0)
             update(F, IS, 0, P, PF, ts[i], bid[i], ask[i], bsz[i], asz[i], price[i], size[i], larr)
-    if every_n == 0:
+    if every_n == 0:  # the grid rows after the last tick (to the close with session_only)
         end = ceil_grid(IS[0, L.I_LAST_TS], day[0], step)
         if P[L.P_SESSION_ONLY] == 1:
             end = max(end, day[3])
         while next_b <= end:
-            if row_allowed(IS, 0, P, next_b):
-                snapshot_row(
-                    F,
-                    IS,
-                    0,
-                    P,
-                    PF,
-                    prog,
-                    scale,
-                    refs,
-                    ck,
-                    modes,
-                    next_b,
-                    LF,
-                    LI,
-                    lk,
-                    larr,
-                    work,
-                    out[nrow],
-                )
-                out_ts[nrow] = next_b
-                out_last[nrow] = IS[0, L.I_LAST_TS]
-                nrow += 1
+            last = IS[0, L.I_LAST_TS]
+            nrow = _emit(F, IS, prg, lead, work, next_b, last, out, out_ts, out_last, nrow)
             next_b += step
-    elif IS[0, L.I_PENDING] == 1:
+    elif IS[0, L.I_PENDING] == 1:  # the pending every-n row of the day's last tick time
         t = IS[0, L.I_LAST_TS]
-        if row_allowed(IS, 0, P, t):
-            snapshot_row(
-                F, IS, 0, P, PF, prog, scale, refs, ck, modes, t, LF, LI, lk, larr, work, out[nrow]
-            )
-            out_ts[nrow] = t
-            out_last[nrow] = t
-            nrow += 1
+        nrow = _emit(F, IS, prg, lead, work, t, t, out, out_ts, out_last, nrow)
         mark_row(IS, 0)
     return nrow
 
@@ -195,15 +150,15 @@ def snapshot_all(
 ):
     """Rows at grid time t for every symbol that gets one. Returns the count, or -1 - k when
     symbol k already holds a tick newer than t (the caller snapshotted too late)."""
+    prg = (P, PF, prog, scale, refs, ck, modes)
+    lead = (F, IS, lk, larr)
     nrow = 0
     for k in range(n_sym):
         if IS[k, L.I_LAST_TS] > t and IS[k, L.I_DAY_START] < t <= IS[k, L.I_DAY_END]:
             return -1 - k
         if not row_allowed(IS, k, P, t):
             continue
-        snapshot_row(
-            F, IS, k, P, PF, prog, scale, refs, ck, modes, t, F, IS, lk, larr, work, out[nrow]
-        )
+        _row(F, IS, k, prg, lead, work, t, out[nrow])
         out_idx[nrow] = k
         out_last[nrow] = IS[k, L.I_LAST_TS]
         nrow += 1
@@ -229,7 +184,7 @@ def snapshot_one(
     out,
 ):
     """The every-n row of symbol k at its last tick time t (the caller checks row_allowed)."""
-    snapshot_row(F, IS, k, P, PF, prog, scale, refs, ck, modes, t, F, IS, lk, larr, work, out)
+    _row(F, IS, k, (P, PF, prog, scale, refs, ck, modes), (F, IS, lk, larr), work, t, out)
     mark_row(IS, k)
 
 
