@@ -24,7 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import redis
 
 from live import metrics
@@ -298,25 +297,3 @@ def run_scorer(
             backoff = min(backoff * 2, 5.0)
     if scorer is not None and scorer.signals is not None:
         scorer.signals.close()
-
-
-def signals_frame(res: Scored) -> pd.DataFrame:
-    """A boundary's signals as the Signal contract's rows."""
-    d = res.decisions
-    return pd.DataFrame(
-        {
-            "symbol": res.symbols,
-            "event_timestamp": pd.Timestamp(res.boundary_ns, tz="UTC"),
-            "model_version": res.model_version,
-            "p_short": list(res.p_short),
-            "p_long": list(res.p_long),
-            "score": d.score,
-            "long_score": d.long_score,
-            "decision": d.decision_names,
-            "gate": d.gate_names,
-            "feature_ts": pd.to_datetime(
-                np.where(res.feature_ts >= 0, res.feature_ts, 0), utc=True
-            ),
-            "latency_ms": res.latency_s * 1e3,
-        }
-    )

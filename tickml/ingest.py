@@ -196,12 +196,6 @@ class IngestSummary:
         total = self.n_ticks + self.n_quarantined
         return self.n_quarantined / total if total else 0.0
 
-    def as_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["day"] = self.day.isoformat()
-        d["quarantine_share"] = self.quarantine_share
-        return d
-
 
 def ingest_day(
     spec: SourceSpec, day: dt.date, lake: TickLake, store: Any | None = None

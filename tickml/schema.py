@@ -156,7 +156,8 @@ def reason_counts(quarantine: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in quarantine["reason"].value_counts().sort_index().items()}
 
 
-def _raw_repr(frame: pd.DataFrame, idx: np.ndarray) -> list[str]:
+def raw_repr(frame: pd.DataFrame, idx: np.ndarray) -> list[str]:
+    """The rows at positions ``idx`` as the quarantine's ``raw`` text (tick columns, CSV)."""
     sub = frame.iloc[idx]
     cols = [c for c in TICK_COLUMNS if c in sub.columns]
     return [
@@ -239,7 +240,7 @@ def validate_ticks(
         source,
         positions[bad],
         reason[bad],
-        raws=_raw_repr(frame, bad),
+        raws=raw_repr(frame, bad),
         symbols=sym.iloc[bad].astype(object).to_numpy(),
         ts=ts.iloc[bad].to_numpy() if len(bad) else None,
     )

@@ -68,6 +68,7 @@ from tickml.schema import (
     empty_quarantine,
     empty_ticks,
     make_quarantine,
+    raw_repr,
     reason_counts,
     ticks_to_arrow,
     validate_ticks,
@@ -539,7 +540,7 @@ def read_canonical(
                     "",
                     pre_idx,
                     pre[pre_idx],
-                    raws=_frame_raw(frame, pre_idx),
+                    raws=raw_repr(frame, pre_idx),
                     symbols=frame["symbol"].to_numpy()[pre_idx],
                     ts=frame["ts"].iloc[pre_idx].to_numpy(),
                 ),
@@ -581,14 +582,6 @@ def _located(
     q["source"] = sources[file_of[idx]]
     q["position"] = position[idx]
     return q
-
-
-def _frame_raw(frame: pd.DataFrame, idx: np.ndarray) -> list[str]:
-    sub = frame.iloc[idx]
-    return [
-        ",".join("" if pd.isna(v) else str(v) for v in row)
-        for row in sub[list(TICK_COLUMNS)].itertuples(index=False, name=None)
-    ]
 
 
 def write_canonical(ticks: pd.DataFrame, path: Path | str) -> Path:
