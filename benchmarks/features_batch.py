@@ -68,7 +68,7 @@ def pandas_tick_windows(ticks: pd.DataFrame, rows_ts: np.ndarray) -> pd.DataFram
         lm = np.log(ref)
         r = lm.diff().fillna(0.0)
         vol = t["size"]
-        sign = np.sign(t["price"] - mid.shift(1)).fillna(0.0)
+        sign = pd.Series(np.sign(t["price"] - mid.shift(1)), index=t.index).fillna(0.0)
         svq = sign * vol
         spread = (t["ask"] - t["bid"]) / mid * 1e4
         imb = (t["bid_size"] - t["ask_size"]) / (t["bid_size"] + t["ask_size"])

@@ -37,6 +37,7 @@ synthetic ticks when the data is absent or the day has fewer than ``n_ticks``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import json
 import statistics
@@ -320,7 +321,7 @@ def run(
         naive_lat = []
         for i in range(n_naive):
             part = ticks.iloc[i * batch : (i + 1) * batch]
-            naive_lat.append(_timed(lambda part=part: _naive_executemany(conn, part, True)))
+            naive_lat.append(_timed(functools.partial(_naive_executemany, conn, part, True)))
         conn.execute("TRUNCATE ticks")
         ms = np.array(lat) * 1000
         out.append(

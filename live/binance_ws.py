@@ -319,7 +319,8 @@ class BinanceWebsocketFeed:
         late = self.buffer.late(ts)
         for i in np.flatnonzero(late):
             why = f"late: ts <= {self.buffer.released}, a watermark already released"
-            self._bad.append((int(pos[i]), "out_of_order", why, frame.at[i, "symbol"], ts[i]))
+            sym = str(frame.at[i, "symbol"])
+            self._bad.append((int(pos[i]), "out_of_order", why, sym, int(ts[i])))
         self.stats["late"] += int(late.sum())
         frame, pos = frame[~late].reset_index(drop=True), pos[~late]
         tol = pd.Timedelta(self.grace_ns, "ns")
@@ -338,8 +339,8 @@ class BinanceWebsocketFeed:
             parts.insert(0, q0)
         for part in parts:
             self.stats["quarantined"] += len(part)
-            for reason, n in part["reason"].value_counts().items():
-                ERRORS.labels(worker=self.name, kind=f"quarantine_{reason}").inc(int(n))
+            for why, n in part["reason"].value_counts().items():
+                ERRORS.labels(worker=self.name, kind=f"quarantine_{why}").inc(int(n))
             (self.on_quarantine or self.quarantined.append)(part)
 
     def _flush(self, final: bool = False, now_ns: int | None = None) -> list[FeedEvent]:

@@ -69,7 +69,7 @@ class PaperLedger:
             self.realized_bps += pnl
             self.round_trips += 1
             del self.positions[s]
-        for i in np.flatnonzero(d.decision != 0):
+        for i in np.flatnonzero(d.decision != 0).tolist():
             s = symbols[i]
             if s in self.positions or not np.isfinite(mid[i]):
                 continue

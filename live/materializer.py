@@ -23,6 +23,7 @@ restart are bit-identical to an uninterrupted run.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import threading
@@ -107,7 +108,7 @@ class ShardMaterializer:
         self.engine = StreamingFeatureEngine.from_state_bytes(data[b"engine"], self.fc)
         self.dedup = SeqDedup.from_json(data[b"dedup"].decode())
         self.last_done = int(data[b"last_done"])
-        self.mid = {k: tuple(v) for k, v in json.loads(data[b"mid"]).items()}  # type: ignore[misc]
+        self.mid = {k: tuple(v) for k, v in json.loads(data[b"mid"]).items()}
         log.info(
             "restored checkpoint",
             extra={
@@ -128,7 +129,7 @@ class ShardMaterializer:
             "mid": json.dumps(self.mid),
             "saved_wall_ns": str(time.time_ns()),
         }
-        self.r.hset(self.ckpt_key, mapping=mapping)  # type: ignore[arg-type]
+        self.r.hset(self.ckpt_key, mapping=mapping)
         if self.unacked:
             consumer.ack(self.unacked)
         self.unacked = []
@@ -262,7 +263,7 @@ class ShardMaterializer:
         first and last boundary (a replay after a crash may write a boundary twice; readers
         keep the latest ``logged_at``)."""
         buf, self._logbuf = self._logbuf, []
-        by_day: dict[object, list] = {}
+        by_day: dict[dt.date, list] = {}
         for item in buf:
             by_day.setdefault(self.fc.market.local_day(item[0]), []).append(item)
         for day, items in by_day.items():

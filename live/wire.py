@@ -14,7 +14,6 @@ import mmh3
 import numpy as np
 import redis
 
-_hiredis: Any
 try:  # the hot path parses replies with redis-py's hiredis reader directly (else: read_response)
     from redis._parsers import hiredis as _hiredis
 except ImportError:  # pragma: no cover - another redis-py layout

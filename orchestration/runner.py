@@ -132,9 +132,9 @@ def materialize_once(
         for e in result.get_asset_check_evaluations()
     }
     failures = {
-        ev.step_key: str(ev.event_specific_data.error.message).strip()
+        ev.step_key: str(ev.step_failure_data.error.message).strip()
         for ev in result.get_step_failure_events()
-        if ev.event_specific_data is not None and ev.event_specific_data.error is not None
+        if ev.step_failure_data.error is not None
     }
     return {
         "run_id": result.run_id,
