@@ -41,8 +41,9 @@ def ceil_grid(t, day_start, step):
 def _row(F, IS, k, prg, lead, work, t, out):
     """Symbol k's feature row at t into ``out``: the one call of the row writer.
 
-    prg = (P, PF, prog, scale, refs, ck, modes): the compiled program; lead = (LF, LI, lk,
-    larr): where the leader's state is (lk = -1: no leader)."""
+    prg = (P, PF, prog, scale, refs, ck, modes): the compiled program
+    (:attr:`tickml.features.program.Program.arrays`); lead = (LF, LI, lk, larr): the leader's
+    state is row lk of LF/LI (lk = -1: no leader), larr its per-day scalars."""
     P, PF, prog, scale, refs, ck, modes = prg
     LF, LI, lk, larr = lead
     snapshot_row(F, IS, k, P, PF, prog, scale, refs, ck, modes, t, LF, LI, lk, larr, work, out)
@@ -61,41 +62,16 @@ def _emit(F, IS, prg, lead, work, t, last, out, out_ts, out_last, nrow):
 
 
 @kernel
-def run_day(
-    F,
-    IS,
-    P,
-    PF,
-    prog,
-    scale,
-    refs,
-    ck,
-    modes,
-    work,
-    ts,
-    bid,
-    ask,
-    bsz,
-    asz,
-    price,
-    size,
-    day,
-    larr,
-    LF,
-    LI,
-    lk,
-    step,
-    out,
-    out_ts,
-    out_last,
-):
+def run_day(F, IS, prg, lead, work, ts, bid, ask, bsz, asz, price, size, day, step, out, out_ts,
+            out_last):
     """Replay one day of one symbol in row 0 of F/IS; write its rows. Returns the row count.
 
-    day = (day_start, day_end, open, close); lk = 0: LF/LI row 0 is the leader's (its final
-    state of this day, or F/IS itself for the leader), lk = -1: no leader.
+    day = (day_start, day_end, open, close); lead = (LF, LI, lk, larr) with lk = 0: LF/LI row 0
+    is the leader's (its final state of this day, or F/IS itself for the leader), lk = -1: no
+    leader.
     """
-    prg = (P, PF, prog, scale, refs, ck, modes)
-    lead = (LF, LI, lk, larr)
+    P, PF = prg[0], prg[1]
+    larr = lead[3]
     reset_day(F, IS, 0, P, day[0], day[1], day[2], day[3], larr)
     n = ts.shape[0]
     nrow = 0
@@ -129,29 +105,11 @@ def run_day(
 
 
 @kernel
-def snapshot_all(
-    F,
-    IS,
-    P,
-    PF,
-    prog,
-    scale,
-    refs,
-    ck,
-    modes,
-    work,
-    t,
-    lk,
-    larr,
-    n_sym,
-    out,
-    out_idx,
-    out_last,
-):
-    """Rows at grid time t for every symbol that gets one. Returns the count, or -1 - k when
-    symbol k already holds a tick newer than t (the caller snapshotted too late)."""
-    prg = (P, PF, prog, scale, refs, ck, modes)
-    lead = (F, IS, lk, larr)
+def snapshot_all(F, IS, prg, lead, work, t, n_sym, out, out_idx, out_last):
+    """Rows at grid time t for every symbol that gets one (lead = (F, IS, lk, larr): the
+    leader is row lk of the same arrays). Returns the count, or -1 - k when symbol k already
+    holds a tick newer than t (the caller snapshotted too late)."""
+    P = prg[0]
     nrow = 0
     for k in range(n_sym):
         if IS[k, L.I_LAST_TS] > t and IS[k, L.I_DAY_START] < t <= IS[k, L.I_DAY_END]:
@@ -166,25 +124,9 @@ def snapshot_all(
 
 
 @kernel
-def snapshot_one(
-    F,
-    IS,
-    k,
-    P,
-    PF,
-    prog,
-    scale,
-    refs,
-    ck,
-    modes,
-    work,
-    t,
-    lk,
-    larr,
-    out,
-):
+def snapshot_one(F, IS, k, prg, lead, work, t, out):
     """The every-n row of symbol k at its last tick time t (the caller checks row_allowed)."""
-    _row(F, IS, k, (P, PF, prog, scale, refs, ck, modes), (F, IS, lk, larr), work, t, out)
+    _row(F, IS, k, prg, lead, work, t, out)
     mark_row(IS, k)
 
 

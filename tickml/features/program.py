@@ -100,6 +100,11 @@ class Program:
         return len(self.outputs) == len(self.defs)
 
     @property
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """(P, PF, prog, scale, refs, ck, modes): the program as the row kernels take it."""
+        return (self.P, self.PF, self.prog, self.scale, self.refs, self.ck, self.modes)
+
+    @property
     def work_size(self) -> int:
         return int(self.P[L.P_W_SIZE])
 

@@ -176,28 +176,16 @@ class StreamingFeatureEngine:
                 self._emit(k)
             st = _update(self._F, self._I, k, p.P, p.PF, ts, *tick, self._larr)
 
+    def _lead(self) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+        """Where the row kernels find the leader: row ``_lk`` of this engine's state."""
+        return (self._F, self._I, self._lk, self._larr)
+
     def _emit(self, k: int) -> None:
         p = self.program
         t = int(self._I[k, I_LAST_TS])
         if row_allowed(self._I, k, p.P, t):
             out = np.empty(len(p.defs))
-            snapshot_one(
-                self._F,
-                self._I,
-                k,
-                p.P,
-                p.PF,
-                p.prog,
-                p.scale,
-                p.refs,
-                p.ck,
-                p.modes,
-                self._work,
-                t,
-                self._lk,
-                self._larr,
-                out,
-            )
+            snapshot_one(self._F, self._I, k, p.arrays, self._lead(), self._work, t, out)
             self._rows.append((self._symbols[k], t, out if p.all_outputs else out[p.out_idx]))
         else:
             mark_row(self._I, k)
@@ -215,23 +203,7 @@ class StreamingFeatureEngine:
         idx = np.empty(n_sym, dtype=np.int64)
         last = np.empty(n_sym, dtype=np.int64)
         n = snapshot_all(
-            self._F,
-            self._I,
-            p.P,
-            p.PF,
-            p.prog,
-            p.scale,
-            p.refs,
-            p.ck,
-            p.modes,
-            self._work,
-            b,
-            self._lk,
-            self._larr,
-            n_sym,
-            out,
-            idx,
-            last,
+            self._F, self._I, p.arrays, self._lead(), self._work, b, n_sym, out, idx, last
         )
         if n < 0:
             sym = self._symbols[-1 - n]
