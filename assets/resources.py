@@ -192,7 +192,10 @@ class MlflowResource(dg.ConfigurableResource):
                 tags={"mlflow.experimentKind": "custom_model_development"},
             )
         except MlflowException:  # created meanwhile by another run
-            return client, client.get_experiment_by_name(self.experiment).experiment_id
+            made = client.get_experiment_by_name(self.experiment)
+            if made is None:
+                raise
+            return client, made.experiment_id
 
     def _guard(self, what: str, fn: Any) -> Any:
         if not self.enabled:
