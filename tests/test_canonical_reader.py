@@ -172,6 +172,36 @@ def test_empty_event_and_vendor_suspicious(tmp_path: Path):
     assert _reasons(res) == {3: "empty_event", 4: "vendor_suspicious", 5: "wrong_type"}
 
 
+def test_bad_symbols_are_quarantined_not_used(tmp_path: Path):
+    rows = [
+        GOOD[0],
+        "A/B,2024-08-09T13:30:00.6Z,4,10,10.1,1,1,,0",
+        "..,2024-08-09T13:30:00.6Z,5,10,10.1,1,1,,0",
+        "A\\B,2024-08-09T13:30:00.6Z,6,10,10.1,1,1,,0",
+        f"{'X' * 33},2024-08-09T13:30:00.6Z,7,10,10.1,1,1,,0",
+        "BRK.B,2024-08-09T13:30:00.6Z,8,10,10.1,1,1,,0",  # a real class-B share: kept
+    ]
+    res = read_canonical(_csv(tmp_path, rows))
+    assert _reasons(res) == {n: "bad_symbol" for n in (3, 4, 5, 6)}
+    assert sorted(res.ticks["symbol"].unique()) == ["AAA", "BRK.B"]
+
+
+def test_out_of_range_and_price_jump(tmp_path: Path):
+    ok = [f"AAA,2024-08-09T13:30:0{i}Z,{i + 10},10.0,10.1,1,1,10.05,5" for i in range(8)]
+    rows = [
+        *ok[:4],
+        "AAA,2024-08-09T13:30:04.5Z,30,10.0,10.1,1,1,1e300,5",  # absurd price
+        "AAA,2024-08-09T13:30:04.6Z,31,10.0,10.1,1,1,0.1005,5",  # decimal-shifted print
+        "AAA,1969-12-31T23:59:59Z,32,10.0,10.1,1,1,,0",  # before min_date
+        "AAA,2024-08-09T13:30:04.7Z,33,10.0,10.1,1e20,1,,0",  # absurd size
+        *ok[4:],
+    ]
+    res = read_canonical(_csv(tmp_path, rows))
+    assert _reasons(res) == {6: "out_of_range", 7: "price_jump", 8: "out_of_range",
+                             9: "out_of_range"}
+    assert res.n_valid == 8
+
+
 def test_every_reject_reason_is_reachable_from_csv():
     """Guard: the tests above cover every code of REJECT_REASONS."""
     src = Path(__file__).read_text()

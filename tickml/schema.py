@@ -33,6 +33,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from tickml.validation import (
+    DEFAULT_RULES,
+    ValidationConfig,
+    price_jump_mask,
+    reference_price,
+    row_reasons,
+)
+
 TICK_COLUMNS: tuple[str, ...] = (
     "symbol",
     "ts",
@@ -69,10 +77,16 @@ REJECT_REASONS: dict[str, str] = {
     "bad encoding, broken JSON)",
     "wrong_type": "a field that must be numeric or a timestamp does not parse as one",
     "empty_symbol": "symbol is missing or blank",
+    "bad_symbol": "symbol outside the allowed characters (A-Z 0-9 . _ - + = ^ : #, first a "
+    "letter, digit or ^, no '..') or longer than 32 characters (tickml.validation)",
     "nan_or_inf": "a required value is NaN or infinite (a trade without a price, a book side "
     "with a price but no size, or any infinity)",
     "non_positive": "a price or size that must be > 0 is zero or negative",
+    "out_of_range": "a price, size or timestamp outside the plausibility bounds "
+    "(tickml.validation.ValidationConfig)",
     "crossed_book": "bid > ask (a locked book, bid == ask, is kept)",
+    "price_jump": "price more than jump_factor times above or below the median of the "
+    "symbol's neighbouring ticks (tickml.validation)",
     "out_of_order": "timestamp earlier than the symbol's latest by more than the tolerance",
     "duplicate": "same (symbol, seq) as an earlier tick, or an exact repeat of a row",
     "empty_event": "neither a trade nor any book side: nothing happened",
@@ -172,61 +186,42 @@ def validate_ticks(
     positions: np.ndarray | None = None,
     out_of_order_tolerance: pd.Timedelta | str = "0s",
     prior_quarantine: pd.DataFrame | None = None,
+    rules: ValidationConfig | None = None,
 ) -> ValidationResult:
     """Check canonical ticks row by row and split them into valid ticks and quarantine records.
 
     ``frame`` must already have the canonical columns with canonical dtypes (readers coerce
     and quarantine ``wrong_type`` / ``unparseable`` rows themselves). ``positions`` are the rows'
-    positions in the source (line numbers, frame numbers), kept in the quarantine. Each rejected
-    row gets the first reason that applies, in the order of :data:`REJECT_REASONS`.
+    positions in the source (line numbers, frame numbers), kept in the quarantine. Row checks
+    (:func:`tickml.validation.row_reasons`: symbol, NaN/inf, sign, plausibility ranges of
+    ``rules``, crossed book, empty event, missing time) come first, then ``price_jump`` among
+    the rows that passed, then ``out_of_order`` and ``duplicate``.
 
     Out-of-order: see :func:`out_of_order_mask`; ticks out of order by no more than
-    ``out_of_order_tolerance`` are kept and re-sorted into time order.
+    ``out_of_order_tolerance`` (>= 0) are kept and re-sorted into time order.
     """
     n = len(frame)
+    rules = rules or DEFAULT_RULES
     if positions is None:
         positions = np.arange(n, dtype=np.int64)
     positions = np.asarray(positions, dtype=np.int64)
     missing = [c for c in TICK_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{source}: canonical columns missing: {missing}")
-    tol = pd.Timedelta(out_of_order_tolerance).value
+    tol = check_tolerance(out_of_order_tolerance)
     frame = frame.reset_index(drop=True)
-    reason = np.full(n, "", dtype=object)
+    sym = frame["symbol"]
+    vals = {c: frame[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in FLOAT_COLUMNS}
+    ts = frame["ts"]
+    ts_ns = ts.to_numpy(dtype="datetime64[ns]").view(np.int64) if n else np.zeros(0, np.int64)
+    reason = row_reasons(sym.to_numpy(dtype=object), ts_ns, vals, rules)
 
     def mark(mask: np.ndarray, code: str) -> None:
         reason[mask & (reason == "")] = code
 
-    sym = frame["symbol"]
-    codes, uniques = pd.factorize(sym, use_na_sentinel=True)
-    blank_code = np.array([not isinstance(u, str) or not u.strip() for u in uniques], dtype=bool)
-    mark((codes < 0) | (blank_code[codes] if len(uniques) else np.zeros(n, bool)), "empty_symbol")
-
-    vals = {c: frame[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in FLOAT_COLUMNS}
-    any_inf = np.zeros(n, dtype=bool)
-    for v in vals.values():
-        any_inf |= np.isinf(v)
-    price, size = vals["price"], vals["size"]
-    bid, ask, bsz, asz = vals["bid"], vals["ask"], vals["bid_size"], vals["ask_size"]
-    has_price = ~np.isnan(price)
-    # a trade needs both price and size; a book side with a price needs its size and vice versa
-    nan_req = (has_price & np.isnan(size)) | (~has_price & ~np.isnan(size) & (size != 0))
-    nan_req |= np.isnan(bid) != np.isnan(bsz)
-    nan_req |= np.isnan(ask) != np.isnan(asz)
-    mark(any_inf | nan_req, "nan_or_inf")
-
-    with np.errstate(invalid="ignore"):
-        nonpos = (has_price & ((price <= 0) | (size <= 0))) | (size < 0)
-        nonpos |= (bid <= 0) | (ask <= 0) | (bsz <= 0) | (asz <= 0)
-    mark(nonpos, "non_positive")
-    with np.errstate(invalid="ignore"):
-        mark(bid > ask, "crossed_book")
-    mark(~has_price & np.isnan(bid) & np.isnan(ask), "empty_event")
-
-    ts = frame["ts"]
-    ts_ns = ts.to_numpy(dtype="datetime64[ns]").view(np.int64) if len(ts) else np.array([])
     if n:
-        mark(ts.isna().to_numpy(), "wrong_type")
+        codes = pd.factorize(sym, use_na_sentinel=True)[0]
+        mark(price_jump_mask(codes, reference_price(vals), reason == "", rules), "price_jump")
         mark(out_of_order_mask(ts_ns, sym.to_numpy(), reason == "", tol), "out_of_order")
         ok = reason == ""
         seq = frame["seq"].to_numpy()
@@ -250,6 +245,19 @@ def validate_ticks(
     good = good.sort_values(["symbol", "ts", "seq"], kind="stable").reset_index(drop=True)
     good = coerce_ticks(good)
     return ValidationResult(good, quarantine, reason_counts(quarantine))
+
+
+def check_tolerance(tolerance: pd.Timedelta | str) -> int:
+    """An out-of-order tolerance in ns; ``ValueError`` unless it is a duration >= 0."""
+    try:
+        tol = pd.Timedelta(tolerance)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(
+            f"out-of-order tolerance {tolerance!r} is not a duration (e.g. 0s, 100ms, 1s)"
+        ) from exc
+    if pd.isna(tol) or tol < pd.Timedelta(0):
+        raise ValueError(f"out-of-order tolerance {tolerance!r} must be a duration >= 0")
+    return int(tol.value)
 
 
 def out_of_order_mask(

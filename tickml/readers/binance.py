@@ -93,6 +93,7 @@ from tickml.schema import (
     reason_counts,
     validate_ticks,
 )
+from tickml.validation import DEFAULT_RULES, ValidationConfig
 
 log = logging.getLogger(__name__)
 
@@ -317,8 +318,13 @@ def scan_frame(line: str | bytes, recv_ns: int | None = None, allow_raw: bool = 
 # ---------------------------------------------------------------- streaming (live) path
 
 
-def _book_ok(b: float, bs: float, a: float, as_: float) -> bool:
-    return all(math.isfinite(v) and v > 0 for v in (b, bs, a, as_)) and b <= a
+def _book_ok(
+    b: float, bs: float, a: float, as_: float, rules: ValidationConfig = DEFAULT_RULES
+) -> bool:
+    """A book a trade may carry: finite, positive, not crossed, inside the plausibility bounds."""
+    if not (all(math.isfinite(v) and v > 0 for v in (b, bs, a, as_)) and b <= a):
+        return False
+    return rules.min_price <= b and a <= rules.max_price and max(bs, as_) <= rules.max_size
 
 
 class _SymbolState:
@@ -340,10 +346,16 @@ class BinanceBookState:
     ``dedupe_window`` ids per symbol and stream (the file reader checks the whole file).
     """
 
-    def __init__(self, clock: Clock = "exchange", dedupe_window: int = 100_000) -> None:
+    def __init__(
+        self,
+        clock: Clock = "exchange",
+        dedupe_window: int = 100_000,
+        rules: ValidationConfig = DEFAULT_RULES,
+    ) -> None:
         if clock not in ("exchange", "local"):
             raise ValueError(f"clock must be 'exchange' or 'local', not {clock!r}")
         self.clock: Clock = clock
+        self.rules = rules
         self.dedupe_window = int(dedupe_window)
         self.max_offset_ns: int | None = None  # max(E - local) seen so far
         self.frames: dict[str, int] = dict.fromkeys(KIND_NAMES, 0)
@@ -389,7 +401,7 @@ class BinanceBookState:
         ts = pd.Timestamp(min(max(ts_ns, 0), MAX_NS), tz="UTC")
         if kind == BOOK_TICKER:
             st.last_seq = max(st.last_seq + 1, uid << SEQ_SHIFT)
-            if _book_ok(v1, v2, v3, v4):
+            if _book_ok(v1, v2, v3, v4, self.rules):
                 st.book = (v1, v2, v3, v4)
             return [_tick(sym, ts, st.last_seq, (v1, v2, v3, v4), _NAN, 0.0)]
         st.last_seq += 1
@@ -617,7 +629,9 @@ def _group_cummax(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return np.asarray(pd.Series(values).groupby(codes, sort=False).cummax().to_numpy())
 
 
-def _build_ticks(sc: _Scan, clock: Clock) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+def _build_ticks(
+    sc: _Scan, clock: Clock, rules: ValidationConfig = DEFAULT_RULES
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Vectorized equivalent of feeding the lines through :meth:`BinanceBookState.process`.
 
     Returns the tick frame (arrival order), the line index of each tick and the line indices
@@ -654,6 +668,8 @@ def _build_ticks(sc: _Scan, clock: Clock) -> tuple[pd.DataFrame, np.ndarray, np.
     with np.errstate(invalid="ignore"):
         good = is_bt & np.isfinite(b) & np.isfinite(bs) & np.isfinite(a) & np.isfinite(as_)
         good &= (b > 0) & (bs > 0) & (a > 0) & (as_ > 0) & (b <= a)
+        good &= (b >= rules.min_price) & (a <= rules.max_price)
+        good &= (bs <= rules.max_size) & (as_ <= rules.max_size)
     src = _group_cummax(np.where(good, np.arange(m), -1), codes)  # per symbol: -1 or its row
     has_book = src >= 0
     srcc = np.where(has_book, src, 0)
@@ -690,9 +706,14 @@ def _clock_stats(sc: _Scan) -> dict[str, float]:
 
 
 def _scan_result(
-    sc: _Scan, source: str, out_of_order_tolerance: pd.Timedelta | str, clock: Clock
+    sc: _Scan,
+    source: str,
+    out_of_order_tolerance: pd.Timedelta | str,
+    clock: Clock,
+    rules: ValidationConfig | None = None,
 ) -> BinanceCaptureResult:
-    frame, rows, dup_rows = _build_ticks(sc, clock)
+    rules = rules or DEFAULT_RULES
+    frame, rows, dup_rows = _build_ticks(sc, clock, rules)
     parts = [make_quarantine(source, sc.bad_pos, sc.bad_reason, raws=sc.bad_raw)]
     if len(dup_rows):
         names = np.array(KIND_NAMES, dtype=object)[sc.kind[dup_rows]]
@@ -714,6 +735,7 @@ def _scan_result(
         positions=rows + 1,
         out_of_order_tolerance=out_of_order_tolerance,
         prior_quarantine=prior,
+        rules=rules,
     )
     q = res.quarantine.sort_values("position", kind="stable").reset_index(drop=True)
     frames = {name: int((sc.kind == i).sum()) for i, name in enumerate(KIND_NAMES)}
@@ -728,6 +750,7 @@ def read_binance_capture(
     path: Path | str,
     out_of_order_tolerance: pd.Timedelta | str = "1s",
     clock: Clock = "exchange",
+    rules: ValidationConfig | None = None,
 ) -> BinanceCaptureResult:
     """Read one capture file (gzip or plain text) into validated canonical ticks.
 
@@ -742,7 +765,9 @@ def read_binance_capture(
     t0 = time.perf_counter()
     raw, err = _read_bytes(path)
     lines, bad_utf8 = _line_array(raw)
-    res = _scan_result(_scan_lines(lines, bad_utf8), str(path), out_of_order_tolerance, clock)
+    res = _scan_result(
+        _scan_lines(lines, bad_utf8), str(path), out_of_order_tolerance, clock, rules
+    )
     if err is not None:
         extra = make_quarantine(str(path), [len(lines) + 1], "unparseable", raws=[err])
         res.quarantine = pd.concat([res.quarantine, extra], ignore_index=True)
@@ -769,6 +794,7 @@ def read_binance_lines(
     source: str = "binance",
     out_of_order_tolerance: pd.Timedelta | str = "1s",
     clock: Clock = "exchange",
+    rules: ValidationConfig | None = None,
 ) -> BinanceCaptureResult:
     """:func:`read_binance_capture` over capture lines already in memory (numbered from 1)."""
     raw = b"\n".join(
@@ -788,5 +814,5 @@ def read_binance_lines(
                 sc.bad_reason.append(exc.reason)
                 text = line if isinstance(line, str) else bytes(line).decode("utf-8", "replace")
                 sc.bad_raw.append(text[:1000])
-        return _scan_result(sc, source, out_of_order_tolerance, clock)
-    return _scan_result(_scan_lines(arr, bad), source, out_of_order_tolerance, clock)
+        return _scan_result(sc, source, out_of_order_tolerance, clock, rules)
+    return _scan_result(_scan_lines(arr, bad), source, out_of_order_tolerance, clock, rules)

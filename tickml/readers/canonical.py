@@ -73,6 +73,7 @@ from tickml.schema import (
     ticks_to_arrow,
     validate_ticks,
 )
+from tickml.validation import ValidationConfig
 
 log = logging.getLogger(__name__)
 
@@ -404,8 +405,8 @@ def _convert(p: _Parsed) -> tuple[pd.DataFrame, np.ndarray | None, np.ndarray, p
         return pd.DataFrame(), None, p.positions, p.quarantine
     wrong = np.zeros(n, dtype=bool)
     sym = pc.utf8_upper(_text(p.columns["symbol"])).to_numpy(zero_copy_only=False)
-    ts, bad = _timestamps(p.columns["ts"])
-    wrong |= bad
+    ts, bad_ts = _timestamps(p.columns["ts"])
+    wrong |= bad_ts
     seq: np.ndarray | None = None
     if "seq" in p.columns:
         seq_arr = p.columns["seq"]
@@ -428,12 +429,15 @@ def _convert(p: _Parsed) -> tuple[pd.DataFrame, np.ndarray | None, np.ndarray, p
     frame.insert(1, "ts", pd.to_datetime(np.where(wrong, 0, ts), unit="ns", utc=True))
     frame["_suspicious"] = susp
     bad_idx = np.flatnonzero(wrong)
+    # a record keeps its row's time when that parsed: it decides the record's day
+    rec_ts = np.where(bad_ts[bad_idx], np.iinfo(np.int64).min, ts[bad_idx])
     q = make_quarantine(
         p.source,
         p.positions[bad_idx],
         "wrong_type",
         raws=_raw_rows(p, bad_idx),
         symbols=sym[bad_idx],
+        ts=rec_ts.view("datetime64[ns]"),
     )
     keep = ~wrong
     quarantine = pd.concat([x for x in (p.quarantine, q) if not x.empty] or [q])
@@ -472,6 +476,7 @@ def read_canonical(
     path: Path | str | Sequence[Path | str],
     out_of_order_tolerance: pd.Timedelta | str = "0s",
     drop_exact_repeats: bool = False,
+    rules: ValidationConfig | None = None,
 ) -> ValidationResult:
     """Read canonical ticks from Parquet/CSV files (a file, a list, or a directory).
 
@@ -555,6 +560,7 @@ def read_canonical(
         "",
         positions=rest,
         out_of_order_tolerance=out_of_order_tolerance,
+        rules=rules,
     )
     quarantines.append(_located(res.quarantine, sources, file_of, position))
     q = pd.concat([x for x in quarantines if not x.empty] or [empty_quarantine()])

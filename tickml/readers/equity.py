@@ -56,12 +56,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-import struct
-import zipfile
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from io import BytesIO
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -70,6 +66,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from tickml.readers.zipfiles import read_zip_members
 from tickml.schema import (
     TICK_COLUMNS,
     ValidationResult,
@@ -80,6 +77,7 @@ from tickml.schema import (
     reason_counts,
     validate_ticks,
 )
+from tickml.validation import DEFAULT_RULES, ValidationConfig
 
 __all__ = [
     "EquityReadResult",
@@ -323,13 +321,20 @@ def _parse_csv(data: bytes, names: tuple[str, ...]) -> _Parsed:
     return _Parsed(cols, lines, n_rows, rejects)
 
 
-def _row_checks(parsed: _Parsed, kind: str, data: bytes) -> np.ndarray:
-    """Vectorized row-level checks; records the rejects, returns the keep mask."""
+def _row_checks(
+    parsed: _Parsed, kind: str, data: bytes, rules: ValidationConfig = DEFAULT_RULES
+) -> np.ndarray:
+    """Vectorized row-level checks; records the rejects, returns the keep mask.
+
+    Prices and sizes outside the plausibility bounds are rejected here, on the vendor row, so
+    that an absurd quote never enters the carried book of the events after it."""
     c = parsed.cols
     ms_f, susp = c["ms"], c["suspicious"]
     n = len(ms_f)
     reason = np.zeros(n, dtype=np.int8)  # 0 = keep, else index into codes
-    codes = ["", "wrong_type", "nan_or_inf", "non_positive", "empty_event", "vendor_suspicious"]
+    codes = ["", "wrong_type", "nan_or_inf", "non_positive", "out_of_range", "empty_event",
+             "vendor_suspicious"]
+    lo_px, hi_px = rules.min_price * PRICE_SCALE, rules.max_price * PRICE_SCALE
 
     def mark(mask: np.ndarray, code: str) -> None:
         reason[mask & (reason == 0)] = codes.index(code)
@@ -347,11 +352,16 @@ def _row_checks(parsed: _Parsed, kind: str, data: bytes) -> np.ndarray:
             nonpos = (bid < 0) | (ask < 0) | (bsz < 0) | (asz < 0)
             nonpos |= ((bid > 0) & (bsz <= 0)) | ((ask > 0) & (asz <= 0))
             mark(nonpos, "non_positive")
+            off = ((bid > 0) & ((bid < lo_px) | (bid > hi_px))) | (bsz > rules.max_size)
+            off |= ((ask > 0) & ((ask < lo_px) | (ask > hi_px))) | (asz > rules.max_size)
+            mark(off, "out_of_range")
             mark((bid <= 0) & (ask <= 0), "empty_event")
         else:
             price, size = c["price"], c["size"]
             mark(~(np.isfinite(price) & np.isfinite(size)), "nan_or_inf")
             mark((price <= 0) | (size <= 0), "non_positive")
+            off = (price < lo_px) | (price > hi_px) | (size > rules.max_size)
+            mark(off, "out_of_range")
     mark(susp != 0, "vendor_suspicious")
     bad = np.flatnonzero(reason)
     if len(bad):
@@ -441,6 +451,7 @@ def parse_equity_files(
     day: dt.date,
     source: str,
     out_of_order_tolerance: pd.Timedelta | str = "0s",
+    rules: ValidationConfig | None = None,
 ) -> EquityReadResult:
     """One symbol-day from the raw CSV bytes of its quote and trade files (either may be None).
 
@@ -455,8 +466,9 @@ def parse_equity_files(
 
     q = _parse_csv(q_data, QUOTE_FIELDS)
     t = _parse_csv(t_data, TRADE_FIELDS)
-    q_keep = _row_checks(q, "quote", q_data)
-    t_keep = _row_checks(t, "trade", t_data)
+    rules = rules or DEFAULT_RULES
+    q_keep = _row_checks(q, "quote", q_data, rules)
+    t_keep = _row_checks(t, "trade", t_data, rules)
     row_quarantine = [
         _rejects_frame(q.rejects, q_src, symbol, day),
         _rejects_frame(t.rejects, t_src, symbol, day),
@@ -543,6 +555,7 @@ def parse_equity_files(
         q_src,
         positions=np.flatnonzero(~overflow),
         out_of_order_tolerance=out_of_order_tolerance,
+        rules=rules,
     )
     vq = result.quarantine
     if overflow.any():
@@ -601,74 +614,6 @@ def _concat_quarantine(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 # zip files
 # --------------------------------------------------------------------------------------------
-
-
-def _salvage_local_member(blob: bytes) -> bytes | None:
-    """Inflate what can be inflated of the first member of a zip whose directory is gone."""
-    if len(blob) < 30 or blob[:4] != b"PK\x03\x04":
-        return None
-    (method,) = struct.unpack_from("<H", blob, 8)
-    name_len, extra_len = struct.unpack_from("<HH", blob, 26)
-    payload = blob[30 + name_len + extra_len :]
-    if method == 0:
-        return payload
-    if method != 8:
-        return None
-    inflater = zlib.decompressobj(-15)
-    out = bytearray()
-    step = 1 << 20
-    try:
-        for i in range(0, len(payload), step):
-            out += inflater.decompress(payload[i : i + step])
-            if inflater.eof:
-                break
-    except zlib.error:
-        pass
-    return bytes(out)
-
-
-def _read_zip_member(path: Path) -> tuple[bytes | None, str | None, bool]:
-    """(CSV bytes or None, error message or None, whether the bytes may end mid-line)."""
-    try:
-        blob = path.read_bytes()
-    except OSError as exc:
-        return None, f"cannot read file: {exc}", False
-    try:
-        zf = zipfile.ZipFile(BytesIO(blob))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
-        partial = _salvage_local_member(blob)
-        if partial is None:
-            return None, f"not a readable zip: {exc}", False
-        return partial, f"damaged zip, salvaged {len(partial)} bytes of its member: {exc}", True
-    with zf:
-        names = [i.filename for i in zf.infolist() if not i.is_dir()]
-        if not names:
-            return None, "zip has no member", False
-        csvs = [nm for nm in names if nm.lower().endswith(".csv")]
-        member = (csvs or names)[0]
-        if len(names) > 1:
-            log.warning("%s: %d members, reading %s", path, len(names), member)
-        errors = (
-            zipfile.BadZipFile,
-            zlib.error,
-            EOFError,
-            OSError,
-            ValueError,
-            NotImplementedError,
-            RuntimeError,
-        )
-        try:
-            return zf.read(member), None, False
-        except errors:
-            pass
-        out = bytearray()  # damaged member: keep what inflates before the damage
-        try:
-            with zf.open(member) as fh:
-                while chunk := fh.read(1 << 16):
-                    out += chunk
-        except errors as exc:
-            return bytes(out), f"damaged member {member}: {exc}", True
-        return bytes(out), None, False
 
 
 def _split_partial_tail(data: bytes) -> tuple[bytes, bytes, int]:
@@ -736,11 +681,69 @@ def _find_file(sym_dir: Path, day: dt.date, kind: str) -> Path | None:
     return None
 
 
+def _read_kind(
+    path: Path, src: str, symbol: str
+) -> tuple[bytes, list[pd.DataFrame], int, list[tuple[str, int]]]:
+    """One quote or trade zip: the CSV bytes of every member joined, the file-level records,
+    the number of cut-off tail lines, and each member's (name, line count)."""
+    chunks: list[bytes] = []
+    records: list[pd.DataFrame] = []
+    members: list[tuple[str, int]] = []
+    tail_rows = 0
+    parts = read_zip_members(path)
+    for part in parts:
+        where = f"{src}:{part.name}" if len(parts) > 1 else src
+        if part.error is not None:
+            log.warning("%s: %s", path, part.error)
+            records.append(make_quarantine(where, [0], "unparseable", [part.error], symbol))
+        if part.data is None:
+            continue
+        data = _normalize(part.data)
+        if part.maybe_cut:
+            data, tail, tail_line = _split_partial_tail(data)
+            if tail.strip(b"\r"):
+                tail_rows += 1
+                records.append(
+                    make_quarantine(where, [tail_line], "unparseable", [_decode(tail)], symbol)
+                )
+        if data and not data.endswith(b"\n"):
+            data += b"\n"
+        chunks.append(data)
+        members.append((part.name, data.count(b"\n")))
+    if len(chunks) > 1:
+        log.warning("%s: %d CSV members, reading all", path, len(chunks))
+    return b"".join(chunks), records, tail_rows, [m for m in members if m[1]]
+
+
+def _by_member(
+    q: pd.DataFrame, src: str, members: list[tuple[str, int]]
+) -> pd.DataFrame:
+    """Records of ``src`` numbered over several joined members -> per member and line."""
+    mine = (q["source"] == src).to_numpy() & (q["position"] > 0).to_numpy()
+    if len(members) < 2 or not mine.any():
+        return q
+    ends = np.cumsum([n for _, n in members])
+    pos = q["position"].to_numpy()[mine]
+    k = np.searchsorted(ends, pos, side="left")
+    k = np.minimum(k, len(members) - 1)
+    starts = np.r_[0, ends[:-1]]
+    q = q.copy()
+    names = np.array([f"{src}:{name}" for name, _ in members], dtype=object)
+    q.loc[mine, "source"] = names[k]
+    q.loc[mine, "position"] = pos - starts[k]
+    return q
+
+
 def _read_symbol_day(
-    sym_dir: Path, symbol: str, day: dt.date, out_of_order_tolerance: pd.Timedelta | str
+    sym_dir: Path,
+    symbol: str,
+    day: dt.date,
+    out_of_order_tolerance: pd.Timedelta | str,
+    rules: ValidationConfig | None = None,
 ) -> EquityReadResult:
     source = f"{sym_dir.name}/{day:%Y%m%d}"
     payload: dict[str, bytes | None] = {}
+    members: dict[str, list[tuple[str, int]]] = {}
     file_records: list[pd.DataFrame] = []
     tail_rows = 0
     for kind in ("quote", "trade"):
@@ -748,25 +751,19 @@ def _read_symbol_day(
         if path is None:
             payload[kind] = None
             continue
-        data, error, maybe_cut = _read_zip_member(path)
-        src = f"{source}_{kind}"
-        if error is not None:
-            log.warning("%s: %s", path, error)
-            file_records.append(make_quarantine(src, [0], "unparseable", [error], symbol))
-        if data is not None and maybe_cut:
-            data, tail, tail_line = _split_partial_tail(data)
-            if tail.strip(b"\r"):
-                tail_rows += 1
-                file_records.append(
-                    make_quarantine(src, [tail_line], "unparseable", [_decode(tail)], symbol)
-                )
+        data, records, tails, members[kind] = _read_kind(path, f"{source}_{kind}", symbol)
         payload[kind] = data
+        file_records += records
+        tail_rows += tails
     res = parse_equity_files(
-        payload["quote"], payload["trade"], symbol, day, source, out_of_order_tolerance
+        payload["quote"], payload["trade"], symbol, day, source, out_of_order_tolerance, rules
     )
-    if not file_records:
+    quarantine = res.quarantine
+    for kind, parts in members.items():
+        quarantine = _by_member(quarantine, f"{source}_{kind}", parts)
+    if not file_records and quarantine is res.quarantine:
         return res
-    quarantine = _concat_quarantine([*file_records, res.quarantine])
+    quarantine = _concat_quarantine([*file_records, quarantine])
     return EquityReadResult(
         ticks=res.ticks,
         quarantine=quarantine,
@@ -802,8 +799,11 @@ def read_equity_day(
     day: dt.date,
     symbols: Sequence[str] | None = None,
     out_of_order_tolerance: pd.Timedelta | str = "0s",
+    rules: ValidationConfig | None = None,
 ) -> EquityReadResult:
-    """Canonical ticks of every (or the given) symbol on ``day``, sorted by symbol, ts, seq."""
+    """Canonical ticks of every (or the given) symbol on ``day``, sorted by symbol, ts, seq.
+
+    ``rules``: plausibility bounds (default :data:`tickml.validation.DEFAULT_RULES`)."""
     dirs = _symbol_dirs(Path(root))
     wanted = sorted({s.upper() for s in symbols}) if symbols is not None else sorted(dirs)
     results = []
@@ -811,7 +811,7 @@ def read_equity_day(
         if sym not in dirs:
             log.warning("%s: no directory for symbol %s", root, sym)
             continue
-        results.append(_read_symbol_day(dirs[sym], sym, day, out_of_order_tolerance))
+        results.append(_read_symbol_day(dirs[sym], sym, day, out_of_order_tolerance, rules))
     out = _concat_results(results)
     if len(out.quarantine):
         # keep the records in symbol order like the ticks
@@ -827,6 +827,7 @@ def read_equity(
     symbols: Sequence[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     out_of_order_tolerance: pd.Timedelta | str = "0s",
+    rules: ValidationConfig | None = None,
 ) -> EquityReadResult:
     """:func:`read_equity_day` over ``days`` (default: all), concatenated in day order.
 
@@ -835,7 +836,7 @@ def read_equity(
     day_list = sorted(days) if days is not None else list_equity_days(Path(root))
     results = []
     for i, day in enumerate(day_list):
-        results.append(read_equity_day(root, day, symbols, out_of_order_tolerance))
+        results.append(read_equity_day(root, day, symbols, out_of_order_tolerance, rules))
         if progress is not None:
             progress(i + 1, len(day_list))
     return _concat_results(results)
