@@ -25,8 +25,16 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from tickml.days import DaySplit, split_days
 from tickml.lake import TickLake
-from tickml.schema import ValidationResult, empty_quarantine, empty_ticks, reason_counts
+from tickml.schema import (
+    ValidationResult,
+    check_tolerance,
+    empty_quarantine,
+    empty_ticks,
+    reason_counts,
+)
+from tickml.validation import DEFAULT_RULES, ValidationConfig, check_symbol
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,9 @@ SESSION_TZ: dict[str, str] = {
 }
 
 
+#: sources read whole and split by day (tickml.days); the others are read one day at a time
+WHOLE_SOURCE_KINDS: tuple[str, ...] = ("binance", "canonical")
+
 #: out-of-order tolerance per source when none is given: Binance's bookTicker and trade streams
 #: interleave up to ~30 ms out of exchange-time order; files and the simulator are sorted.
 DEFAULT_TOLERANCE: dict[str, str] = {
@@ -51,13 +62,16 @@ DEFAULT_TOLERANCE: dict[str, str] = {
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """Where ticks come from. ``path`` is required for every kind but ``simulator``."""
+    """Where ticks come from. ``path`` is required for every kind but ``simulator``.
+
+    ``validation``: the plausibility bounds readers apply (:mod:`tickml.validation`)."""
 
     kind: str = "simulator"
     path: Path | None = None
     symbols: tuple[str, ...] | None = None
     out_of_order_tolerance: str | None = None  # None: the source's default (DEFAULT_TOLERANCE)
     sim: dict[str, Any] = field(default_factory=dict)
+    validation: ValidationConfig = DEFAULT_RULES
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
@@ -67,6 +81,9 @@ class SourceSpec:
                 raise ValueError(f"source {self.kind!r} needs a path (--ticks PATH)")
             if not Path(self.path).exists():
                 raise FileNotFoundError(f"source {self.kind!r}: {self.path} does not exist")
+        check_tolerance(self.tolerance)
+        for s in self.symbols or ():
+            check_symbol(s)
 
     @property
     def tolerance(self) -> str:
@@ -74,20 +91,26 @@ class SourceSpec:
 
 
 def available_days(spec: SourceSpec) -> list[dt.date]:
-    """Days the source has data for (the simulator: none listed, it makes any day)."""
+    """Days the source has rows for (the simulator: none listed, it makes any day).
+
+    Binance and canonical sources are read whole once (cached in the process): a day is a day
+    some tick or quarantine record belongs to (:mod:`tickml.days`)."""
     if spec.kind == "equity-ticks":
         from tickml.readers.equity import list_equity_days
 
         return list_equity_days(Path(str(spec.path)))
-    if spec.kind == "binance":
-        return sorted({d for _, d in _binance_files(Path(str(spec.path)))})
-    if spec.kind == "canonical":
-        ticks = _read_canonical_all(spec).ticks
-        if ticks.empty:
-            return []
-        local = ticks["ts"].dt.tz_convert(SESSION_TZ["canonical"]).dt.date
-        return sorted(set(local))
+    if spec.kind in WHOLE_SOURCE_KINDS:
+        return _split(spec).days
     return []
+
+
+def source_totals(spec: SourceSpec) -> tuple[int, int] | None:
+    """(valid ticks, quarantine records) the reader returns for the whole source, for the
+    sources read whole (None for the others, which are read one day at a time)."""
+    if spec.kind not in WHOLE_SOURCE_KINDS:
+        return None
+    res = _split(spec).result
+    return res.n_valid, res.n_rejected
 
 
 def simulated_days(start: dt.date, n_days: int) -> list[dt.date]:
@@ -101,29 +124,69 @@ def simulated_days(start: dt.date, n_days: int) -> list[dt.date]:
     return out
 
 
-def _binance_files(root: Path) -> list[tuple[Path, dt.date]]:
+def _binance_files(root: Path) -> list[tuple[Path, dt.date | None]]:
+    """Every capture (a file, or ``*.gz`` in a folder) and the day its name carries."""
     files = [root] if root.is_file() else sorted(root.glob("*.gz"))
-    out = []
+    out: list[tuple[Path, dt.date | None]] = []
     for f in files:
         m = re.search(r"(\d{8})", f.name)
+        day = None
         if m:
-            out.append((f, dt.datetime.strptime(m.group(1), "%Y%m%d").date()))
+            try:
+                day = dt.datetime.strptime(m.group(1), "%Y%m%d").date()
+            except ValueError:
+                day = None
+        out.append((f, day))
     return out
 
 
-_CANONICAL_CACHE: dict[tuple[str, str], ValidationResult] = {}
+_SPLIT_CACHE: dict[tuple[Any, ...], DaySplit] = {}
 
 
-def _read_canonical_all(spec: SourceSpec) -> ValidationResult:
-    from tickml.readers.canonical import read_canonical
+def _fingerprint(files: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
+    stats = [(f, f.stat()) for f in files]
+    return tuple((str(f), st.st_size, st.st_mtime_ns) for f, st in stats)
 
-    key = (str(spec.path), spec.tolerance)
-    if key not in _CANONICAL_CACHE:
-        _CANONICAL_CACHE.clear()
-        _CANONICAL_CACHE[key] = read_canonical(
-            Path(str(spec.path)), out_of_order_tolerance=spec.tolerance
-        )
-    return _CANONICAL_CACHE[key]
+
+def _split(spec: SourceSpec) -> DaySplit:
+    """The whole source read once and split by day (cached while its files are unchanged)."""
+    root = Path(str(spec.path))
+    if spec.kind == "binance":
+        named = _binance_files(root)
+        files = [f for f, _ in named]
+    else:
+        from tickml.readers.canonical import source_files
+
+        named, files = [], source_files(root)
+    key = (spec.kind, str(root), spec.tolerance, spec.validation, _fingerprint(files))
+    if key not in _SPLIT_CACHE:
+        _SPLIT_CACHE.clear()  # one source at a time: a whole capture set can be large
+        if spec.kind == "binance":
+            res = _read_binance_all(files, spec)
+        else:
+            from tickml.readers.canonical import read_canonical
+
+            res = read_canonical(
+                files, out_of_order_tolerance=spec.tolerance, rules=spec.validation
+            )
+        file_days = {str(f): d for f, d in named if d is not None}
+        _SPLIT_CACHE[key] = split_days(res, SESSION_TZ[spec.kind], file_days, spec.validation)
+    return _SPLIT_CACHE[key]
+
+
+def _read_binance_all(files: Sequence[Path], spec: SourceSpec) -> ValidationResult:
+    from tickml.readers.binance import read_binance_capture
+
+    parts = [
+        read_binance_capture(f, out_of_order_tolerance=spec.tolerance, rules=spec.validation)
+        for f in files
+    ]
+    if not parts:
+        return ValidationResult(empty_ticks(), empty_quarantine(), {})
+    ticks = pd.concat([p.ticks for p in parts], ignore_index=True)
+    ticks = ticks.sort_values(["symbol", "ts", "seq"], kind="stable").reset_index(drop=True)
+    q = pd.concat([p.quarantine for p in parts], ignore_index=True)
+    return ValidationResult(ticks, q, reason_counts(q))
 
 
 def load_day(spec: SourceSpec, day: dt.date) -> ValidationResult:
@@ -133,19 +196,11 @@ def load_day(spec: SourceSpec, day: dt.date) -> ValidationResult:
         from tickml.readers.equity import read_equity_day
 
         return read_equity_day(
-            Path(str(spec.path)), day, symbols, out_of_order_tolerance=spec.tolerance
+            Path(str(spec.path)), day, symbols, out_of_order_tolerance=spec.tolerance,
+            rules=spec.validation,
         )
-    if spec.kind == "binance":
-        from tickml.readers.binance import read_binance_capture
-
-        parts = [
-            read_binance_capture(f, out_of_order_tolerance=spec.tolerance)
-            for f, d in _binance_files(Path(str(spec.path)))
-            if d == day
-        ]
-        return _select(_concat(parts), symbols, day, "UTC")
-    if spec.kind == "canonical":
-        return _select(_read_canonical_all(spec), symbols, day, SESSION_TZ["canonical"])
+    if spec.kind in WHOLE_SOURCE_KINDS:
+        return _split(spec).day(day, symbols)
     from tickml.simulator import SimConfig, simulate_day
 
     sim = simulate_day(SimConfig(**spec.sim), day)
@@ -153,29 +208,6 @@ def load_day(spec: SourceSpec, day: dt.date) -> ValidationResult:
     if symbols:
         ticks = ticks[ticks["symbol"].isin(symbols)].reset_index(drop=True)
     return ValidationResult(ticks, empty_quarantine(), {})
-
-
-def _concat(parts: Sequence[ValidationResult]) -> ValidationResult:
-    if not parts:
-        return ValidationResult(empty_ticks(), empty_quarantine(), {})
-    ticks = pd.concat([p.ticks for p in parts], ignore_index=True)
-    ticks = ticks.sort_values(["symbol", "ts", "seq"], kind="stable").reset_index(drop=True)
-    q = pd.concat([p.quarantine for p in parts], ignore_index=True)
-    return ValidationResult(ticks, q, reason_counts(q))
-
-
-def _select(
-    res: ValidationResult, symbols: list[str] | None, day: dt.date, tz: str
-) -> ValidationResult:
-    t = res.ticks
-    keep = t["ts"].dt.tz_convert(tz).dt.date == day if not t.empty else pd.Series([], dtype=bool)
-    if symbols:
-        keep &= t["symbol"].isin(symbols)
-    q = res.quarantine
-    if not q.empty:
-        qday = q["ts"].dt.tz_convert(tz).dt.date
-        q = q[(qday == day) | q["ts"].isna()]
-    return ValidationResult(t[keep].reset_index(drop=True), q, reason_counts(q))
 
 
 @dataclass
@@ -202,20 +234,28 @@ def ingest_day(
 ) -> IngestSummary:
     """Load one day, write ticks + quarantine to the lake and, if given, the Postgres store.
 
-    Idempotent: re-ingesting a day replaces that day's lake partition and tick-store rows.
+    Idempotent: re-ingesting a day replaces that day's lake partition and tick-store rows
+    (only ``spec.symbols`` when given). All or nothing: the lake day is written aside first,
+    then the store (one transaction), and only then swapped in; any failure leaves the lake
+    and the store as they were.
     """
     t0 = time.perf_counter()
     res = load_day(spec, day)
     ticks = res.ticks
-    lake.write_day(ticks, day)
-    lake.write_quarantine(res.quarantine, day)
-    if store is not None:
-        store.ensure_schema()
-        store.write_day(ticks, day, symbols=spec.symbols, tz=SESSION_TZ[spec.kind])
-        if not res.quarantine.empty:
-            store.write_quarantine(
-                res.quarantine, replace_sources=sorted(set(res.quarantine["source"]))
-            )
+    staged = lake.stage_day(ticks, day, res.quarantine, symbols=spec.symbols)
+    try:
+        if store is not None:
+            store.ensure_schema()
+            store.write_day(ticks, day, symbols=spec.symbols, tz=SESSION_TZ[spec.kind])
+            if not res.quarantine.empty:
+                store.write_quarantine(
+                    res.quarantine, replace_sources=sorted(set(res.quarantine["source"])),
+                    day=day,
+                )
+    except BaseException:
+        staged.discard()
+        raise
+    staged.commit()
     per_symbol = {str(k): int(v) for k, v in ticks.groupby("symbol").size().items()}
     summary = IngestSummary(
         day=day,

@@ -1,9 +1,12 @@
 """The Parquet tick lake: ``ROOT/ticks/date=YYYY-MM-DD/symbol=SYM/part-0.parquet``.
 
 Hive-style partitions by session date and symbol, so the offline side (features, Feast's file
-source, ad-hoc DuckDB/pyarrow queries) reads exactly the days and symbols it needs. Writing a
-(day, symbol) replaces it atomically (write to a temp file, then rename), so re-ingesting a day
-is idempotent. Quarantine records live beside: ``ROOT/quarantine/date=YYYY-MM-DD/part-0.parquet``.
+source, ad-hoc DuckDB/pyarrow queries) reads exactly the days and symbols it needs. A day is
+replaced atomically: every file is written into a hidden folder beside the day's, which is then
+swapped in (``renameat2(RENAME_EXCHANGE)`` on Linux), so a failed or interrupted re-ingest leaves
+the previous day byte for byte, and re-ingesting a day is idempotent. Symbols become folder
+names only when :func:`tickml.validation.symbol_error` accepts them. Quarantine records live
+beside: ``ROOT/quarantine/date=YYYY-MM-DD/part-0.parquet``.
 """
 
 from __future__ import annotations
@@ -19,14 +22,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tickml.atomic import atomic_write, exchange, link_tree, write_aside
 from tickml.schema import TICK_SCHEMA, empty_quarantine, empty_ticks, ticks_to_arrow
+from tickml.validation import check_symbol
 
 
 def _safe_symbol(symbol: str) -> str:
-    bad = set("/\\\0") | {".."}
-    if not symbol or any(ch in symbol for ch in bad) or symbol in {".", ".."}:
-        raise ValueError(f"symbol {symbol!r} cannot be used as a lake partition name")
-    return symbol
+    """A symbol usable as a partition folder name (the rule of :mod:`tickml.validation`)."""
+    return check_symbol(symbol)
 
 
 class TickLake:
@@ -46,31 +49,62 @@ class TickLake:
         return self.root / "quarantine" / f"date={day.isoformat()}" / "part-0.parquet"
 
     # -- writing ---------------------------------------------------------------------------
-    def write_day(self, ticks: pd.DataFrame, day: dt.date, replace_all: bool = True) -> int:
-        """Write one day of canonical ticks; returns the number of rows written.
+    def write_day(
+        self, ticks: pd.DataFrame, day: dt.date, symbols: Sequence[str] | None = None
+    ) -> int:
+        """Replace one day of canonical ticks atomically; returns the number of rows written.
 
-        ``replace_all`` drops symbols of that day that are not in ``ticks`` (a full re-ingest);
-        otherwise only the symbols present are replaced.
+        ``symbols`` None: the day becomes exactly ``ticks`` (symbols without ticks disappear);
+        otherwise only those symbols are replaced and the others are kept. See
+        :meth:`stage_day`: nothing of the previous day changes unless every file was written.
         """
+        staged = self.stage_day(ticks, day, symbols=symbols)
+        staged.commit()
+        return staged.rows
+
+    def stage_day(
+        self,
+        ticks: pd.DataFrame,
+        day: dt.date,
+        quarantine: pd.DataFrame | None = None,
+        symbols: Sequence[str] | None = None,
+    ) -> StagedDay:
+        """Write a day aside (a hidden folder beside the day's) without touching the day.
+
+        :meth:`StagedDay.commit` swaps it in (one ``renameat2(RENAME_EXCHANGE)`` on Linux, two
+        renames elsewhere) and replaces the quarantine file; :meth:`StagedDay.discard` drops it.
+        A symbol that is not an allowed partition name raises ``ValueError`` before anything is
+        written; any error while writing removes the staged files and leaves the day as it was.
+        """
+        for s in pd.unique(ticks["symbol"]) if len(ticks) else []:
+            _safe_symbol(str(s))
         day_dir = self.day_dir(day)
-        if replace_all and day_dir.exists():
-            shutil.rmtree(day_dir)
-        table = ticks_to_arrow(ticks)
-        written = 0
-        for symbol, part in ticks.groupby("symbol", sort=True):
-            idx = part.index.to_numpy()
-            sub = table.take(pa.array(idx))
-            _atomic_write(sub, self.symbol_file(day, str(symbol)))
-            written += sub.num_rows
-        return written
+        day_dir.parent.mkdir(parents=True, exist_ok=True)
+        stage = day_dir.with_name(f".{day_dir.name}.{uuid.uuid4().hex}.staging")
+        stage.mkdir()
+        staged = StagedDay(self, day, stage)
+        try:
+            staged.rows = _write_symbols(stage, ticks)
+            keep_others = symbols is not None and day_dir.is_dir()
+            if keep_others:
+                replaced = {f"symbol={s}" for s in symbols or []}
+                replaced |= {p.name for p in stage.iterdir()}
+                for old in day_dir.iterdir():
+                    if old.name.startswith("symbol=") and old.name not in replaced:
+                        link_tree(old, stage / old.name)
+            staged.empty = not keep_others and staged.rows == 0
+            if quarantine is not None:
+                staged.quarantine_tmp = write_aside(
+                    _quarantine_table(quarantine), self.quarantine_file(day)
+                )
+        except BaseException:
+            staged.discard()
+            raise
+        return staged
 
     def write_quarantine(self, quarantine: pd.DataFrame, day: dt.date) -> Path:
         path = self.quarantine_file(day)
-        q = quarantine if not quarantine.empty else empty_quarantine()
-        q = q.astype({"source": str, "reason": str, "raw": str})
-        sym = q["symbol"].astype(object)
-        q["symbol"] = [None if pd.isna(v) else str(v) for v in sym]
-        _atomic_write(pa.Table.from_pandas(q, preserve_index=False), path)
+        atomic_write(_quarantine_table(quarantine), path)
         return path
 
     # -- reading ---------------------------------------------------------------------------
@@ -113,11 +147,72 @@ class TickLake:
         return pq.read_table(path).to_pandas() if path.exists() else empty_quarantine()
 
 
-def _atomic_write(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+def _quarantine_table(quarantine: pd.DataFrame) -> pa.Table:
+    q = quarantine if not quarantine.empty else empty_quarantine()
+    q = q.astype({"source": str, "reason": str, "raw": str})
+    sym = q["symbol"].astype(object)
+    q["symbol"] = [None if pd.isna(v) else str(v) for v in sym]
+    return pa.Table.from_pandas(q, preserve_index=False)
+
+
+def _write_symbols(folder: Path, ticks: pd.DataFrame) -> int:
+    """One ``symbol=SYM/part-0.parquet`` per symbol of ``ticks`` under ``folder``; rows."""
+    if ticks.empty:
+        return 0
+    ticks = ticks.reset_index(drop=True)
+    table = ticks_to_arrow(ticks)
+    written = 0
+    for symbol, part in ticks.groupby("symbol", sort=True):
+        sub = table.take(pa.array(part.index.to_numpy()))
+        target = folder / f"symbol={_safe_symbol(str(symbol))}" / "part-0.parquet"
+        target.parent.mkdir()
+        pq.write_table(sub, target, compression="zstd")
+        written += sub.num_rows
+    return written
+
+
+class StagedDay:
+    """A day written aside by :meth:`TickLake.stage_day`, not yet visible."""
+
+    def __init__(self, lake: TickLake, day: dt.date, path: Path) -> None:
+        self.lake, self.day, self.path = lake, day, path
+        self.rows = 0
+        self.empty = False
+        self.quarantine_tmp: Path | None = None
+        self.done = False
+
+    def commit(self) -> None:
+        """Make the staged day the day (ticks first, then its quarantine file)."""
+        if self.done:
+            raise RuntimeError("staged day already committed or discarded")
+        day_dir = self.lake.day_dir(self.day)
+        trash = self.path.with_name(self.path.name.replace(".staging", ".old"))
+        if self.empty:  # no ticks: the day has no folder (as if never written)
+            if day_dir.exists():
+                day_dir.rename(trash)
+            shutil.rmtree(self.path, ignore_errors=True)
+        elif not day_dir.exists():
+            self.path.rename(day_dir)
+        elif exchange(self.path, day_dir):
+            self.path.rename(trash)
+        else:  # two renames: the day is absent for an instant, never half written
+            day_dir.rename(trash)
+            try:
+                self.path.rename(day_dir)
+            except BaseException:
+                trash.rename(day_dir)
+                raise
+        shutil.rmtree(trash, ignore_errors=True)
+        if self.quarantine_tmp is not None:
+            os.replace(self.quarantine_tmp, self.lake.quarantine_file(self.day))
+        self.done = True
+
+    def discard(self) -> None:
+        """Drop the staged files; the day stays as it was."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self.quarantine_tmp is not None:
+            self.quarantine_tmp.unlink(missing_ok=True)
+        self.done = True
 
 
 class DayTables:
@@ -136,7 +231,7 @@ class DayTables:
 
     def write_day(self, frame: pd.DataFrame, day: dt.date) -> Path:
         path = self.day_file(day)
-        _atomic_write(pa.Table.from_pandas(frame, preserve_index=False), path)
+        atomic_write(pa.Table.from_pandas(frame, preserve_index=False), path)
         return path
 
     def days(self) -> list[dt.date]:

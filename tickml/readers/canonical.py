@@ -102,7 +102,9 @@ class _Parsed:
 # ------------------------------------------------------------------ files
 
 
-def _expand(path: Path | str | Sequence[Path | str]) -> list[Path]:
+def source_files(path: Path | str | Sequence[Path | str]) -> list[Path]:
+    """The files a path (a file, a list, or a directory: every ``*.parquet``, ``*.csv``,
+    ``*.csv.gz`` under it, sorted) stands for; ``FileNotFoundError`` for a missing path."""
     paths = [Path(path)] if isinstance(path, (str, Path)) else [Path(p) for p in path]
     out: list[Path] = []
     for p in paths:
@@ -486,7 +488,7 @@ def read_canonical(
     them).
     """
     t0 = time.perf_counter()
-    files = _expand(path)
+    files = source_files(path)
     frames: list[pd.DataFrame] = []
     quarantines: list[pd.DataFrame] = []
     src_idx: list[np.ndarray] = []

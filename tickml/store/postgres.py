@@ -113,6 +113,8 @@ _SCHEMA_SQL = [
         CONSTRAINT quarantine_pkey PRIMARY KEY (source, position, reason)
     )
     """,
+    # the day a record was ingested with (tickml.days): a re-ingest replaces that day's only
+    "ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS day date",
     """
     CREATE TABLE IF NOT EXISTS ingest_log (
         day           date NOT NULL,
@@ -686,14 +688,19 @@ class TickStore:
         return int(inserted)
 
     def write_quarantine(
-        self, q: pd.DataFrame, replace_sources: Iterable[str] | None = None
+        self,
+        q: pd.DataFrame,
+        replace_sources: Iterable[str] | None = None,
+        day: dt.date | None = None,
     ) -> int:
         """Store quarantine records (columns of :data:`tickml.schema.QUARANTINE_COLUMNS`).
 
         Records already stored (same source, position, reason) are skipped, so writing the
-        rejects of a re-ingested file again stores them once. ``replace_sources``: delete all
+        rejects of a re-ingested file again stores them once. ``replace_sources``: delete the
         stored records of these sources first (same transaction), for a re-ingest whose rejects
-        changed. Text that PostgreSQL cannot hold (NUL characters, lone surrogates) is stored
+        changed; with ``day`` (the ingest day the records belong to, stored with them) only
+        those of that day (and records stored without a day), since one file can hold rows of
+        two days. Text that PostgreSQL cannot hold (NUL characters, lone surrogates) is stored
         escaped rather than failing. Returns the number of records inserted.
         """
         missing = [c for c in QUARANTINE_COLUMNS if c not in q.columns]
@@ -720,28 +727,33 @@ class TickStore:
         conn = self._ready()
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in QUARANTINE_COLUMNS)
         with conn.transaction(), conn.cursor() as cur:
-            if sources:
+            names = [_clean_text(s) for s in sources]
+            table = sql.Identifier(QUARANTINE_TABLE)
+            if sources and day is None:
+                stmt = sql.SQL("DELETE FROM {} WHERE source = ANY(%s)").format(table)
+                cur.execute(stmt, (names,))
+            elif sources:
                 cur.execute(
-                    sql.SQL("DELETE FROM {} WHERE source = ANY(%s)").format(
-                        sql.Identifier(QUARANTINE_TABLE)
-                    ),
-                    ([_clean_text(s) for s in sources],),
+                    sql.SQL(
+                        "DELETE FROM {} WHERE source = ANY(%s) AND (day = %s OR day IS NULL)"
+                    ).format(table),
+                    (names, day),
                 )
             cur.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS tickml_quarantine_stage "
+                "CREATE TEMP TABLE IF NOT EXISTS tickml_quarantine_stage_d "
                 "(source text, position bigint, reason text, symbol text, ts timestamptz, "
-                "raw text) ON COMMIT DELETE ROWS"
+                "raw text, day date) ON COMMIT DELETE ROWS"
             )
             with cur.copy(
-                sql.SQL("COPY tickml_quarantine_stage ({}) FROM STDIN").format(cols)
+                sql.SQL("COPY tickml_quarantine_stage_d ({}, day) FROM STDIN").format(cols)
             ) as copy:
                 for row in rows:
-                    copy.write_row(row)
+                    copy.write_row((*row, day))
             cur.execute(
                 sql.SQL(
-                    "INSERT INTO {} ({}) SELECT {} FROM tickml_quarantine_stage "
+                    "INSERT INTO {} ({}, day) SELECT {}, day FROM tickml_quarantine_stage_d "
                     "ON CONFLICT (source, position, reason) DO NOTHING"
-                ).format(sql.Identifier(QUARANTINE_TABLE), cols, cols)
+                ).format(table, cols, cols)
             )
             inserted = int(cur.rowcount)
         log.info("quarantine: %d records, %d new", len(q), inserted)
