@@ -8,7 +8,12 @@ import pandas as pd
 from pydantic import Field
 
 from assets.partitions import daily
-from assets.resources import LakeResource, TickSourceResource, TickStoreResource
+from assets.resources import (
+    LakeResource,
+    PipelineConfigResource,
+    TickSourceResource,
+    TickStoreResource,
+)
 from tickml.ingest import ingest_day
 
 
@@ -50,11 +55,13 @@ def raw_ticks(
     tick_source: TickSourceResource,
     lake: LakeResource,
     tick_store: TickStoreResource,
+    pipeline: PipelineConfigResource,
 ) -> dg.MaterializeResult:
     day = dt.date.fromisoformat(context.partition_key)
+    spec = tick_source.spec(validation=pipeline.load().validation)
     store = tick_store.store()
     try:
-        s = ingest_day(tick_source.spec(), day, lake.ticks(), store)
+        s = ingest_day(spec, day, lake.ticks(), store)
     finally:
         if store is not None:
             store.close()

@@ -44,7 +44,8 @@ class TickSourceResource(dg.ConfigurableResource):
         default=0.0, description="Simulator: strength of the planted predictable component."
     )
 
-    def spec(self) -> SourceSpec:
+    def spec(self, validation: Any | None = None) -> SourceSpec:
+        """The source; ``validation``: plausibility bounds (the run config's ``validation``)."""
         sim: dict[str, Any] = {
             "n_symbols": self.sim_n_symbols,
             "seed": self.sim_seed,
@@ -56,6 +57,7 @@ class TickSourceResource(dg.ConfigurableResource):
             symbols=tuple(self.symbols) if self.symbols else None,
             out_of_order_tolerance=self.out_of_order_tolerance,
             sim=sim,
+            **({"validation": validation} if validation is not None else {}),
         )
 
 

@@ -56,6 +56,7 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from benchmarks.common import equity_root
+from tickml.redact import redact
 from tickml.schema import FLOAT_COLUMNS, TICK_COLUMNS
 from tickml.settings import Settings
 from tickml.store.postgres import (
@@ -63,7 +64,6 @@ from tickml.store.postgres import (
     encode_copy_binary,
     normalize_url,
     prepare_ticks,
-    redact_url,
 )
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -211,7 +211,7 @@ def run(
         "data": source,
         "n_ticks": n,
         "repeats": repeats,
-        "server": redact_url(urlunsplit(parts._replace(path="", query=""))),
+        "server": redact(urlunsplit(parts._replace(path="", query=""))),
     }
     out: list[dict[str, Any]] = []
     store: TickStore | None = None

@@ -15,10 +15,17 @@ import logging
 import signal
 import sys
 import threading
+import traceback
 from pathlib import Path
+from typing import Any
+
+import pydantic
 
 from live import logs, metrics
-from live.config import LiveConfig, redact
+from live.config import LiveConfig
+from live.replay import ReplaySpec, check_spec
+from tickml.errors import OneLineArgumentParser, UsageError, debug_enabled, exit_code, one_line
+from tickml.redact import redact
 from tickml.settings import Settings
 
 log = logging.getLogger("live")
@@ -41,6 +48,12 @@ def _decision_config(path: str | None):  # noqa: ANN202
     from tickml.config import RunConfig
 
     return RunConfig.load(path).experiment.decision if path else RunConfig().experiment.decision
+
+
+def _rules(args: argparse.Namespace):  # noqa: ANN202
+    from tickml.config import RunConfig
+
+    return RunConfig.load(args.config).validation if args.config else RunConfig().validation
 
 
 def feed_events(args: argparse.Namespace, feature_config):  # noqa: ANN001, ANN201
@@ -68,12 +81,12 @@ def feed_events(args: argparse.Namespace, feature_config):  # noqa: ANN001, ANN2
     day = dt.date.fromisoformat(args.day) if args.day else dt.date(2013, 10, 8)
     ticks = load_day(spec, day).ticks
     if ticks.empty:
-        raise SystemExit(f"no ticks for {day} in source {args.source}")
+        raise UsageError(f"no ticks for {day} in source {args.source} {args.ticks or ''}")
     return ReplayFeed(ticks, feature_config, speed=args.speed, max_seconds=args.max_seconds)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m live")
+def _parser() -> argparse.ArgumentParser:
+    p = OneLineArgumentParser(prog="python -m live", description=__doc__.split("\n")[0])
     p.add_argument("role", choices=["feed", "materializer", "scorer", "writer", "run", "exporter"])
     p.add_argument("--shards", type=int, default=None, help="bus shards (default LiveConfig)")
     p.add_argument("--own", type=int, nargs="*", default=None, help="materializer: its shards")
@@ -106,21 +119,88 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="exporter: reports folder (default <workdir>/reports)",
     )
-    args = p.parse_args(argv)
+    return p
+
+
+def _spec(args: argparse.Namespace, settings: Settings) -> ReplaySpec:
+    return ReplaySpec(
+        source=args.source,
+        ticks=args.ticks,
+        day=args.day,
+        symbols=tuple(args.symbols) if args.symbols else None,
+        speed=args.speed,
+        max_seconds=args.max_seconds,
+        lockstep=args.lockstep,
+        config=args.config,
+        registry=args.registry,
+        materializers=args.materializers,
+        url=args.url,
+        sim_symbols=args.sim_symbols,
+        signal_strength=args.signal_strength,
+        seed=args.seed,
+        workdir=str(settings.workdir),
+    )
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> LiveConfig:
+    """Every argument, before the worker starts (a usage error names the first problem)."""
+    try:
+        cfg = LiveConfig.from_settings(
+            settings,
+            **({"shards": args.shards} if args.shards is not None else {}),
+            metrics_port=args.metrics_port,
+        )
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        raise UsageError(f"--{'-'.join(map(str, first['loc']))}: {first['msg']}") from None
+    if args.metrics_port is not None and not 0 < args.metrics_port < 65536:
+        raise UsageError(f"--metrics-port {args.metrics_port}: not a TCP port (1-65535)")
+    if args.role == "exporter" and args.metrics_port is None:
+        raise UsageError("the exporter needs --metrics-port")
+    bad = [s for s in args.own or [] if not 0 <= s < cfg.shards]
+    if bad:
+        raise UsageError(f"--own {bad}: shards are 0..{cfg.shards - 1} (--shards {cfg.shards})")
+    if args.role in ("feed", "run"):
+        check_spec(_spec(args, settings))
+    elif args.config:
+        from tickml.config import load_run_config
+
+        load_run_config(args.config)
+    if args.role == "writer" and not cfg.pg_url:
+        raise UsageError("the writer needs a PostgreSQL URL: set TICKML_PG_URL")
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.source == "binance-replay":
         args.source = "binance"
-    settings = Settings.from_env().with_workdir(args.workdir)
-    args.config = args.config or settings.run_config_path()
-    args.registry = args.registry or str(settings.layout.models)
+    prog = f"python -m live {args.role}"
+    try:
+        settings = Settings.from_env().with_workdir(args.workdir)
+        args.config = args.config or settings.run_config_path()
+        args.registry = args.registry or str(settings.layout.models)
+        cfg = _check(args, settings)
+        feed = feed_events(args, _feature_config(args.config)) if args.role == "feed" else None
+    except Exception as exc:  # noqa: BLE001 - start-up problems are one line, not a traceback
+        if debug_enabled():
+            traceback.print_exception(exc)
+        sys.stderr.write(f"{prog}: error: {one_line(exc)}\n")
+        return exit_code(exc)
     logs.setup(args.role, settings.log_level or "INFO")
-    cfg = LiveConfig.from_settings(
-        settings, **({"shards": args.shards} if args.shards else {}), metrics_port=args.metrics_port
-    )
     if args.role != "run":  # the supervisor's children serve theirs (see _run_all)
         metrics.serve(cfg.metrics_port)
     log.info(
         "starting", extra={"role": args.role, "redis": redact(cfg.redis_url), "shards": cfg.shards}
     )
+    try:
+        return _run_role(args, cfg, settings, feed)
+    except Exception as exc:  # noqa: BLE001 - a crash is one structured log line
+        log.error("worker failed: %s", one_line(exc), exc_info=exc)
+        return exit_code(exc)
+
+
+def _run_role(args: argparse.Namespace, cfg: LiveConfig, settings: Settings, feed: Any) -> int:
     fc = _feature_config(args.config)
     if args.role == "run":
         return _run_all(args, cfg, settings)
@@ -128,22 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "exporter":
         from live.exporter import run_exporter
 
-        if cfg.metrics_port is None:
-            log.error("the exporter needs --metrics-port")
-            return 2
         run_exporter(args.reports or settings.layout.reports, stop)
         return 0
     if args.role == "feed":
         from live.feedrunner import run_feed
 
-        stats = run_feed(
-            cfg,
-            feed_events(args, fc),
-            stop,
-            src=args.source,
-            leader=fc.leader,
-            lockstep=args.lockstep,
-        )
+        stats = run_feed(cfg, feed, stop, src=args.source, leader=fc.leader, lockstep=args.lockstep)
         log.info(
             "feed stats",
             extra={
@@ -156,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         from live.materializer import run_materializer
 
         own = args.own if args.own is not None else list(range(cfg.shards))
-        run_materializer(cfg, own, stop, fc, consumer_name=args.consumer)
+        run_materializer(cfg, own, stop, fc, consumer_name=args.consumer, rules=_rules(args))
     elif args.role == "scorer":
         from live.scorer import run_scorer
 
@@ -164,14 +234,20 @@ def main(argv: list[str] | None = None) -> int:
     elif args.role == "writer":
         from live.writer import TickWriter
 
-        TickWriter(cfg, consumer=args.consumer or "writer-0").run(stop)
+        TickWriter(cfg, consumer=args.consumer or "writer-0", rules=_rules(args)).run(stop)
     return 0
 
 
 def _run_all(args: argparse.Namespace, cfg: LiveConfig, settings: Settings) -> int:
-    from live.replay import ReplaySpec, children
+    import redis
+
+    from live import state
+    from live.replay import children
     from live.supervisor import Supervisor
 
+    client = redis.Redis.from_url(cfg.redis_url, socket_connect_timeout=5)
+    state.mark(cfg, client, "run")  # a replay will not wipe this database by accident
+    client.close()
     spec = ReplaySpec(
         source=args.source,
         ticks=args.ticks,

@@ -58,12 +58,12 @@ import pandas as pd
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
-from live.config import redact
 from live.feeds import FeedEvent, ReleaseBuffer, Ticks
 from live.metrics import DUPLICATES, ERRORS, FEED_RECONNECTS, ticks_processed
 from tickml.features.config import FeatureConfig
 from tickml.market import Market
 from tickml.readers.binance import BinanceBookState, FrameError
+from tickml.redact import redact
 from tickml.schema import TICK_COLUMNS, make_quarantine, validate_ticks
 
 log = logging.getLogger(__name__)

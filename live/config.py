@@ -2,29 +2,17 @@
 
 Secrets (URLs with passwords) come from the environment only, through the settings
 (``TICKML_REDIS_URL``, ``TICKML_PG_URL``: :meth:`LiveConfig.from_settings`). Nothing here is
-logged with its password (see :func:`redact`).
+logged with its password (:func:`tickml.redact.redact`).
 """
 
 from __future__ import annotations
 
 import zlib
 from typing import Any
-from urllib.parse import urlparse
 
 from pydantic import BaseModel, Field
 
 from tickml.settings import DEFAULT_REDIS_URL, Settings
-
-
-def redact(url: str | None) -> str:
-    """A URL safe to log: the password replaced by ``***``."""
-    if not url:
-        return ""
-    u = urlparse(url)
-    if u.password is None:
-        return url
-    netloc = u.netloc.replace(f":{u.password}@", ":***@")
-    return u._replace(netloc=netloc).geturl()
 
 
 def shard_of(symbol: str, shards: int) -> int:
@@ -75,6 +63,18 @@ class LiveConfig(BaseModel):
         None,
         description="lake holding the offline log of rows pushed online (<lake>/online_log; "
         "from_settings: <workdir>/lake)",
+    )
+    max_clock_step_s: float = Field(
+        900.0,
+        gt=0,
+        description="a clock marker more than this beyond the shard's newest tick or accepted "
+        "marker is refused (feeds send one per sampling interval; a marker hours ahead would "
+        "close every boundary in between)",
+    )
+    max_clock_skew_s: float = Field(
+        60.0,
+        ge=0,
+        description="a clock marker later than the wall clock plus this is refused",
     )
     paper_hold_bars: int = Field(
         5, ge=1, description="paper ledger: boundaries a position is held before it is closed"

@@ -2,7 +2,12 @@
 
 :class:`BusConsumer` hands out a consumer's pending entries first (recovery), then entries a
 dead consumer left pending (XAUTOCLAIM), then new ones; malformed entries go to the dead-letter
-stream. :class:`SeqDedup` turns at-least-once delivery into exactly-once counting.
+stream. Well-formed entries are validated again tick by tick (:func:`tickml.validation.row_reasons`:
+symbol, NaN/inf, sign, plausibility ranges, crossed book, empty event): a tick that fails is
+taken out of the entry and written to ``<prefix>:bus:quarantine`` with its reason (one stream
+entry per bus entry, the rejected ticks in the bus encoding), counted in
+``tickml_rejected_ticks_total{worker, reason}`` and logged; the rest of the entry is processed.
+:class:`SeqDedup` turns at-least-once delivery into exactly-once counting.
 """
 
 from __future__ import annotations
@@ -18,8 +23,18 @@ import pandas as pd
 import redis
 
 from live import metrics
-from live.bus import DEAD_MAXLEN, BusEntry, TickBatch, check_client, decode_entry, xadd_capped
+from live.bus import (
+    DEAD_MAXLEN,
+    BusEntry,
+    TickBatch,
+    check_client,
+    decode_entry,
+    encode_ticks,
+    xadd_capped,
+)
 from live.config import LiveConfig
+from tickml.schema import FLOAT_COLUMNS
+from tickml.validation import DEFAULT_RULES, ValidationConfig, row_reasons
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +64,10 @@ class BusConsumer:
         count: int = 64,
         claim_idle_ms: int = 30_000,
         worker: str | None = None,
+        rules: ValidationConfig = DEFAULT_RULES,
     ) -> None:
         check_client(client)
+        self.rules = rules
         self.client: Any = client
         self.config, self.group, self.consumer = config, group, consumer
         self.block_ms, self.count, self.claim_idle_ms = block_ms, count, claim_idle_ms
@@ -147,12 +164,55 @@ class BusConsumer:
         for shard, entries in found:
             for entry_id, fields in entries:
                 try:
-                    out.append(decode_entry(shard, entry_id, fields))
+                    entry = decode_entry(shard, entry_id, fields)
                 except Exception as exc:  # noqa: BLE001 - bad input must never crash a worker
                     bad.append((shard, entry_id, fields, f"{type(exc).__name__}: {exc}"))
+                    continue
+                out.append(self.screen(entry))
         if bad:
             self.dead_letter(bad)
         return out
+
+    def screen(self, entry: BusEntry) -> BusEntry:
+        """Take the ticks that fail validation out of ``entry`` (they go to the bus
+        quarantine with their reasons); the entry itself is kept and acknowledged as usual."""
+        batch = entry.batch
+        if batch is None or not len(batch):
+            return entry
+        vals = {c: batch.px[:, i] for i, c in enumerate(FLOAT_COLUMNS)}
+        reason = row_reasons(batch.symbols, batch.ts, vals, self.rules)
+        bad = reason != ""
+        if bad.any():
+            self._quarantine(entry, batch.take(bad), reason[bad])
+            entry.batch = batch.take(~bad)
+        return entry
+
+    def _quarantine(self, entry: BusEntry, rejected: TickBatch, reasons: np.ndarray) -> None:
+        counts = pd.Series(reasons).value_counts().sort_index()
+        codes, uniques = pd.factorize(pd.Series(rejected.symbols, dtype=object).fillna(""))
+        fields = encode_ticks(
+            np.array([str(u) for u in uniques], dtype=object), codes, rejected.ts, rejected.seq,
+            rejected.px, rejected.wall_ns, rejected.src,
+        )
+        fields |= {
+            b"reasons": json.dumps(reasons.tolist()).encode(),
+            b"shard": str(entry.shard).encode(),
+            b"id": entry.id,
+            b"group": self.group.encode(),
+            b"consumer": self.consumer.encode(),
+        }
+        xadd_capped(self.client, self.config.key("bus", "quarantine"), fields, DEAD_MAXLEN)
+        for reason, n in counts.items():
+            metrics.REJECTED.labels(self.worker, str(reason)).inc(int(n))
+        log.warning(
+            "invalid ticks quarantined",
+            extra={
+                "shard": entry.shard,
+                "entry_id": entry.id.decode(errors="replace"),
+                "counts": json.dumps({str(k): int(v) for k, v in counts.items()}),
+                "symbols": json.dumps([str(u)[:40] for u in uniques[:5]]),
+            },
+        )
 
     def dead_letter(self, bad: list[tuple[int, bytes, dict[bytes, bytes] | None, str]]) -> None:
         pipe = self.client.pipeline(transaction=False)

@@ -1,4 +1,7 @@
-"""Structured (JSON lines) logging for the live workers."""
+"""Structured (JSON lines) logging for the live workers.
+
+Every text that reaches a log line (message, ``extra=`` values, the traceback) passes through
+:func:`tickml.redact.redact`: a connection string quoted anywhere never shows its password."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ import os
 import sys
 import time
 from typing import Any
+
+from tickml.redact import redact
 
 _STD = set(vars(logging.makeLogRecord({})))
 
@@ -27,13 +32,14 @@ class JsonFormatter(logging.Formatter):
             "worker": self.worker,
             "pid": os.getpid(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
         for k, v in vars(record).items():
             if k not in _STD and k not in out:
-                out[k] = v if isinstance(v, int | float | str | bool | None) else str(v)
+                keep = isinstance(v, int | float | bool | None)
+                out[k] = v if keep else redact(v)
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            out["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(out)
 
 

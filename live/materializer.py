@@ -15,6 +15,12 @@ marker from the feed, or a tick past the boundary when a feed sent none) it
 5. every ``checkpoint_every`` boundaries stores the engine state, the de-duplication state and the
    last boundary in ``<prefix>:ckpt:<shard>`` and only then acknowledges the bus entries.
 
+Clock markers are checked first: one more than ``max_clock_step_s`` beyond the shard's newest
+tick or accepted marker, or later than the wall clock plus ``max_clock_skew_s``, is refused
+(logged, counted in ``tickml_rejected_clock_markers_total``, kept in ``<prefix>:bus:quarantine``)
+instead of closing every boundary up to it. Ticks were validated by the consumer already
+(:class:`live.consume.BusConsumer`).
+
 Recovery after a crash (kill -9 included): the checkpoint is loaded and the shard's pending
 (unacknowledged) entries are read again; ticks already in the checkpoint are dropped by the
 (symbol, seq) filter and boundaries already done are skipped, so the rows written after a
@@ -42,6 +48,7 @@ from live.consume import BusConsumer, SeqDedup
 from live.online import OnlineLayout, write_rows, write_vectors
 from tickml.features import PIT_COLUMNS, FeatureConfig, StreamingFeatureEngine, feature_names
 from tickml.lake import online_log_dir
+from tickml.validation import DEFAULT_RULES, ValidationConfig
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +85,7 @@ class ShardMaterializer:
         self.engine = StreamingFeatureEngine(self.fc)
         self.dedup = SeqDedup()
         self.last_done = -1  # newest boundary written
+        self.data_ns = -1  # newest tick applied (the shard's data time)
         self.mid: dict[str, tuple[float, float]] = {}  # symbol -> (bid, ask) of its last tick
         self.unacked: list[BusEntry] = []
         self._logbuf: list[tuple] = []
@@ -140,6 +148,10 @@ class ShardMaterializer:
         """Apply one bus entry (ticks or a clock marker); boundaries are written as reached."""
         self.unacked.append(entry)
         if entry.kind == "c" and entry.clock_ns is not None:
+            why = self.clock_problem(entry.clock_ns)
+            if why is not None:
+                self._refuse_clock(entry, why)
+                return
             self._close_until(entry.clock_ns, entry.wall_ns, consumer)
             return
         batch = entry.batch
@@ -165,9 +177,38 @@ class ShardMaterializer:
             self._close_until(b, time.time_ns(), consumer)
             batch = batch.take(~sel)
 
+    def clock_problem(self, t_ns: int, now_ns: int | None = None) -> str | None:
+        """Why a clock marker at ``t_ns`` must not be applied (None: it may)."""
+        now = time.time_ns() if now_ns is None else now_ns
+        skew = int(self.cfg.max_clock_skew_s * 1e9)
+        if t_ns > now + skew:
+            return f"{(t_ns - now) / 1e9:.0f} s ahead of the wall clock"
+        known = max(self.data_ns, self.last_done)
+        step = int(self.cfg.max_clock_step_s * 1e9)
+        if known >= 0 and t_ns > known + step:
+            return f"{(t_ns - known) / 1e9:.0f} s beyond the shard's data time"
+        return None
+
+    def _refuse_clock(self, entry: BusEntry, why: str) -> None:
+        kind = "ahead_of_wall_clock" if "wall clock" in why else "ahead_of_data"
+        metrics.CLOCKS_REJECTED.labels(self.worker, kind).inc()
+        self.r.xadd(
+            self.cfg.key("bus", "quarantine"),
+            {"k": "c", "t": str(entry.clock_ns), "reason": f"clock marker {why}",
+             "shard": self.shard, "id": entry.id},
+            maxlen=10_000,
+            approximate=True,
+        )
+        log.warning(
+            "clock marker refused",
+            extra={"shard": self.shard, "t_ns": entry.clock_ns, "reason": why,
+                   "entry_id": entry.id.decode(errors="replace")},
+        )
+
     def _apply(self, batch: TickBatch) -> None:
         if not len(batch.ts):
             return
+        self.data_ns = max(self.data_ns, int(batch.ts.max()))
         sym = batch.symbols
         uniq, inv = np.unique(sym.astype(str), return_inverse=True)
         order = np.argsort(inv, kind="stable")
@@ -304,6 +345,7 @@ def run_materializer(
     feature_config: FeatureConfig | None = None,
     consumer_name: str | None = None,
     log_dir: str | Path | None = None,
+    rules: ValidationConfig = DEFAULT_RULES,
 ) -> dict[int, ShardMaterializer]:
     """Consume ``shards`` until ``stop`` is set; checkpoint and acknowledge before returning.
 
@@ -318,7 +360,9 @@ def run_materializer(
         metrics.worker_started(f"materializer-{s}", dependencies=())
     metrics.worker_started(name, boundaries=False)  # the consumer: bus lag, Redis up
     # own pending entries are normal between checkpoints: claim only a long-dead consumer's
-    consumer = BusConsumer(client, config, "materializer", name, shards, claim_idle_ms=300_000)
+    consumer = BusConsumer(
+        client, config, "materializer", name, shards, claim_idle_ms=300_000, rules=rules
+    )
     client.hset(config.key("ready"), mapping={f"mat:{s}": time.time_ns() for s in shards})
     backoff = 0.1
     down = False

@@ -96,6 +96,16 @@ LAST_BOUNDARY_EVENT = Gauge(
     "market time (Unix seconds) of the last boundary the worker processed",
     ["worker"],
 )
+REJECTED = Counter(
+    "tickml_rejected_ticks_total",
+    "ticks a bus consumer quarantined (tickml:bus:quarantine), by reject reason",
+    ["worker", "reason"],
+)
+CLOCKS_REJECTED = Counter(
+    "tickml_rejected_clock_markers_total",
+    "clock markers a materializer refused (too far ahead of the data or the wall clock)",
+    ["worker", "reason"],
+)
 
 VECTOR_STATES = ("fresh", "stale", "missing")
 

@@ -7,18 +7,25 @@ feed runs in lockstep by default (see :mod:`live.feedrunner`).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import math
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import redis
 
+from live import state
 from live.config import LiveConfig
 from live.supervisor import Child, Supervisor
+from tickml.errors import RunFailed, UsageError
+from tickml.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +128,59 @@ def drained(cfg: LiveConfig, client: redis.Redis) -> bool:
     return not rows or (last is not None and int(last) >= max(rows))
 
 
-def clear(cfg: LiveConfig, client: redis.Redis) -> int:
-    """Delete every key of the live prefix (bus, checkpoints, progress, signals, state)."""
-    n = 0
-    for key in client.scan_iter(match=f"{cfg.prefix}:*", count=1000):
-        n += int(client.unlink(key))
-    return n
+FILE_SOURCES = ("equity-ticks", "canonical", "binance-replay")
+SOURCES = ("simulator", *FILE_SOURCES, "binance")
+
+
+def check_spec(spec: ReplaySpec) -> None:
+    """Every argument of a replay, checked before anything starts or is deleted; raises
+    :class:`~tickml.errors.UsageError` naming the first problem."""
+    from tickml.config import load_run_config
+    from tickml.days import parse_day
+    from tickml.validation import symbol_error
+
+    if spec.source not in SOURCES:
+        raise UsageError(f"--source {spec.source!r}: choose one of {', '.join(SOURCES)}")
+    day = parse_day(spec.day, "--day")
+    for s in spec.symbols or ():
+        if symbol_error(s) is not None:
+            raise UsageError(f"--symbols: {s[:40]!r} is not a valid symbol ({symbol_error(s)})")
+    for name in ("speed", "max_seconds"):
+        v = getattr(spec, name)
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise UsageError(f"--{name.replace('_', '-')} must be > 0, not {v}")
+    if spec.sim_symbols < 1 or (spec.materializers is not None and spec.materializers < 1):
+        raise UsageError("--sim-symbols and --materializers must be >= 1")
+    if spec.config:
+        load_run_config(spec.config)
+    if spec.source == "binance":
+        if not spec.url or not spec.url.startswith(("ws://", "wss://")):
+            raise UsageError(f"--url {spec.url!r}: a websocket URL (wss://...) is needed")
+        return
+    if spec.source in FILE_SOURCES:
+        _check_file_day(spec, day)
+
+
+def _check_file_day(spec: ReplaySpec, day: dt.date | None) -> None:
+    from tickml.ingest import SourceSpec, available_days
+
+    if not spec.ticks:
+        raise UsageError(f"--source {spec.source} needs --ticks PATH")
+    if not os.path.exists(spec.ticks):
+        raise UsageError(f"--ticks {spec.ticks}: no such file or folder")
+    kind = "binance" if spec.source == "binance-replay" else spec.source
+    days = available_days(SourceSpec(kind=kind, path=Path(spec.ticks)))
+    if day is None:
+        raise UsageError(f"--day is needed: {spec.ticks} holds {_days_text(days)}")
+    if day not in days:
+        raise UsageError(f"--day {day}: {spec.ticks} has no ticks that day; it holds "
+                         f"{_days_text(days)}")
+
+
+def _days_text(days: list[dt.date]) -> str:
+    if not days:
+        return "no day with valid ticks"
+    return f"{len(days)} day(s), {days[0]} .. {days[-1]}"
 
 
 def replay(
@@ -135,19 +189,31 @@ def replay(
     timeout_s: float = 600.0,
     fresh: bool = True,
     on_drained: Callable[[], None] | None = None,
+    wipe_existing: bool = False,
 ) -> dict[str, Any]:
     """Run the live path on ``spec`` until the feed finished and everything drained.
 
-    ``fresh``: start from an empty bus and no checkpoints (deletes the prefix's keys).
-    ``on_drained``: called once everything drained, while the workers still run (e.g. to
-    query what their metrics endpoints served)."""
+    Every argument is checked first (:func:`check_spec`). ``fresh``: start from an empty bus
+    and no checkpoints: deletes the prefix's keys, but only those of an earlier replay unless
+    ``wipe_existing`` (:func:`live.state.check_clearable`). A worker that exits with a
+    configuration error (status 2) stops the replay with a :class:`~tickml.errors.UsageError`
+    instead of being restarted. ``on_drained``: called once everything drained, while the
+    workers still run (e.g. to query what their metrics endpoints served)."""
+    check_spec(spec)
     # the workers' settings: secrets travel in their environment, never on a command line
     env = {"TICKML_REDIS_URL": cfg.redis_url, "TICKML_LOG_LEVEL": spec.log_level}
     if cfg.pg_url:
         env["TICKML_PG_URL"] = cfg.pg_url
-    client = redis.Redis.from_url(cfg.redis_url)
+    client = redis.Redis.from_url(cfg.redis_url, socket_connect_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        where = redact(cfg.redis_url)
+        raise RunFailed(f"no Redis at {where}: {exc} (set TICKML_REDIS_URL)") from None
     if fresh:
-        clear(cfg, client)
+        state.check_clearable(cfg, client, allow=wipe_existing)
+        state.clear(cfg, client)
+    state.mark(cfg, client, "replay")
     sup = Supervisor(children(cfg, spec, env))
     t0 = time.perf_counter()
     th = threading.Thread(target=sup.run, kwargs={"until_feed_done": False}, daemon=True)
@@ -156,18 +222,20 @@ def replay(
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         time.sleep(0.2)
-        if feed.finished and drained(cfg, client):
+        if sup.config_error is not None or (feed.finished and drained(cfg, client)):
             break
     else:
         log.error("replay did not drain before the timeout")
     failed: BaseException | None = None
     try:
-        if on_drained is not None:
+        if on_drained is not None and sup.config_error is None:
             on_drained()
     except BaseException as exc:  # noqa: BLE001 - stop the workers first, then re-raise
         failed = exc
     sup.stop.set()
     th.join(60)
+    if sup.config_error is not None:
+        raise UsageError(f"the replay stopped: {sup.config_error}")
     if failed is not None:
         raise failed
     out = summary(cfg, client)

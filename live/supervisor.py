@@ -3,7 +3,9 @@
 Each worker is ``python -m live <role> ...``. SIGTERM/SIGINT to the supervisor is forwarded to
 every child (each flushes, acknowledges and exits), then the supervisor exits. A child that
 exits non-zero (or is killed) is restarted with a growing delay; the feed is not restarted
-once it finished its replay (exit 0).
+once it finished its replay (exit 0). A child that exits with status 2 (a configuration or
+usage error: restarting cannot help) stops everything: the supervisor logs which worker and
+exits with status 2 itself.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+
+from tickml.errors import EXIT_USAGE
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,8 @@ class Supervisor:
         self.children = children
         self.max_delay_s = max_delay_s
         self.stop = threading.Event()
+        #: set when a child exited with a configuration error (the supervisor then stops)
+        self.config_error: str | None = None
 
     def install_signals(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -78,6 +84,16 @@ class Supervisor:
                     log.info("finished", extra={"child": c.name})
                     c.finished = True
                     continue
+                if rc == EXIT_USAGE:
+                    self.config_error = (
+                        f"worker {c.name} exited with a configuration error (status {rc}; its "
+                        "message is above); not restarting it"
+                    )
+                    log.error("configuration error: stopping", extra={"child": c.name, "rc": rc})
+                    c.proc = None
+                    c.finished = True
+                    self.stop.set()
+                    break
                 c.restarts += 1
                 delay = min(self.max_delay_s, 0.5 * 2 ** min(c.restarts, 5))
                 log.warning(
@@ -89,7 +105,8 @@ class Supervisor:
             ):
                 break
             self.stop.wait(poll_s)
-        return self.shutdown()
+        rc = self.shutdown()
+        return EXIT_USAGE if self.config_error is not None else rc
 
     def shutdown(self, timeout_s: float = 30.0) -> int:
         live = [c for c in self.children if c.proc is not None and c.proc.poll() is None]

@@ -32,10 +32,12 @@ from redis.retry import Retry
 
 from live import logs, metrics
 from live.bus import BusEntry, TickBatch
-from live.config import LiveConfig, redact
+from live.config import LiveConfig
 from live.consume import BusConsumer
+from tickml.redact import redact
 from tickml.settings import Settings
 from tickml.store.postgres import TickStore
+from tickml.validation import DEFAULT_RULES, ValidationConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class TickWriter:
         count: int = 64,
         claim_idle_ms: int = 30_000,
         flush_timeout_s: float = 10.0,
+        rules: ValidationConfig = DEFAULT_RULES,
     ) -> None:
         if not config.pg_url:
             raise ValueError("the tick writer needs a PostgreSQL URL (TICKML_PG_URL)")
@@ -70,6 +73,7 @@ class TickWriter:
         self.shards = list(range(config.shards)) if shards is None else list(shards)
         self._bus_args = {"block_ms": block_ms, "count": count, "claim_idle_ms": claim_idle_ms}
         self.flush_timeout_s = flush_timeout_s
+        self.rules = rules
         self.store = TickStore(config.pg_url)
         self._client: redis.Redis | None = None
         self._bus: BusConsumer | None = None
@@ -99,6 +103,7 @@ class TickWriter:
                 self.consumer,
                 self.shards,
                 worker=WORKER,
+                rules=self.rules,
                 **self._bus_args,
             )
         return self._bus

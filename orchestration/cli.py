@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import inspect
 import json
 import logging
 import sys
@@ -21,13 +22,30 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from orchestration.cli_support import (
+    SafeTyper,
+    config_value,
+    date_option,
+    date_value,
+    debug_enabled,
+    duration_value,
+    finite,
+    horizons_value,
+    partition_days,
+    pg_url_value,
+    symbols_value,
+    tolerance_option,
+)
+from tickml.errors import RunFailed, UsageError
 from tickml.settings import Settings
 
-app = typer.Typer(
-    help="tickml: learn short-horizon price direction from market ticks and serve it live.",
+app = SafeTyper(
+    help="tickml: learn short-horizon price direction from market ticks and serve it live. "
+    "Errors are one line (exit 2: usage, 1: failure); --debug shows tracebacks.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
 # piped output (CI logs, `| tee`) gets a readable width instead of rich's 80 columns
@@ -62,23 +80,59 @@ def _progress() -> Progress:
     )
 
 
-def _parse_date(value: str | None) -> dt.date | None:
-    return dt.date.fromisoformat(value) if value else None
+def _resolve_days(spec: Any, start: str | None, end: str | None, n_days: int) -> list[dt.date]:
+    from tickml.ingest import available_days, simulated_days
 
-
-def _resolve_days(
-    source: str, ticks: Path | None, start: str | None, end: str | None, n_days: int
-) -> list[dt.date]:
-    from tickml.ingest import SourceSpec, available_days, simulated_days
-
-    if source == "simulator":
-        first = _parse_date(start) or dt.date(2024, 1, 2)
-        days = simulated_days(first, n_days)
-        last = _parse_date(end)
-        return [d for d in days if last is None or d <= last]
-    days = available_days(SourceSpec(kind=source, path=ticks))
-    lo, hi = _parse_date(start), _parse_date(end)
+    lo, hi = date_value(start, "--start"), date_value(end, "--end")
+    if lo is not None and hi is not None and lo > hi:
+        raise UsageError(f"--start {lo} is after --end {hi}")
+    if spec.kind == "simulator":
+        days = simulated_days(lo or dt.date(2024, 1, 2), n_days)
+        return [d for d in days if hi is None or d <= hi]
+    days = available_days(spec)
+    if not days:
+        raise RunFailed(_nothing_read(spec))
     return [d for d in days if (lo is None or d >= lo) and (hi is None or d <= hi)]
+
+
+def _nothing_read(spec: Any) -> str:
+    """Why a source has no day: what its reader rejected (counts and the first record)."""
+    from tickml.ingest import WHOLE_SOURCE_KINDS, source_split
+
+    what = f"no days to ingest from {spec.kind} {spec.path}"
+    if spec.kind not in WHOLE_SOURCE_KINDS:
+        return f"{what}: no file of the expected layout (see README, Sources)"
+    q = source_split(spec).result.quarantine
+    if q.empty:
+        return f"{what}: the source holds no rows"
+    first = q.iloc[0]
+    counts = ", ".join(f"{k} {v:,}" for k, v in q["reason"].value_counts().items())
+    return (
+        f"{what}: all {len(q):,} rows were rejected ({counts}) and none has a usable time to "
+        f"file it under; first: {first['source']}:{first['position']} {first['reason']}"
+    )
+
+
+def _source_spec(
+    ticks: Path | None, source: str | None, symbols: str | None = None,
+    tolerance: str | None = None,
+) -> Any:
+    from tickml.ingest import SOURCE_KINDS, SourceSpec
+
+    kind = _guess_source(ticks, source)
+    if kind not in SOURCE_KINDS:
+        raise UsageError(f"--source {kind!r}: choose one of {', '.join(SOURCE_KINDS)}")
+    if kind != "simulator" and ticks is None:
+        raise UsageError(f"--source {kind} needs --ticks PATH")
+    if ticks is not None and not ticks.exists():
+        raise UsageError(f"--ticks {ticks}: no such file or folder")
+    if kind == "simulator" and ticks is not None:
+        raise UsageError("--ticks is not used by the simulator: give --source too")
+    sym = symbols_value(symbols)
+    return SourceSpec(
+        kind=kind, path=ticks.resolve() if ticks else None,
+        symbols=tuple(sym) if sym else None, out_of_order_tolerance=tolerance,
+    )
 
 
 def _guess_source(ticks: Path | None, source: str | None) -> str:
@@ -97,25 +151,36 @@ def _guess_source(ticks: Path | None, source: str | None) -> str:
 def ingest(
     ticks: Path | None = typer.Option(None, "--ticks", help="Source files (not for simulator)."),
     source: str | None = typer.Option(None, help=f"{SOURCE_HELP} (guessed from --ticks)."),
-    start: str | None = typer.Option(None, help="First day, YYYY-MM-DD (default: all)."),
-    end: str | None = typer.Option(None, help="Last day, YYYY-MM-DD (default: all)."),
-    days: int = typer.Option(3, help="Simulator only: how many weekdays to make."),
+    start: str | None = typer.Option(
+        None, callback=date_option, help="First day, YYYY-MM-DD (default: all)."
+    ),
+    end: str | None = typer.Option(
+        None, callback=date_option, help="Last day, YYYY-MM-DD (default: all)."
+    ),
+    days: int = typer.Option(3, min=1, help="Simulator only: how many weekdays to make."),
     symbols: str | None = typer.Option(None, help="Comma-separated symbols (default: all)."),
     workdir: Path | None = typer.Option(None, help=WORKDIR_HELP),
     pg_url: str | None = typer.Option(
         None, help="Also write the Postgres tick store (default: TICKML_PG_URL; the "
         "environment is safer than the flag).",
     ),
-    sim_symbols: int = typer.Option(8, help="Simulator only: number of symbols."),
+    sim_symbols: int = typer.Option(8, min=1, help="Simulator only: number of symbols."),
     signal_strength: float = typer.Option(0.0, help="Simulator only: planted signal strength."),
     out_of_order_tolerance: str | None = typer.Option(
-        None, help="Out-of-order tolerance, e.g. 100ms (default per source: binance 1s, else 0)."
+        None, callback=tolerance_option,
+        help="Out-of-order tolerance >= 0, e.g. 100ms (default per source: binance 1s, else 0).",
+    ),
+    config: Path | None = typer.Option(
+        None, help="Run config YAML: its `validation` section sets the plausibility bounds."
     ),
 ) -> None:
     """Ingest days of ticks into the lake (and Postgres) through Dagster's [bold]raw_ticks[/]."""
+    if config is not None:
+        config_value(config)
     summaries = _ingest(
         ticks, source, start, end, days, symbols, _settings(workdir, pg_url=pg_url), sim_symbols,
         signal_strength, out_of_order_tolerance,
+        config_path=str(config.resolve()) if config else None,
     )
     _print_summary(summaries)
 
@@ -129,25 +194,26 @@ def _ingest(
     from assets.resources import TickSourceResource
     from orchestration.runner import materialize_days
 
-    kind = _guess_source(ticks, source)
-    try:
-        day_list = _resolve_days(kind, ticks, start, end, n_days)
-    except (FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from exc
+    finite(signal_strength, "--signal-strength", 0.0)
+    spec = _source_spec(ticks, source, symbols, tolerance)
+    pg_url_value(settings.pg_url)
+    workdir = settings.layout.root
+    if workdir.exists() and not workdir.is_dir():
+        raise UsageError(f"--workdir {workdir} is a file, not a folder")
+    day_list = _resolve_days(spec, start, end, n_days)
     if not day_list:
-        console.print(f"[red]error:[/] no days to ingest from {kind} {ticks or ''}")
-        raise typer.Exit(2)
+        raise UsageError(f"no days of {spec.kind} {ticks or ''} between --start and --end")
+    partition_days(day_list)
     res = TickSourceResource(
-        kind=kind,
-        path=str(ticks.resolve()) if ticks else None,
-        symbols=[s.strip().upper() for s in symbols.split(",")] if symbols else None,
+        kind=spec.kind,
+        path=str(spec.path) if spec.path else None,
+        symbols=list(spec.symbols) if spec.symbols else None,
         out_of_order_tolerance=tolerance,
         sim_n_symbols=sim_symbols,
         sim_signal_strength=signal_strength,
     )
     console.print(
-        f"ingesting {len(day_list)} day(s) from [bold]{kind}[/] "
+        f"ingesting {len(day_list)} day(s) from [bold]{spec.kind}[/] "
         f"{ticks or ''} -> {settings.layout.lake}" + (" + Postgres" if settings.pg_url else "")
     )
     label = " + ".join(assets)
@@ -157,9 +223,29 @@ def _ingest(
         def step(day: dt.date, row: dict[str, Any]) -> None:
             bar.update(task, advance=1, description=f"{label} {day}")
 
-        return materialize_days(
-            day_list, settings, res, on_day=step, assets=assets, config_path=config_path
+        rows = materialize_days(
+            day_list, settings, res, on_day=step, assets=assets, config_path=config_path,
+            log_level="DEBUG" if debug_enabled() else "CRITICAL",
         )
+    _check_totals(spec, rows, whole=start is None and end is None and not symbols)
+    return rows
+
+
+def _check_totals(spec: Any, rows: list[dict[str, Any]], whole: bool) -> None:
+    """Per-day counts must add up to what the reader returned for the source."""
+    from tickml.ingest import source_totals
+
+    totals = source_totals(spec) if whole and spec.kind != "simulator" else None
+    if totals is None:
+        return
+    got = (sum(int(r.get("n_ticks", 0)) for r in rows),
+           sum(int(r.get("n_quarantined", 0)) for r in rows))
+    if got == totals:
+        console.print(f"every row accounted for: {got[0]:,} ticks + {got[1]:,} quarantined "
+                      f"over {len(rows)} day(s) = the reader's {totals[0]:,} + {totals[1]:,}")
+    else:
+        raise RunFailed(f"per-day counts {got} do not add up to the reader's {totals} "
+                        "(please report this)")
 
 
 def _print_summary(rows: list[dict[str, Any]]) -> None:
@@ -192,9 +278,10 @@ def demo(
     ),
     source: str | None = typer.Option(None, help=f"{SOURCE_HELP} (guessed from --ticks)."),
     days: int = typer.Option(
-        7, help="Simulator only: number of weekdays (5 out-of-sample days after 2 training)."
+        7, min=3,
+        help="Simulator only: number of weekdays (5 out-of-sample days after 2 training).",
     ),
-    sim_symbols: int = typer.Option(6, help="Simulator only: number of symbols."),
+    sim_symbols: int = typer.Option(6, min=1, help="Simulator only: number of symbols."),
     signal_strength: float = typer.Option(
         0.5, help="Simulator only: planted signal strength, so there is an edge to find."
     ),
@@ -224,8 +311,9 @@ def _demo_live(ticks: Path | None, source: str | None, days: int, sim_symbols: i
     training days; with --ticks the last day of the data, which training saw: plumbing only)."""
     import redis
 
-    from live.config import LiveConfig, redact
+    from live.config import LiveConfig
     from tickml.ingest import available_days, simulated_days
+    from tickml.redact import redact
 
     cfg = LiveConfig.from_settings(settings)
     try:
@@ -243,23 +331,14 @@ def _demo_live(ticks: Path | None, source: str | None, days: int, sim_symbols: i
         day = available_days(SourceSpec(kind=kind, path=ticks))[-1]
     out.print(f"live path: replaying {day} through feed -> Redis Streams -> materializers -> "
               "Feast Redis online store -> scorer (lockstep, full speed)...")
-    _print_live(_live_replay(
-        "binance-replay" if kind == "binance" else kind, ticks, day.isoformat(), None,
-        settings, settings.layout.config_file, 2, None, sim_symbols, signal_strength))
+    from live.state import ForeignState
 
-
-def _duration(text: str) -> str:
-    """'15m' / '1m' / '90s' / '1h' / '15min' -> a pandas offset string ('15min')."""
-    import pandas as pd
-
-    t = text.strip().lower()
-    if t.endswith("m") and t[:-1].isdigit():
-        t = t + "in"
     try:
-        pd.Timedelta(t)
-    except ValueError as exc:
-        raise typer.BadParameter(f"not a duration: {text!r} (e.g. 1m, 15m, 90s, 1h)") from exc
-    return t
+        _print_live(_live_replay(
+            "binance-replay" if kind == "binance" else kind, ticks, day.isoformat(), None,
+            settings, settings.layout.config_file, 2, None, sim_symbols, signal_strength))
+    except ForeignState as exc:
+        out.print(f"[yellow]live replay skipped:[/] {exc}")
 
 
 @app.command()
@@ -270,11 +349,15 @@ def run(
     horizons: str | None = typer.Option(None, help="SHORT,LONG label horizons, e.g. 5m,15m."),
     interval: str | None = typer.Option(None, help="Sampling interval of feature rows, e.g. 1m."),
     workdir: Path | None = typer.Option(None, help=WORKDIR_HELP),
-    start: str | None = typer.Option(None, help="First day, YYYY-MM-DD (default: all)."),
-    end: str | None = typer.Option(None, help="Last day, YYYY-MM-DD (default: all)."),
-    days: int = typer.Option(5, help="Simulator only: number of weekdays."),
+    start: str | None = typer.Option(
+        None, callback=date_option, help="First day, YYYY-MM-DD (default: all)."
+    ),
+    end: str | None = typer.Option(
+        None, callback=date_option, help="Last day, YYYY-MM-DD (default: all)."
+    ),
+    days: int = typer.Option(5, min=3, help="Simulator only: number of weekdays."),
     symbols: str | None = typer.Option(None, help="Comma-separated symbols (default: all)."),
-    sim_symbols: int = typer.Option(8, help="Simulator only: number of symbols."),
+    sim_symbols: int = typer.Option(8, min=1, help="Simulator only: number of symbols."),
     signal_strength: float = typer.Option(
         0.0, help="Simulator only: planted signal strength (0 = no edge to find)."
     ),
@@ -293,18 +376,20 @@ def _run_pipeline(
 ) -> None:
     import time
 
-    from tickml.config import RunConfig, documented_yaml
+    from tickml.config import documented_yaml
 
     t0 = time.perf_counter()
     layout = settings.layout
+    base = config_value(config or settings.config)
     try:
-        cfg = RunConfig.load(config or settings.config).with_overrides(
-            tuple(_duration(h) for h in horizons.split(",")) if horizons else None,  # type: ignore[arg-type]
-            _duration(interval) if interval else None,
+        cfg = base.with_overrides(
+            horizons_value(horizons) if horizons else None,
+            duration_value(interval, "--interval") if interval else None,
         )
-    except (ValueError, FileNotFoundError) as exc:
-        console.print(f"[red]config error:[/] {exc}")
-        raise typer.Exit(2) from exc
+    except ValueError as exc:  # pydantic: the combination is not valid
+        raise UsageError(f"--horizons/--interval: {' '.join(str(exc).split())[:300]}") from None
+    if layout.root.exists() and not layout.root.is_dir():
+        raise UsageError(f"--workdir {layout.root} is a file, not a folder")
     layout.root.mkdir(parents=True, exist_ok=True)
     cfg_path = layout.config_file
     cfg_path.write_text(documented_yaml(cfg) + "\n")
@@ -369,17 +454,19 @@ def show_config(
     config: Path | None = typer.Option(None, help="Show this file's effective values."),
 ) -> None:
     """Print the run configuration as YAML, every knob with its description."""
-    from tickml.config import RunConfig, documented_yaml
+    from tickml.config import documented_yaml
 
-    sys.stdout.write(documented_yaml(RunConfig.load(config)) + "\n")
+    sys.stdout.write(documented_yaml(config_value(config)) + "\n")
 
 
 @app.command()
 def simulate(
-    out_path: Path = typer.Option(..., "--out", help="Parquet file to write."),
-    start: str = typer.Option("2024-01-02", help="First day."),
-    days: int = typer.Option(1, help="Number of weekdays."),
-    symbols: int = typer.Option(8, help="Number of symbols."),
+    out_path: Path = typer.Option(
+        ..., "--out", help="File to write: *.parquet, *.csv or *.csv.gz."
+    ),
+    start: str = typer.Option("2024-01-02", callback=date_option, help="First day."),
+    days: int = typer.Option(1, min=1, max=3660, help="Number of weekdays."),
+    symbols: int = typer.Option(8, min=1, max=20_000, help="Number of symbols."),
     seed: int = typer.Option(7, help="Random seed."),
     signal_strength: float = typer.Option(0.0, help="Planted signal strength (0 = none)."),
 ) -> None:
@@ -390,9 +477,14 @@ def simulate(
     from tickml.readers.canonical import write_canonical
     from tickml.simulator import SimConfig, simulate_day
 
+    finite(signal_strength, "--signal-strength", 0.0)
+    if not out_path.name.lower().endswith((".parquet", ".csv", ".csv.gz")):
+        raise UsageError(f"--out {out_path}: the name must end in .parquet, .csv or .csv.gz")
+    if out_path.is_dir():
+        raise UsageError(f"--out {out_path} is a folder: give a file name")
     cfg = SimConfig(n_symbols=symbols, seed=seed, signal_strength=signal_strength)
     frames = []
-    day_list = simulated_days(dt.date.fromisoformat(start), days)
+    day_list = simulated_days(date_value(start) or dt.date(2024, 1, 2), days)
     with _progress() as bar:
         for day in bar.track(day_list, description="simulating"):
             frames.append(simulate_day(cfg, day).ticks)
@@ -404,14 +496,17 @@ def simulate(
 @app.command()
 def quarantine(
     workdir: Path | None = typer.Option(None, help=WORKDIR_HELP),
-    day: str | None = typer.Option(None, help="One day (default: all)."),
-    limit: int = typer.Option(20, help="Rows to show."),
+    day: str | None = typer.Option(
+        None, callback=date_option, help="One day, YYYY-MM-DD (default: all)."
+    ),
+    limit: int = typer.Option(20, min=0, help="Rows to show."),
 ) -> None:
     """Show quarantined (rejected) rows with their reasons and source positions."""
     import pandas as pd
 
     lake = _settings(workdir).layout.tick_lake()
-    day_list = [dt.date.fromisoformat(day)] if day else lake.days()
+    one = date_value(day)
+    day_list = [one] if one else lake.days()
     frames = [lake.read_quarantine(d) for d in day_list]
     q = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if q.empty:
@@ -427,20 +522,29 @@ def bench(
     option: list[str] = typer.Option(
         [], "--set", help="Benchmark keyword argument, KEY=VALUE (repeatable)."
     ),
-    symbols: int | None = typer.Option(None, help="cross-section: universe size (default 5000)."),
+    symbols: int | None = typer.Option(
+        None, min=1, help="cross-section: universe size (default 5000)."
+    ),
 ) -> None:
     """Run one benchmark; prints one JSON object per line (name, value, unit, ...)."""
     if name not in BENCHMARKS:
-        console.print(f"[red]unknown benchmark {name!r}[/]; choose one of: {', '.join(BENCHMARKS)}")
-        raise typer.Exit(2)
+        raise UsageError(f"unknown benchmark {name!r}; choose one of: {', '.join(BENCHMARKS)}")
     kwargs: dict[str, Any] = {} if symbols is None else {"symbols": symbols}
     for item in option:
-        key, _, raw = item.partition("=")
+        key, eq, raw = item.partition("=")
+        if not eq or not key.isidentifier():
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set repeats=5")
         try:
             kwargs[key] = json.loads(raw)
         except json.JSONDecodeError:
             kwargs[key] = raw
     module = importlib.import_module(f"benchmarks.{name.replace('-', '_')}")
+    params = inspect.signature(module.run).parameters
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise UsageError(
+            f"benchmark {name} has no setting {', '.join(unknown)}; it takes: {', '.join(params)}"
+        )
     console.print(f"running benchmark {name}: {BENCHMARKS[name]} ...")
     for row in module.run(**kwargs):
         sys.stdout.write(json.dumps(row, default=str) + "\n")
@@ -495,32 +599,45 @@ def live_run(ctx: typer.Context) -> None:
 def live_replay(
     source: str = typer.Option("simulator", help=SOURCE_HELP),
     ticks: Path | None = typer.Option(None, "--ticks", help="Source files (replays)."),
-    day: str | None = typer.Option(None, help="Day to replay, YYYY-MM-DD."),
+    day: str | None = typer.Option(
+        None, callback=date_option, help="Day to replay, YYYY-MM-DD."
+    ),
     symbols: str | None = typer.Option(None, help="Comma-separated symbols (default: all)."),
     registry: Path | None = typer.Option(
         None, help="Model registry folder (default: <workdir>/models)."
     ),
     workdir: Path | None = typer.Option(None, help=WORKDIR_HELP),
     config: Path | None = typer.Option(None, help="Run config YAML (features, gates)."),
-    shards: int = typer.Option(2, help="Bus shards (one materializer process each)."),
-    max_seconds: float | None = typer.Option(None, help="Replay only the first N market s."),
-    sim_symbols: int = typer.Option(8, help="Simulator only: symbols."),
+    shards: int = typer.Option(
+        2, min=1, max=1024, help="Bus shards (one materializer process each)."
+    ),
+    max_seconds: float | None = typer.Option(
+        None, min=0.001, help="Replay only the first N market s."
+    ),
+    sim_symbols: int = typer.Option(8, min=1, help="Simulator only: symbols."),
     signal_strength: float = typer.Option(0.0, help="Simulator only: planted signal."),
+    wipe_existing: bool = typer.Option(
+        False, "--wipe-existing",
+        help="Delete live state another deployment left in this Redis database (refused "
+        "otherwise: the replay starts by clearing every tickml:* key).",
+    ),
 ) -> None:
     """Replay a day through the whole live path at full speed (lockstep) and print close ->
-    signal latency percentiles and signal counts (TICKML_REDIS_URL; TICKML_PG_URL optional)."""
+    signal latency percentiles and signal counts (TICKML_REDIS_URL; TICKML_PG_URL optional).
+    Every argument is checked before anything is deleted."""
     settings = _settings(workdir)
     _print_live(_live_replay(source, ticks, day, symbols, settings, config, shards, max_seconds,
-                             sim_symbols, signal_strength, registry))
+                             sim_symbols, signal_strength, registry, wipe_existing))
 
 
 def _live_replay(source: str, ticks: Path | None, day: str | None, symbols: str | None,
                  settings: Settings, config: Path | None, shards: int, max_seconds: float | None,
                  sim_symbols: int, signal_strength: float,
-                 registry: Path | None = None) -> dict[str, Any]:
+                 registry: Path | None = None, wipe_existing: bool = False) -> dict[str, Any]:
     from live.config import LiveConfig
-    from live.replay import ReplaySpec, replay
+    from live.replay import ReplaySpec, check_spec, replay
 
+    finite(signal_strength, "--signal-strength", 0.0)
     cfg = LiveConfig.from_settings(settings, shards=shards)
     registry = registry or settings.layout.models
     config = config or settings.config
@@ -528,13 +645,14 @@ def _live_replay(source: str, ticks: Path | None, day: str | None, symbols: str 
         source = "binance-replay"
     spec = ReplaySpec(
         source=source, ticks=str(ticks) if ticks else None, day=day,
-        symbols=tuple(symbols.split(",")) if symbols else None, max_seconds=max_seconds,
+        symbols=tuple(symbols_value(symbols) or ()) or None, max_seconds=max_seconds,
         registry=str(registry), config=str(config) if config else None,
         sim_symbols=sim_symbols, signal_strength=signal_strength,
         workdir=str(settings.workdir), log_level=settings.log_level or "WARNING",
     )
+    check_spec(spec)
     with console.status("replaying through feed -> bus -> materializers -> scorer"):
-        return replay(cfg, spec)
+        return replay(cfg, spec, wipe_existing=wipe_existing)
 
 
 def _print_live(res: dict[str, Any]) -> None:
@@ -548,7 +666,12 @@ def _print_live(res: dict[str, Any]) -> None:
 
 
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show full tracebacks on errors (or set TICKML_DEBUG=1)."
+    ),
+) -> None:
     # backfill_policy is marked beta in Dagster 1.13; the warning is noise for CLI users
     warnings.filterwarnings("ignore", message=".*currently in beta.*")
     logging.basicConfig(

@@ -18,6 +18,7 @@ import dagster as dg
 
 from assets.resources import TickSourceResource, resource_set
 from orchestration.jobs import asset_defs
+from tickml.errors import RunFailed, UsageError, break_cycles, is_usage, one_line, root_cause
 from tickml.settings import Settings
 
 
@@ -62,16 +63,19 @@ def materialize_days(
     resources = build_resources(settings, source, config_path)
     out = []
     for day in days:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=dg.BetaWarning)
-            result = dg.materialize(
-                selected,
-                partition_key=day.isoformat(),
-                resources=resources,
-                instance=instance,
-                raise_on_error=True,
-                run_config=run_config,
-            )
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=dg.BetaWarning)
+                result = dg.materialize(
+                    selected,
+                    partition_key=day.isoformat(),
+                    resources=resources,
+                    instance=instance,
+                    raise_on_error=True,
+                    run_config=run_config,
+                )
+        except Exception as exc:
+            raise _failed(f"{' + '.join(assets)} {day}", exc) from root_cause(exc)
         per_asset: dict[str, dict[str, Any]] = {}
         for ev in result.get_asset_materialization_events():
             mat = (
@@ -100,6 +104,15 @@ def materialize_days(
         if on_day:
             on_day(day, row)
     return out
+
+
+def _failed(what: str, exc: BaseException) -> Exception:
+    """One clean exception for a failed run: ``what failed: <root cause>``, chained to the root
+    cause (Dagster's step error and the asset's exception point at each other, a cycle that
+    traceback printers follow forever: it is cut here)."""
+    break_cycles(exc)
+    cls = UsageError if is_usage(exc) else RunFailed
+    return cls(f"{what} failed: {one_line(exc)}")
 
 
 def materialize_once(

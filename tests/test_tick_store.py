@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tickml.redact import redact
 from tickml.schema import FLOAT_COLUMNS, TICK_COLUMNS, make_quarantine
 from tickml.store.postgres import (
     PG_EPOCH_OFFSET_US,
@@ -22,7 +23,6 @@ from tickml.store.postgres import (
     encode_copy_binary,
     normalize_url,
     prepare_ticks,
-    redact_url,
 )
 
 DAY = dt.date(2024, 3, 5)
@@ -102,8 +102,8 @@ def test_url_forms_and_redaction():
     assert normalize_url("postgres://u@h/db") == "postgresql://u@h/db"
     with pytest.raises(ValueError):
         normalize_url("mysql://u@h/db")
-    assert redact_url("postgresql://bob:s3cr%40t@h:5432/db") == "postgresql://bob:***@h:5432/db"
-    red = redact_url("postgresql://h/db?user=bob&password=s3cret&sslmode=require")
+    assert redact("postgresql://bob:s3cr%40t@h:5432/db") == "postgresql://bob:***@h:5432/db"
+    red = redact("postgresql://h/db?user=bob&password=s3cret&sslmode=require")
     assert "s3cret" not in red and "password=***" in red and "sslmode=require" in red
     assert "s3cret" not in repr(TickStore("postgresql+psycopg2://bob:s3cret@h/db"))
 

@@ -10,7 +10,10 @@
 - ``features``: :class:`tickml.features.FeatureConfig` (families, windows, sampling interval,
   session, leader symbol, fracdiff d);
 - ``labels``: :class:`tickml.labels.LabelConfig` (horizons, barriers, traps, path quality);
-- ``experiment``: walk-forward folds, embargo, model size, top-K, decision gates and costs.
+- ``experiment``: walk-forward folds, embargo, model size, top-K, decision gates and costs;
+- ``validation``: :class:`tickml.validation.ValidationConfig` (plausibility bounds of ticks:
+  price and size ranges, timestamp range, relative price jumps), used by ingest and the live
+  bus consumers.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from tickml.features import FeatureConfig
 from tickml.labels import LabelConfig
 from tickml.market import MARKET_KEYS, Market
 from tickml.models.experiment import ExperimentConfig
+from tickml.validation import ValidationConfig
 
 #: the sections that take the market, as paths into the run configuration
 MARKET_SECTIONS: tuple[tuple[str, ...], ...] = (
@@ -55,6 +59,10 @@ class RunConfig(BaseModel):
         default_factory=ExperimentConfig,
         description="walk-forward evaluation, training, selection, decision and costs "
         "(tickml.models.experiment)",
+    )
+    validation: ValidationConfig = Field(
+        default_factory=ValidationConfig,
+        description="plausibility bounds every tick must meet (tickml.validation)",
     )
 
     @model_validator(mode="before")
@@ -159,6 +167,33 @@ def _describe(m: Market) -> str:
     if m.session_open is None:
         return f"{m.tz}, no session"
     return f"{m.tz} {m.session_open:%H:%M}-{m.session_close:%H:%M}"
+
+
+def load_run_config(path: str | Path | None) -> RunConfig:
+    """:meth:`RunConfig.load` with every problem as a :class:`~tickml.errors.UsageError` whose
+    one-line message names the file and the first problem (missing file, YAML syntax, an
+    unknown or invalid field)."""
+    import pydantic
+
+    from tickml.errors import UsageError
+
+    try:
+        return RunConfig.load(path)
+    except FileNotFoundError as exc:
+        raise UsageError(f"{exc} (`tickml config` prints a template)") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UsageError(f"config {path}: not valid YAML{at}") from None
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(x) for x in first.get("loc", ())) or "(top level)"
+        raise UsageError(
+            f"config {path}: {loc}: {first.get('msg')} ({exc.error_count()} problem(s); "
+            "`tickml config` lists every knob)"
+        ) from None
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"config {path}: {' '.join(str(exc).split())}") from None
 
 
 def documented_yaml(model: BaseModel, indent: int = 0) -> str:

@@ -31,6 +31,19 @@ def local_days(ts: pd.Series, tz: str) -> np.ndarray:
     return np.asarray(local.to_numpy(dtype="datetime64[ns]")).astype("datetime64[D]")
 
 
+def parse_day(value: str | None, what: str = "day") -> dt.date | None:
+    """``YYYY-MM-DD`` -> date (None stays None); a :class:`~tickml.errors.UsageError` naming
+    ``what`` otherwise."""
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except (ValueError, AttributeError):
+        from tickml.errors import UsageError
+
+        raise UsageError(f"{what} {value!r} is not a date: use YYYY-MM-DD") from None
+
+
 def _as_date(d: np.datetime64) -> dt.date:
     return dt.date.fromisoformat(str(d))
 

@@ -100,7 +100,7 @@ def available_days(spec: SourceSpec) -> list[dt.date]:
 
         return list_equity_days(Path(str(spec.path)))
     if spec.kind in WHOLE_SOURCE_KINDS:
-        return _split(spec).days
+        return source_split(spec).days
     return []
 
 
@@ -109,7 +109,7 @@ def source_totals(spec: SourceSpec) -> tuple[int, int] | None:
     sources read whole (None for the others, which are read one day at a time)."""
     if spec.kind not in WHOLE_SOURCE_KINDS:
         return None
-    res = _split(spec).result
+    res = source_split(spec).result
     return res.n_valid, res.n_rejected
 
 
@@ -148,7 +148,7 @@ def _fingerprint(files: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
     return tuple((str(f), st.st_size, st.st_mtime_ns) for f, st in stats)
 
 
-def _split(spec: SourceSpec) -> DaySplit:
+def source_split(spec: SourceSpec) -> DaySplit:
     """The whole source read once and split by day (cached while its files are unchanged)."""
     root = Path(str(spec.path))
     if spec.kind == "binance":
@@ -200,7 +200,7 @@ def load_day(spec: SourceSpec, day: dt.date) -> ValidationResult:
             rules=spec.validation,
         )
     if spec.kind in WHOLE_SOURCE_KINDS:
-        return _split(spec).day(day, symbols)
+        return source_split(spec).day(day, symbols)
     from tickml.simulator import SimConfig, simulate_day
 
     sim = simulate_day(SimConfig(**spec.sim), day)

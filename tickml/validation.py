@@ -28,6 +28,7 @@ Plausibility (:class:`ValidationConfig`, the ``validation`` section of the run c
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 import time
@@ -47,6 +48,17 @@ SIZE_COLUMNS: tuple[str, ...] = ("bid_size", "ask_size", "size")
 
 def symbol_error(symbol: object) -> str | None:
     """Why ``symbol`` is not an allowed symbol, or None when it is."""
+    if isinstance(symbol, str) and len(symbol) <= SYMBOL_MAX_LEN:
+        return _short_symbol_error(symbol)  # cached: the live path sees the same names often
+    return _symbol_error(symbol)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _short_symbol_error(symbol: str) -> str | None:
+    return _symbol_error(symbol)
+
+
+def _symbol_error(symbol: object) -> str | None:
     if not isinstance(symbol, str) or not symbol:
         return "empty"
     if len(symbol) > SYMBOL_MAX_LEN:

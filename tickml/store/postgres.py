@@ -55,7 +55,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
@@ -63,6 +62,7 @@ import psycopg
 from psycopg import sql
 from psycopg.copy import LibpqWriter, QueuedLibpqWriter
 
+from tickml.redact import redact
 from tickml.schema import FLOAT_COLUMNS, QUARANTINE_COLUMNS, REJECT_REASONS, TICK_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -144,27 +144,6 @@ def normalize_url(url: str) -> str:
     if base not in ("postgresql", "postgres"):
         raise ValueError(f"not a PostgreSQL URL (scheme {scheme!r})")
     return f"postgresql://{rest}"
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password (in the authority or as a query parameter) replaced."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, host = netloc.rsplit("@", 1)
-            if ":" in userinfo:
-                userinfo = userinfo.split(":", 1)[0] + ":***"
-            netloc = f"{userinfo}@{host}"
-        query = parts.query
-        if query:
-            pairs = parse_qsl(query, keep_blank_values=True)
-            query = urlencode(
-                [(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="*"
-            )
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    except ValueError:
-        return "<unparseable url>"
 
 
 # ---------------------------------------------------------------------------- tick preparation
@@ -398,7 +377,7 @@ class TickStore:
 
     def __init__(self, url: str) -> None:
         self._conninfo = normalize_url(url)
-        self.redacted_url = redact_url(self._conninfo)
+        self.redacted_url = redact(self._conninfo)
         self._conn: psycopg.Connection[Any] | None = None
         self._schema_ready = False
         self._partitions: set[dt.date] = set()
