@@ -81,3 +81,62 @@ def test_non_monotone_detection():
 def test_simulated_days_are_weekdays():
     days = simulated_days(dt.date(2024, 1, 5), 3)  # a Friday
     assert days == [dt.date(2024, 1, 5), dt.date(2024, 1, 8), dt.date(2024, 1, 9)]
+
+
+def _snapshot(root):
+    import hashlib
+
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_failing_rewrite_leaves_the_previous_day_byte_for_byte(tmp_path, monkeypatch):
+    """Fault test: the second write of a day dies on its second file; the first write's files
+    are all there, unchanged, and nothing half-written is visible."""
+    lake = TickLake(tmp_path)
+    day = dt.date(2024, 1, 2)
+    q = make_quarantine("f.csv", [3], ["crossed_book"], ["a"], ["AAA"])
+    staged = lake.stage_day(_ticks(), day, q)
+    staged.commit()
+    before = _snapshot(tmp_path)
+    import tickml.lake as lake_mod
+
+    real, calls = lake_mod.pq.write_table, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lake_mod.pq, "write_table", failing)
+    changed = _ticks(symbols=("AAA", "BBB", "CCC"), n=7)
+    with pytest.raises(OSError, match="disk full"):
+        lake.write_day(changed, day)
+    monkeypatch.setattr(lake_mod.pq, "write_table", real)
+    assert _snapshot(tmp_path) == before
+    assert len(lake.read_day(day)) == 10
+    # a staged day that is discarded (the store failed after it) changes nothing either
+    lake.stage_day(changed, day, make_quarantine("g.csv", [1], ["wrong_type"])).discard()
+    assert _snapshot(tmp_path) == before
+    # a symbol that cannot be a folder name is refused before anything is written
+    with pytest.raises(ValueError, match="not allowed"):
+        lake.write_day(_ticks(symbols=("AAA", "A/B")), day)
+    assert _snapshot(tmp_path) == before
+
+
+def test_rewriting_some_symbols_keeps_the_others(tmp_path):
+    lake = TickLake(tmp_path)
+    day = dt.date(2024, 1, 2)
+    lake.write_day(_ticks(symbols=("AAA", "BBB")), day)
+    bbb = lake.read_day(day, ["BBB"])
+    lake.write_day(_ticks(symbols=("AAA",), n=3), day, symbols=["AAA"])
+    assert lake.symbols(day) == ["AAA", "BBB"]
+    assert len(lake.read_day(day, ["AAA"])) == 3
+    pd.testing.assert_frame_equal(lake.read_day(day, ["BBB"]), bbb)
+    # an empty full rewrite removes the day (as if it was never written)
+    lake.write_day(_ticks(n=0), day)
+    assert lake.days() == []

@@ -3,9 +3,10 @@
 :class:`UsageError` marks what the caller got wrong (arguments, configuration, a target that
 must not be touched): commands exit with status 2 for it and 1 for every other failure.
 :func:`one_line` turns any exception into the line a command prints; it follows the chain of
-causes to the root without looping (Dagster's step errors form a cycle: the user's exception's
-``__context__`` is the step error whose ``__cause__`` is that same exception), and it never
-shows a password (:func:`tickml.redact.redact`).
+explicit causes to the root without looping (Dagster's step errors form a cycle: the user's
+exception's ``__context__`` is the step error whose ``__cause__`` is that same exception;
+:func:`break_cycles` cuts it so that traceback printers terminate too), and it never shows a
+password (:func:`tickml.redact.redact`).
 """
 
 from __future__ import annotations
@@ -45,18 +46,17 @@ class RunFailed(Reported, RuntimeError):
 
 
 def chain(exc: BaseException) -> list[BaseException]:
-    """``exc`` and its causes/contexts, outermost first, each once (cycles are cut)."""
+    """``exc`` and what caused it, outermost first, each once: Dagster's ``user_exception``
+    (the asset's own error inside a step error) and explicit causes (``raise ... from``).
+    Implicit contexts (an error raised while another was handled) are not causes."""
     out: list[BaseException] = []
     seen: set[int] = set()
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
         out.append(cur)
-        user = getattr(cur, "user_exception", None)  # Dagster wraps the asset's exception
-        if isinstance(user, BaseException) and id(user) not in seen:
-            cur = user
-        else:
-            cur = cur.__cause__ or (None if cur.__suppress_context__ else cur.__context__)
+        user = getattr(cur, "user_exception", None)
+        cur = user if isinstance(user, BaseException) else cur.__cause__
     return out
 
 

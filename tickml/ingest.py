@@ -246,14 +246,17 @@ def ingest_day(
     try:
         if store is not None:
             store.ensure_schema()
-            store.write_day(ticks, day, symbols=spec.symbols, tz=SESSION_TZ[spec.kind])
-            if not res.quarantine.empty:
-                store.write_quarantine(
-                    res.quarantine, replace_sources=sorted(set(res.quarantine["source"])),
-                    day=day,
-                )
+            with store.conn.transaction():  # ticks and quarantine: one transaction
+                store.write_day(ticks, day, symbols=spec.symbols, tz=SESSION_TZ[spec.kind])
+                if not res.quarantine.empty:
+                    store.write_quarantine(
+                        res.quarantine, replace_sources=sorted(set(res.quarantine["source"])),
+                        day=day,
+                    )
     except BaseException:
         staged.discard()
+        if store is not None:
+            store.forget_cached_state()
         raise
     staged.commit()
     per_symbol = {str(k): int(v) for k, v in ticks.groupby("symbol").size().items()}

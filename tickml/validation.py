@@ -212,7 +212,8 @@ def reference_price(vals: dict[str, np.ndarray]) -> np.ndarray:
     book side present (NaN when none)."""
     bid, ask, price = vals["bid"], vals["ask"], vals["price"]
     one_side = np.where(np.isnan(bid), ask, bid)
-    mid = np.where(np.isnan(bid) | np.isnan(ask), one_side, (bid + ask) / 2)
+    with np.errstate(invalid="ignore", over="ignore"):
+        mid = np.where(np.isnan(bid) | np.isnan(ask), one_side, (bid + ask) / 2)
     return np.where(np.isnan(price), mid, price)
 
 

@@ -427,6 +427,12 @@ class TickStore:
         self._schema_ready = True
         log.debug("schema ready on %s", self.redacted_url)
 
+    def forget_cached_state(self) -> None:
+        """Forget the partitions (and schema) this object believes exist: call it after an
+        outer transaction that wrapped writes of the store was rolled back."""
+        self._partitions = set()
+        self._schema_ready = False
+
     def _ready(self) -> psycopg.Connection[Any]:
         if not self._schema_ready:
             self.ensure_schema()
