@@ -58,7 +58,9 @@ interleave out of time order, and a market sweep can put hundreds of trades in o
 Bad lines never stop the reader: invalid UTF-8, broken JSON, a missing separator or required
 field -> ``unparseable``; a receive time, id, timestamp or value that is not a number ->
 ``wrong_type``; repeated ids -> ``duplicate``; the rest (NaN/inf, non-positive, crossed, out of
-order beyond the tolerance, empty symbol) is decided by :func:`~tickml.schema.validate_ticks`.
+order beyond the tolerance, empty or disallowed symbol, plausibility bounds, price jumps) is
+decided by :func:`~tickml.schema.validate_ticks`. A trade carries only a book that passes the
+plausibility bounds too.
 Positions in the quarantine are 1-based line numbers. A truncated gzip stream keeps every line
 decompressed before the damage and adds one ``unparseable`` record after the last line.
 

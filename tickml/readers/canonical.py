@@ -22,8 +22,10 @@ number; a file that cannot be read at all: position 0):
 * ``unparseable``: wrong column count, bad quoting (a quote left open, text after a closing
   quote), invalid UTF-8, a quoted value spanning lines, an unreadable Parquet file;
 * ``wrong_type``: ts, seq, a price/size or the suspicious flag that does not parse;
-* the rest (``empty_symbol``, ``nan_or_inf``, ``non_positive``, ``crossed_book``,
-  ``out_of_order``, ``duplicate``, ``empty_event``) from :func:`~tickml.schema.validate_ticks`.
+* the rest (``empty_symbol``, ``bad_symbol``, ``nan_or_inf``, ``non_positive``,
+  ``out_of_range``, ``crossed_book``, ``price_jump``, ``out_of_order``, ``duplicate``,
+  ``empty_event``) from :func:`~tickml.schema.validate_ticks`. A ``wrong_type`` record keeps its
+  row's time when that parsed (it decides the record's day, :mod:`tickml.days`).
 
 Duplicates: with a ``seq`` column, a repeated (symbol, seq). Without one, a row that repeats
 exactly (all canonical fields) a row of an *earlier file* is a duplicate (overlapping exports);
