@@ -14,7 +14,6 @@ Run: ``python -m live.writer --consumer writer-0`` (config from the environment:
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
@@ -34,6 +33,7 @@ from live import logs, metrics
 from live.bus import BusEntry, TickBatch
 from live.config import LiveConfig
 from live.consume import BusConsumer
+from tickml.errors import EXIT_USAGE, OneLineArgumentParser, one_line
 from tickml.redact import redact
 from tickml.settings import Settings
 from tickml.store.postgres import TickStore
@@ -278,7 +278,7 @@ class TickWriter:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m live.writer", description=__doc__.split("\n")[0])
+    p = OneLineArgumentParser(prog="python -m live.writer", description=__doc__.split("\n")[0])
     p.add_argument("--consumer", default="writer-0", help="consumer name (stable across restarts)")
     p.add_argument("--group", default="writer", help="consumer group")
     p.add_argument("--shards", default=None, help="comma-separated shard ids (default: all)")
@@ -290,16 +290,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     settings = Settings.from_env()
-    logs.setup(WORKER, settings.log_level or "INFO")
-    config = LiveConfig.from_settings(settings)
-    shards = [int(s) for s in args.shards.split(",")] if args.shards else None
     try:
+        config = LiveConfig.from_settings(settings)
+        shards = [int(s) for s in args.shards.split(",")] if args.shards else None
+        bad = [s for s in shards or [] if not 0 <= s < config.shards]
+        if bad:
+            raise ValueError(f"--shards {bad}: shards are 0..{config.shards - 1}")
         writer = TickWriter(
             config, args.consumer, shards, args.group, claim_idle_ms=args.claim_idle_ms
         )
-    except ValueError as exc:
-        log.error("cannot start the writer: %s", exc)
-        return 2
+    except ValueError as exc:  # a pydantic error, a bad shard list, no TICKML_PG_URL
+        sys.stderr.write(f"python -m live.writer: error: {one_line(exc)}\n")
+        return EXIT_USAGE
+    logs.setup(WORKER, settings.log_level or "INFO")
     metrics.serve(config.metrics_port)
     stop = threading.Event()
 

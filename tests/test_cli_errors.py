@@ -109,6 +109,21 @@ def test_live_bad_arguments(args, code, fragment, files, capsys, monkeypatch, tm
     _judge(rc, capsys.readouterr(), code, fragment)
 
 
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [("--shards x", 2, "invalid literal"), ("", 2, "TICKML_PG_URL"), ("--nope", 2, "--nope")],
+)
+def test_writer_module_bad_arguments(args, code, fragment, capsys, monkeypatch):
+    from live.writer import main
+
+    monkeypatch.delenv("TICKML_PG_URL", raising=False)
+    try:
+        rc = main(args.split())
+    except SystemExit as exc:
+        rc = exc.code
+    _judge(rc, capsys.readouterr(), code, fragment)
+
+
 def _judge(rc, captured, code, fragment) -> None:
     out = captured.out + captured.err
     assert "Traceback" not in out, out[-3000:]
