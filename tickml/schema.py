@@ -35,10 +35,11 @@ import pyarrow as pa
 
 from tickml.validation import (
     DEFAULT_RULES,
+    ROW_CHECKS,
     ValidationConfig,
     price_jump_mask,
     reference_price,
-    row_reasons,
+    row_codes,
 )
 
 TICK_COLUMNS: tuple[str, ...] = (
@@ -214,21 +215,25 @@ def validate_ticks(
     vals = {c: frame[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in FLOAT_COLUMNS}
     ts = frame["ts"]
     ts_ns = ts.to_numpy(dtype="datetime64[ns]").view(np.int64) if n else np.zeros(0, np.int64)
-    reason = row_reasons(sym.to_numpy(dtype=object), ts_ns, vals, rules)
+    sym_codes, uniques = pd.factorize(sym, use_na_sentinel=True)
+    code = row_codes(sym.to_numpy(dtype=object), ts_ns, vals, rules,
+                     factorized=(sym_codes, list(uniques)))
+    names = (*ROW_CHECKS, "price_jump", "out_of_order", "duplicate")
 
-    def mark(mask: np.ndarray, code: str) -> None:
-        reason[mask & (reason == "")] = code
+    def mark(mask: np.ndarray, name: str) -> None:
+        code[mask & (code == 0)] = names.index(name)
 
     if n:
-        codes = pd.factorize(sym, use_na_sentinel=True)[0]
-        mark(price_jump_mask(codes, reference_price(vals), reason == "", rules), "price_jump")
-        mark(out_of_order_mask(ts_ns, sym.to_numpy(), reason == "", tol), "out_of_order")
-        ok = reason == ""
+        mark(price_jump_mask(sym_codes, reference_price(vals), code == 0, rules), "price_jump")
+        keys = np.where(sym_codes < 0, len(uniques), sym_codes)  # null symbols: one group
+        mark(out_of_order_mask(ts_ns, sym.to_numpy(), code == 0, tol, keys=keys),
+             "out_of_order")
+        ok = code == 0
         seq = frame["seq"].to_numpy()
-        key = pd.DataFrame({"symbol": sym.to_numpy(), "seq": seq})
         dup = np.zeros(n, dtype=bool)
-        dup[ok] = key[ok].duplicated(keep="first").to_numpy()
+        dup[ok] = pd.DataFrame({"s": sym_codes[ok], "q": seq[ok]}).duplicated().to_numpy()
         mark(dup, "duplicate")
+    reason = np.array(names, dtype=object)[code]
 
     bad = np.flatnonzero(reason != "")
     quarantine = make_quarantine(
@@ -261,7 +266,12 @@ def check_tolerance(tolerance: pd.Timedelta | str) -> int:
 
 
 def out_of_order_mask(
-    ts_ns: np.ndarray, symbols: np.ndarray, eligible: np.ndarray, tol: int, max_rounds: int = 4
+    ts_ns: np.ndarray,
+    symbols: np.ndarray,
+    eligible: np.ndarray,
+    tol: int,
+    max_rounds: int = 4,
+    keys: np.ndarray | None = None,
 ) -> np.ndarray:
     """Which ticks to reject so that each symbol's timestamps (in source order) never go back
     by more than ``tol`` ns.
@@ -278,7 +288,8 @@ def out_of_order_mask(
     rejected = np.zeros(n, dtype=bool)
     if n == 0:
         return rejected
-    keys, _ = pd.factorize(pd.Series(symbols, dtype=object).fillna(""))
+    if keys is None:  # symbol codes (``pd.factorize``) when not given
+        keys, _ = pd.factorize(pd.Series(symbols, dtype=object).fillna(""))
     idx = np.flatnonzero(eligible)
     k, t = keys[idx], ts_ns[idx]
     same = k[1:] == k[:-1]

@@ -157,26 +157,39 @@ def out_of_range_mask(
     return bad
 
 
-def row_reasons(
+#: the row checks in order (first match wins); code 0 = passes
+ROW_CHECKS: tuple[str, ...] = (
+    "",
+    "empty_symbol",
+    "bad_symbol",
+    "nan_or_inf",
+    "non_positive",
+    "out_of_range",
+    "crossed_book",
+    "empty_event",
+    "wrong_type",
+)
+
+
+def row_codes(
     symbols: np.ndarray,
     ts_ns: np.ndarray,
     vals: dict[str, np.ndarray],
     rules: ValidationConfig = DEFAULT_RULES,
     now_ns: int | None = None,
+    factorized: tuple[np.ndarray, Sequence[object]] | None = None,
 ) -> np.ndarray:
-    """The reason code of every tick that fails a check on its own row ("" = passes).
-
-    Checks, first match wins: ``empty_symbol``, ``bad_symbol``, ``nan_or_inf``,
-    ``non_positive``, ``out_of_range``, ``crossed_book``, ``empty_event``, ``wrong_type``
-    (no timestamp). ``vals`` maps the six float columns to float64 arrays (NaN = null).
-    """
+    """Per tick the index into :data:`ROW_CHECKS` of the first row check it fails (0: none);
+    see :func:`row_reasons`. ``factorized``: ``pd.factorize(symbols)`` when already at hand."""
     n = len(ts_ns)
-    reason = np.full(n, "", dtype=object)
+    code = np.zeros(n, dtype=np.int8)
 
-    def mark(mask: np.ndarray, code: str) -> None:
-        reason[mask & (reason == "")] = code
+    def mark(mask: np.ndarray, name: str) -> None:
+        code[mask & (code == 0)] = ROW_CHECKS.index(name)
 
-    codes, uniques = pd.factorize(pd.Series(symbols, dtype=object), use_na_sentinel=True)
+    if factorized is None:
+        factorized = pd.factorize(pd.Series(symbols, dtype=object), use_na_sentinel=True)
+    codes, uniques = factorized
     if len(uniques):
         blank = np.array([not isinstance(u, str) or not u.strip() for u in uniques], dtype=bool)
         mark((codes < 0) | blank[codes], "empty_symbol")
@@ -204,7 +217,24 @@ def row_reasons(
         mark(bid > ask, "crossed_book")
     mark(~has_price & np.isnan(bid) & np.isnan(ask), "empty_event")
     mark(ts_ns == np.iinfo(np.int64).min, "wrong_type")
-    return reason
+    return code
+
+
+def row_reasons(
+    symbols: np.ndarray,
+    ts_ns: np.ndarray,
+    vals: dict[str, np.ndarray],
+    rules: ValidationConfig = DEFAULT_RULES,
+    now_ns: int | None = None,
+) -> np.ndarray:
+    """The reason code of every tick that fails a check on its own row ("" = passes).
+
+    Checks, first match wins: ``empty_symbol``, ``bad_symbol``, ``nan_or_inf``,
+    ``non_positive``, ``out_of_range``, ``crossed_book``, ``empty_event``, ``wrong_type``
+    (no timestamp). ``vals`` maps the six float columns to float64 arrays (NaN = null).
+    """
+    names = np.array(ROW_CHECKS, dtype=object)
+    return names[row_codes(symbols, ts_ns, vals, rules, now_ns)]
 
 
 def reference_price(vals: dict[str, np.ndarray]) -> np.ndarray:
