@@ -203,7 +203,7 @@ def _ingest(
     day_list = _resolve_days(spec, start, end, n_days)
     if not day_list:
         raise UsageError(f"no days of {spec.kind} {ticks or ''} between --start and --end")
-    partition_days(day_list)
+    partition_days(day_list, settings)
     res = TickSourceResource(
         kind=spec.kind,
         path=str(spec.path) if spec.path else None,

@@ -209,13 +209,13 @@ def config_value(path: Path | None) -> Any:
     return load_run_config(path)
 
 
-def partition_days(days: Sequence[dt.date]) -> None:
-    """Every day must be a daily partition of the Dagster definitions."""
-    from orchestration.partitions import daily
-    from orchestration.resources import partition_start
+def partition_days(days: Sequence[dt.date], settings: Any) -> None:
+    """Every day must be a daily partition of the Dagster definitions (TICKML_PARTITION_START
+    up to the last day that has ended in the market's time zone)."""
+    from assets.partitions import daily_partitions
 
-    first = partition_start()
-    last_key = daily.get_last_partition_key()
+    first = settings.partition_start
+    last_key = daily_partitions(settings).get_last_partition_key()
     last = dt.date.fromisoformat(last_key) if last_key else first - dt.timedelta(days=1)
     early = [d for d in days if d < first]
     late = [d for d in days if d > last]

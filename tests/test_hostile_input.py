@@ -89,8 +89,9 @@ def test_1_a_failing_run_raises_one_clean_error_without_a_cycle(tmp_path, monkey
     """Dagster's step error and the asset's exception point at each other; the runner cuts
     the cycle and raises one error naming the asset, the day and the root cause."""
     import tickml.ingest
-    from orchestration.resources import TickSourceResource
+    from assets.resources import TickSourceResource
     from orchestration.runner import materialize_days
+    from tickml.settings import Settings
 
     def boom(*_a, **_k):
         raise ValueError("boom: the disk is on fire")
@@ -98,7 +99,9 @@ def test_1_a_failing_run_raises_one_clean_error_without_a_cycle(tmp_path, monkey
     monkeypatch.setattr(tickml.ingest, "ingest_day", boom)
     monkeypatch.setattr("assets.ingestion.ingest_day", boom)
     with pytest.raises(RunFailed) as info:
-        materialize_days([dt.date(2024, 1, 2)], tmp_path, TickSourceResource(),
+        settings = Settings.from_env().model_copy(
+            update={"workdir": tmp_path, "dagster_home": None, "pg_url": None})
+        materialize_days([dt.date(2024, 1, 2)], settings, TickSourceResource(),
                          log_level="CRITICAL")
     err = info.value
     assert str(err) == "raw_ticks 2024-01-02 failed: ValueError: boom: the disk is on fire"

@@ -12,7 +12,6 @@ password (:func:`tickml.redact.redact`).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import NoReturn
 
@@ -22,15 +21,20 @@ from tickml.redact import redact
 EXIT_USAGE = 2
 #: exit status of any other failure
 EXIT_FAILURE = 1
-#: set to 1 to see full tracebacks (as ``--debug`` does on the command line)
-DEBUG_ENV = "TICKML_DEBUG"
 
 
 def debug_enabled(argv: list[str] | None = None) -> bool:
-    """``--debug`` among the arguments or ``TICKML_DEBUG=1``: show full tracebacks."""
+    """``--debug`` among the arguments or ``TICKML_DEBUG=1`` (:class:`tickml.settings.Settings`):
+    show full tracebacks. Never raises (it runs while an error is being reported)."""
     args = sys.argv[1:] if argv is None else list(argv)
-    env = os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes", "on")
-    return env or "--debug" in args
+    if "--debug" in args:
+        return True
+    try:
+        from tickml.settings import Settings
+
+        return Settings.from_env().debug
+    except Exception:  # noqa: BLE001 - a broken environment must not hide the real error
+        return False
 
 
 class Reported(Exception):

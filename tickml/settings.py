@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     log_level: str | None = Field(
         None, description="live workers' JSON log level (default INFO; replays: WARNING)"
     )
+    debug: bool = Field(
+        False, description="full tracebacks on errors (as `tickml --debug`); otherwise one line"
+    )
     nightly_cron: str = Field("30 0 * * 2-6", description="when the nightly daily_job runs")
     retrain_cron: str = Field("0 6 * * 6", description="when the weekly retrain runs")
     schedules: bool | None = Field(

@@ -188,8 +188,10 @@ def row_codes(
         code[mask & (code == 0)] = ROW_CHECKS.index(name)
 
     if factorized is None:
-        factorized = pd.factorize(pd.Series(symbols, dtype=object), use_na_sentinel=True)
-    codes, uniques = factorized
+        codes, found = pd.factorize(pd.Series(symbols, dtype=object), use_na_sentinel=True)
+        uniques: Sequence[object] = list(found)
+    else:
+        codes, uniques = factorized
     if len(uniques):
         blank = np.array([not isinstance(u, str) or not u.strip() for u in uniques], dtype=bool)
         mark((codes < 0) | blank[codes], "empty_symbol")
