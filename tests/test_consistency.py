@@ -77,7 +77,7 @@ def test_report_passes_only_when_exact() -> None:
 def _faulty_events(ticks: pd.DataFrame, gap: tuple[pd.Timestamp, pd.Timestamp], late_b: int):
     """The replay feed's events with the IBM gap removed and SPY's last ticks before
     ``late_b`` moved right after that boundary's clock marker; and the late ticks."""
-    from live.feeds import Clock, ReplayFeed, Ticks
+    from live.feeds import Clock, ReplayFeed, Ticks, boundaries
     from tickml.features import FeatureConfig
 
     ts = ticks["ts"]
@@ -90,8 +90,11 @@ def _faulty_events(ticks: pd.DataFrame, gap: tuple[pd.Timestamp, pd.Timestamp], 
         events.append(ev)
         if isinstance(ev, Clock) and ev.t_ns == late_b:
             events.append(Ticks(late, time.time_ns()))
-    # the day's ticks stop at 10:15 here; the clock runs on to the close, as live it would
-    events.append(Clock(int(pd.Timestamp(f"{DAY} 16:00", tz=NY).value), time.time_ns()))
+    # the day's ticks stop at 10:15 here; the clock runs on to the close, as live it would:
+    # one marker per grid time (a single marker hours ahead is refused by the materializer)
+    last = max(ev.t_ns for ev in events if isinstance(ev, Clock))
+    close = int(pd.Timestamp(f"{DAY} 16:00", tz=NY).value)
+    events += [Clock(int(b), time.time_ns()) for b in boundaries(FeatureConfig(), last, close)]
     return events, late
 
 
