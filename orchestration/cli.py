@@ -242,7 +242,8 @@ def _check_totals(spec: Any, rows: list[dict[str, Any]], whole: bool) -> None:
            sum(int(r.get("n_quarantined", 0)) for r in rows))
     if got == totals:
         console.print(f"every row accounted for: {got[0]:,} ticks + {got[1]:,} quarantined "
-                      f"over {len(rows)} day(s) = the reader's {totals[0]:,} + {totals[1]:,}")
+                      f"over {len(rows)} day(s) = the reader's {totals[0]:,} + {totals[1]:,}",
+                      soft_wrap=True)
     else:
         raise RunFailed(f"per-day counts {got} do not add up to the reader's {totals} "
                         "(please report this)")
