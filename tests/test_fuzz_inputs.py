@@ -5,6 +5,7 @@ Examples are bounded so the suite stays fast."""
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import json
 import tempfile
@@ -33,7 +34,9 @@ NUMBERS = ["10.0", "10.1", "9.99", "1", "-5", "0", "inf", "-inf", "nan", "1e300"
 TIMES = ["2024-08-09T13:30:00Z", "2024-08-09T23:59:59.999Z", "2024-08-10T00:00:00.001Z",
          "2024-08-10T09:00:00+09:00", "-5", "0", "", "abc", "2024-13-01", "1723210200000000000",
          "99999999999999999999", "2031-01-01T00:00:00Z", "1969-12-31T23:59:59Z"]
-FAST = settings(max_examples=40, deadline=None,
+#: bounded examples; an example slower than the deadline fails (a hang is caught per example,
+#: generously enough for a loaded 2-core CI machine)
+FAST = settings(max_examples=40, deadline=dt.timedelta(seconds=20),
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 _row = st.one_of(
