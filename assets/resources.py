@@ -165,10 +165,9 @@ class MlflowResource(dg.ConfigurableResource):
 
     def safe_uri(self) -> str:
         """The tracking URI without its password (safe to log and to store)."""
-        from tickml.store.postgres import redact_url
+        from tickml.redact import redact
 
-        uri = self.uri()
-        return redact_url(uri) if "@" in uri or "password" in uri.lower() else uri
+        return redact(self.uri())
 
     def _client(self) -> tuple[Any, str]:
         """An MlflowClient and the experiment id (created on first use)."""
