@@ -271,7 +271,12 @@ class ModelRegistry:
         return p
 
     # -- save ------------------------------------------------------------------------------------
-    def save(self, source: Any, metadata: Mapping[str, Any] | None = None) -> str:
+    def save(
+        self,
+        source: Any,
+        metadata: Mapping[str, Any] | None = None,
+        build_runtime: bool = False,
+    ) -> str:
         """Save models as a new version; returns its name (``v1``, ``v2``, ...).
 
         ``source``: an :class:`~tickml.models.experiment.ExperimentResult` (its production
@@ -279,7 +284,8 @@ class ModelRegistry:
         TrainedModel, "long": TrainedModel}`` (either may be absent). ``metadata``: free-form
         JSON-able facts stored under ``metadata``; its keys ``training_window``, ``data_hash``,
         ``horizons``, ``oos`` and ``backtest`` fill the manifest's fields of the same name when
-        ``source`` does not provide them.
+        ``source`` does not provide them. ``build_runtime``: also compile the models now
+        (:meth:`build_runtime`; otherwise that happens when the version becomes champion).
         """
         meta = dict(metadata or {})
         models, facts = self._collect(source)
@@ -351,6 +357,8 @@ class ModelRegistry:
                 raise
             _fsync_dir(self.root)
             log.info("saved models %s to %s", version, self.root / version)
+            if build_runtime:
+                self.build_runtime(version)
             return version
         raise RegistryError("could not allocate a version number")
 
@@ -475,9 +483,43 @@ class ModelRegistry:
         self.path(version)  # raises if it points nowhere
         return str(version)
 
-    def set_champion(self, version: str) -> None:
-        """Point the champion at ``version`` (atomic replace of champion.json)."""
+    # -- compiled runtime ------------------------------------------------------------------------
+    def build_runtime(self, version: str, force: bool = False) -> dict[str, Any] | None:
+        """Compile the version's models into ``<version>/runtime`` (:mod:`tickml.models.runtime`)
+        unless an up-to-date, exact artifact is there; its ``runtime.json``, or None (logged)
+        when it cannot be built (no gcc, a compile error): the scorer then uses LightGBM."""
+        from tickml.models.runtime import (
+            RUNTIME_DIR,
+            RUNTIME_MANIFEST,
+            RuntimeBuildError,
+            RuntimeUnavailable,
+            build,
+            load_compiled,
+        )
+
+        loaded = self.load(version)
+        if not force:
+            try:
+                load_compiled(loaded.path, loaded.manifest, loaded.models)
+                info = (loaded.path / RUNTIME_DIR / RUNTIME_MANIFEST).read_text(encoding="utf-8")
+                return dict(json.loads(info))
+            except RuntimeUnavailable:
+                pass
+        try:
+            info = build(loaded.path, loaded.manifest, loaded.models)
+        except RuntimeBuildError as exc:
+            log.warning("%s: compiled runtime not built (%s)", version, exc)
+            return None
+        secs = sum(e["compile_s"] for e in info["models"].values())
+        log.info("%s: compiled runtime built in %.1f s", version, secs)
+        return info
+
+    def set_champion(self, version: str, build_runtime: bool = True) -> None:
+        """Point the champion at ``version`` (atomic replace of champion.json), after building
+        its compiled runtime (``build_runtime``; a failed build is logged, not fatal)."""
         self.manifest(version)  # the version must exist and be readable
+        if build_runtime:
+            self.build_runtime(version)
         previous = None
         try:
             previous = self.champion()

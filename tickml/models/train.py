@@ -383,7 +383,12 @@ def predict_proba(model: TrainedModel, x: Any) -> np.ndarray:
     if m.shape[0] == 0:
         return np.zeros((0, model.n_classes))
     raw = np.asarray(model.booster.predict(m, raw_score=True), dtype=np.float64)
-    raw = raw.reshape(m.shape[0], model.n_classes)
+    return proba_from_raw(model, raw.reshape(m.shape[0], model.n_classes))
+
+
+def proba_from_raw(model: TrainedModel, raw: np.ndarray) -> np.ndarray:
+    """Probabilities from LightGBM raw scores (n, k): the logit offset, then the softmax (every
+    runtime, LightGBM or compiled, ends here)."""
     if model.logit_offset is not None:
         raw = raw + model.logit_offset
     return _softmax(raw)
