@@ -91,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shards", type=int, default=None, help="bus shards (default LiveConfig)")
     p.add_argument("--own", type=int, nargs="*", default=None, help="materializer: its shards")
     p.add_argument("--materializers", type=int, default=None, help="run: processes")
+    p.add_argument("--scorers", type=int, default=None, help="scorer processes (default 1)")
+    p.add_argument("--index", type=int, default=0, help="scorer: which one (0..scorers-1)")
     p.add_argument(
         "--config", default=None, help="RunConfig YAML (features, decision gates; default: "
         "TICKML_CONFIG)"
@@ -148,6 +150,7 @@ def _check(args: argparse.Namespace, settings: Settings) -> LiveConfig:
         cfg = LiveConfig.from_settings(
             settings,
             **({"shards": args.shards} if args.shards is not None else {}),
+            **({"scorers": args.scorers} if args.scorers is not None else {}),
             metrics_port=args.metrics_port,
         )
     except pydantic.ValidationError as exc:
@@ -157,6 +160,8 @@ def _check(args: argparse.Namespace, settings: Settings) -> LiveConfig:
         raise UsageError(f"--metrics-port {args.metrics_port}: not a TCP port (1-65535)")
     if args.role == "exporter" and args.metrics_port is None:
         raise UsageError("the exporter needs --metrics-port")
+    if not 0 <= args.index < cfg.scorers:
+        raise UsageError(f"--index {args.index}: scorers are 0..{cfg.scorers - 1}")
     bad = [s for s in args.own or [] if not 0 <= s < cfg.shards]
     if bad:
         raise UsageError(f"--own {bad}: shards are 0..{cfg.shards - 1} (--shards {cfg.shards})")
@@ -226,11 +231,14 @@ def _run_role(args: argparse.Namespace, cfg: LiveConfig, settings: Settings, fee
         from live.materializer import run_materializer
 
         own = args.own if args.own is not None else list(range(cfg.shards))
-        run_materializer(cfg, own, stop, fc, consumer_name=args.consumer, rules=_rules(args))
+        run_materializer(
+            cfg, own, stop, fc, consumer_name=args.consumer, rules=_rules(args),
+            registry=args.registry,
+        )
     elif args.role == "scorer":
         from live.scorer import run_scorer
 
-        run_scorer(cfg, args.registry, stop, _decision_config(args.config), fc)
+        run_scorer(cfg, args.registry, stop, _decision_config(args.config), fc, index=args.index)
     elif args.role == "writer":
         from live.writer import TickWriter
 

@@ -34,6 +34,13 @@ class LiveConfig(BaseModel):
     )
     prefix: str = Field("tickml", description="prefix of every Redis key the live path owns")
     shards: int = Field(4, ge=1, le=1024, description="tick bus streams (symbol hash shards)")
+    scorers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="scorer processes; scorer i owns the shards s with s % scorers == i (the "
+        "circuit breaker stays universe-wide through a per-boundary exchange in Redis)",
+    )
     stream_maxlen: int = Field(
         100_000,
         ge=100,

@@ -20,6 +20,7 @@ from live import metrics
 from live.bus import TickBus
 from live.config import LiveConfig
 from live.feeds import Clock, Ticks
+from live.scaleout import scorer_name
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,9 @@ def wait_for(
         if min(done) >= t_ns:
             if max(rows) < t_ns:
                 return True
-            last = client.get(config.key("scorer", "last"))
-            if last is not None and int(last) >= t_ns:
+            names = [scorer_name(config, i) for i in range(config.scorers)]
+            lasts = client.mget([config.key(n, "last") for n in names])
+            if all(last is not None and int(last) >= t_ns for last in lasts):
                 return True
         time.sleep(0.0005)
     return stop.is_set()
@@ -69,7 +71,8 @@ def wait_ready(
 ) -> bool:
     """Lockstep replays start once every materializer shard and the scorer are up (their
     start-up, seconds of imports and compiled-kernel loading, is not interval-close latency)."""
-    need = [f"mat:{s}" for s in range(config.shards)] + ["scorer"]
+    need = [f"mat:{s}" for s in range(config.shards)]
+    need += [scorer_name(config, i) for i in range(config.scorers)]
     deadline = time.monotonic() + timeout_s
     while not stop.is_set() and time.monotonic() < deadline:
         if all(client.hmget(config.key("ready"), need)):

@@ -22,9 +22,16 @@ log = logging.getLogger(__name__)
 
 
 class PaperLedger:
-    def __init__(self, config: LiveConfig, client: redis.Redis, store: SignalStore | None) -> None:
+    def __init__(
+        self,
+        config: LiveConfig,
+        client: redis.Redis,
+        store: SignalStore | None,
+        key: str | None = None,
+    ) -> None:
         self.cfg, self.r, self.store = config, client, store
-        raw = client.get(config.key("ledger"))
+        self.key = key or config.key("ledger")  # one ledger per scorer (its own symbols)
+        raw = client.get(self.key)
         data = json.loads(raw) if raw else {}
         #: symbol -> [side (+1/-1), open_ts, open_px, boundaries held, model_version]
         self.positions: dict[str, list] = data.get("positions", {})
@@ -76,7 +83,7 @@ class PaperLedger:
             side = int(d.decision[i])
             self.positions[s] = [side, b, float(mid[i] + side * half[i]), 0, model_version or ""]
         self.r.set(
-            self.cfg.key("ledger"),
+            self.key,
             json.dumps(
                 {
                     "positions": self.positions,

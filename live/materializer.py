@@ -6,9 +6,11 @@ its own (symbol, seq) de-duplication and its own checkpoint. At each sampling bo
 marker from the feed, or a tick past the boundary when a feed sent none) it
 
 1. snapshots the rows of the boundary,
-2. writes the packed model vectors (every feature in ``feature_names`` order, then ``mid`` and
-   ``spread``) into Feast's ``model_vector`` view with the fast writer, the scorer's input,
-3. announces the boundary on ``<prefix>:boundaries`` (the scorer waits for every shard),
+2. writes the packed model vectors, sized to the model: for the registry champion's layout and
+   every layout a scorer declared (:mod:`live.layout`: the champion's features + ``ret_b1``,
+   ``mid``, ``spread``), each into its own Feast view, one pipeline, the scorer's input,
+3. announces the boundary on ``<prefix>:boundaries`` with the champion's version and the
+   layouts written (the scorer waits for every shard, and switches models on it),
 4. writes every feature into Feast's ``tick_features`` view (optional) and the offline log
    (``<lake>/online_log/date=D/shard=S/<first>-<last>.parquet``, tickml.lake, rewritten
    identically after a replay),
@@ -30,6 +32,7 @@ restart are bit-identical to an uninterrupted run.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import logging
 import threading
@@ -45,19 +48,19 @@ from live import metrics
 from live.bus import BusEntry, TickBatch
 from live.config import LiveConfig
 from live.consume import BusConsumer, SeqDedup
-from live.online import OnlineLayout, write_rows, write_vectors
+from live.layout import MARKET_COLUMNS, VECTOR_FEATURE, LayoutPlan, VectorLayout
+from live.online import OnlineLayout, roundtrip, vector_payload, write_rows
 from tickml.features import PIT_COLUMNS, FeatureConfig, StreamingFeatureEngine, feature_names
 from tickml.lake import online_log_dir
 from tickml.validation import DEFAULT_RULES, ValidationConfig
 
 log = logging.getLogger(__name__)
 
-MARKET_COLUMNS = ("mid", "spread")
-VECTOR_VIEW, VECTOR_FEATURE, FEATURE_VIEW = "model_vector", "vector", "tick_features"
+FEATURE_VIEW = "tick_features"
 
 
 def vector_columns(feature_config: FeatureConfig) -> list[str]:
-    """Layout of a packed model vector: every feature, then the market columns."""
+    """Every column a layout may take: every feature, then the market columns."""
     return [*feature_names(feature_config), *MARKET_COLUMNS]
 
 
@@ -78,10 +81,19 @@ class ShardMaterializer:
         client: redis.Redis,
         feature_config: FeatureConfig | None = None,
         log_dir: str | Path | None = None,
+        registry: str | Path | None = None,
     ) -> None:
         self.cfg, self.shard, self.r = config, shard, client
         self.fc = feature_config or FeatureConfig()
         self.names = feature_names(self.fc)
+        self.plan = LayoutPlan(client, config.prefix, registry)
+        self._full = {c: i for i, c in enumerate(vector_columns(self.fc))}
+        self._sel: dict[VectorLayout, np.ndarray | None] = {}
+        # last book per symbol, as arrays (symbol -> row): vectorized market columns
+        self._sid: dict[str, int] = {}
+        self._book = np.full((0, 2), np.nan)
+        self._rows_key: list[str] = []
+        self._rows_idx = (np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64))
         self.engine = StreamingFeatureEngine(self.fc)
         self.dedup = SeqDedup()
         self.last_done = -1  # newest boundary written
@@ -117,6 +129,8 @@ class ShardMaterializer:
         self.dedup = SeqDedup.from_json(data[b"dedup"].decode())
         self.last_done = int(data[b"last_done"])
         self.mid = {k: tuple(v) for k, v in json.loads(data[b"mid"]).items()}
+        for sym, (bid, ask) in self.mid.items():
+            self._book[self._symbol_id(sym)] = (bid, ask)
         log.info(
             "restored checkpoint",
             extra={
@@ -219,9 +233,11 @@ class ShardMaterializer:
                 str(s), batch.ts[idx], px[:, 0], px[:, 1], px[:, 2], px[:, 3], px[:, 4], px[:, 5]
             )
             ok = np.isfinite(px[:, 0]) & np.isfinite(px[:, 1])
+            k = self._symbol_id(str(s))
             if ok.any():
                 j = int(np.flatnonzero(ok)[-1])
                 self.mid[str(s)] = (float(px[j, 0]), float(px[j, 1]))
+                self._book[k] = px[j, :2]
         metrics.ticks_processed(self.worker, len(batch.ts))
 
     def _close_until(self, t_ns: int, close_wall_ns: int, consumer: BusConsumer) -> None:
@@ -249,28 +265,67 @@ class ShardMaterializer:
         self.last_done = max(self.last_done, t_ns)
         self.r.hset(self.cfg.key("progress"), f"done:{self.shard}", self.last_done)
 
+    def _symbol_id(self, symbol: str) -> int:
+        k = self._sid.get(symbol)
+        if k is None:
+            k = self._sid[symbol] = len(self._sid)
+            if k >= len(self._book):
+                grow = np.full((max(64, len(self._book)), 2), np.nan)
+                self._book = np.vstack([self._book, grow])
+        return k
+
+    def _rows_of(self, syms: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(own-shard mask, book rows) of a snapshot's symbols, recomputed only when the
+        snapshot's symbols change (the same universe boundary after boundary)."""
+        if syms != self._rows_key:
+            own = np.fromiter((self.cfg.shard_of(s) == self.shard for s in syms), bool, len(syms))
+            idx = np.fromiter(map(self._symbol_id, syms), np.int64, len(syms))
+            self._rows_key, self._rows_idx = list(syms), (own, idx)
+        return self._rows_idx
+
+    def _columns(self, layout: VectorLayout) -> np.ndarray | None:
+        """Positions of a layout's columns in the full row (None: this engine lacks some)."""
+        if layout not in self._sel:
+            missing = [c for c in layout.columns if c not in self._full]
+            if missing:
+                log.error(
+                    "layout needs columns this materializer does not compute; not written",
+                    extra={"layout": layout.view, "missing": ",".join(missing[:10])},
+                )
+                self._sel[layout] = None
+            else:
+                self._sel[layout] = np.array([self._full[c] for c in layout.columns])
+        return self._sel[layout]
+
     def _write_boundary(self, b: int, close_wall_ns: int) -> int:
         """Write the rows of boundary ``b``; the number of rows."""
         syms, vals, last = self.engine.snapshot_arrays(b)
         metrics.boundary_processed(self.worker, b)
-        own = np.array([self.cfg.shard_of(s) == self.shard for s in syms], dtype=bool)
+        champion, layouts = self.plan.current()
+        own, rows = self._rows_of(syms)
         if not own.all():
-            syms = [s for s, o in zip(syms, own, strict=True) if o]
-            vals, last = vals[own], last[own]
+            syms = list(itertools.compress(syms, own))
+            vals, last, rows = vals[own], last[own], rows[own]
+        written = [lay for lay in layouts if self._columns(lay) is not None]
         if not syms:
-            self._announce(b, close_wall_ns, 0)
+            self._announce(b, close_wall_ns, 0, champion, written)
             return 0
-        book = np.array([self.mid.get(s, (np.nan, np.nan)) for s in syms], dtype=np.float64)
-        market = np.column_stack([(book[:, 0] + book[:, 1]) / 2, book[:, 1] - book[:, 0]])
-        vectors = np.hstack([vals, market])
+        bid, ask = self._book[rows, 0], self._book[rows, 1]
+        full = np.hstack([vals, ((bid + ask) / 2)[:, None], (ask - bid)[:, None]])
         t0 = time.perf_counter()
-        write_vectors(self.r, self.cfg.feast_project, VECTOR_VIEW, VECTOR_FEATURE, syms, vectors, b)
-        metrics.ONLINE_WRITE.labels(VECTOR_VIEW).observe(time.perf_counter() - t0)
+        payload = [
+            vector_payload(
+                self.cfg.feast_project, lay.view, VECTOR_FEATURE, syms, full[:, self._sel[lay]], b
+            )
+            for lay in written
+        ]
+        roundtrip(self.r, b"".join(payload), len(syms) * len(written))
+        metrics.ONLINE_WRITE.labels("model_vector").observe(time.perf_counter() - t0)
         new = set(syms) - self._universe
         if new:
             self.r.sadd(self.cfg.key("universe"), *sorted(new))
             self._universe |= new
-        self._announce(b, close_wall_ns, len(syms))
+        self._announce(b, close_wall_ns, len(syms), champion, written)
         if self.cfg.write_feature_view:
             t0 = time.perf_counter()
             pad = np.full((len(syms), len(PIT_COLUMNS)), np.nan)
@@ -280,9 +335,16 @@ class ShardMaterializer:
         self._log_rows(b, syms, vals, last)
         return len(syms)
 
-    def _announce(self, b: int, close_wall_ns: int, rows: int) -> None:
-        """Tell the scorer this shard finished boundary ``b`` (with 0 rows too: it waits for
-        every shard)."""
+    def _announce(
+        self,
+        b: int,
+        close_wall_ns: int,
+        rows: int,
+        champion: str | None = None,
+        layouts: list[VectorLayout] | None = None,
+    ) -> None:
+        """Tell the scorers this shard finished boundary ``b`` (with 0 rows too: they wait for
+        every shard), with the champion it saw and the layouts it wrote."""
         self.r.xadd(
             self.cfg.key("boundaries"),
             {
@@ -291,6 +353,8 @@ class ShardMaterializer:
                 "close_wall": close_wall_ns,
                 "done_wall": time.time_ns(),
                 "rows": rows,
+                "champion": champion or "",
+                "layouts": ",".join(lay.view for lay in layouts or ()),
             },
             maxlen=100_000,
             approximate=True,
@@ -346,16 +410,21 @@ def run_materializer(
     consumer_name: str | None = None,
     log_dir: str | Path | None = None,
     rules: ValidationConfig = DEFAULT_RULES,
+    registry: str | Path | None = None,
 ) -> dict[int, ShardMaterializer]:
     """Consume ``shards`` until ``stop`` is set; checkpoint and acknowledge before returning.
 
-    Redis unavailable: the worker logs it, counts it, backs off and resumes from its pending
-    entries (the in-memory state is kept; the (symbol, seq) filter drops what was applied).
+    ``registry``: the model registry folder whose champion's layout is written (None: only the
+    layouts scorers declared). Redis unavailable: the worker logs it, counts it, backs off and
+    resumes from its pending entries (the in-memory state is kept; the (symbol, seq) filter
+    drops what was applied).
     """
     name = consumer_name or "mat-" + "-".join(map(str, shards))
     client = redis.Redis.from_url(config.redis_url)
     warm_up(feature_config or FeatureConfig())
-    mats = {s: ShardMaterializer(config, s, client, feature_config, log_dir) for s in shards}
+    mats = {
+        s: ShardMaterializer(config, s, client, feature_config, log_dir, registry) for s in shards
+    }
     for s in shards:
         metrics.worker_started(f"materializer-{s}", dependencies=())
     metrics.worker_started(name, boundaries=False)  # the consumer: bus lag, Redis up

@@ -174,6 +174,20 @@ def boundary_scored(
     for stage, seconds in stages_s.items():
         SCORER_STAGE.labels(stage).observe(max(seconds, 0.0))
     boundary_processed("scorer", boundary_ns)
+INFERENCE_RUNTIME = Gauge(
+    "tickml_inference_runtime",
+    "1 for the runtime the scorer's loaded models use (tl2cgen compiled, or lightgbm)",
+    ["worker", "runtime"],
+)
+RUNTIME_FALLBACKS = Counter(
+    "tickml_inference_runtime_fallbacks_total",
+    "model versions loaded with LightGBM because the compiled runtime was unusable",
+    ["worker", "reason"],
+)
+BREAKER_PARTIAL = Counter(
+    "tickml_breaker_partial_total",
+    "boundaries whose circuit breaker was decided without every scorer's part (one timed out)",
+)
 
 
 def serve(port: int | None, host: str = "127.0.0.1") -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import logging
 import weakref
 from collections.abc import Mapping, Sequence
@@ -222,6 +223,46 @@ def _vector_length(b: bytes, what: str) -> int:
     raise ValueError(f"{what}: not a packed float64 list ValueProto ({b[:6]!r}...)")
 
 
+def vector_payload(
+    project: str,
+    view: str,
+    feature: str,
+    symbols: Sequence[str],
+    matrix: np.ndarray,
+    event_ts_ns: np.ndarray | int,
+) -> bytes:
+    """RESP of one ``HSET key <feature field> <packed Array(Float64)> _ts:<view> <ts>`` per
+    symbol (row of ``matrix``, float64 [n, d]); built without a per-symbol Python loop (the
+    commands' heads are cached per universe, the rows cut by numpy)."""
+    m = np.asarray(matrix, dtype="<f8")
+    n = len(symbols)
+    if m.ndim != 2 or m.shape[0] != n or m.shape[1] == 0:
+        raise ValueError(f"matrix has shape {m.shape}, expected ({n}, d >= 1)")
+    if n == 0:
+        return b""
+    hdr = _vector_header(m.shape[1])
+    width = len(hdr) + m.shape[1] * 8
+    buf = np.empty((n, width), np.uint8)
+    buf[:, : len(hdr)] = np.frombuffer(hdr, np.uint8)
+    buf[:, len(hdr) :] = np.ascontiguousarray(m).view(np.uint8)
+    rows = buf.view(np.dtype((np.void, width))).ravel().tolist()  # n bytes objects, in C
+    heads = _hset_heads(project, view, feature, width, tuple(symbols))
+    tsf = b"\r\n" + bulk(ts_field(view))
+    if np.ndim(event_ts_ns) == 0:
+        tails: Any = itertools.repeat(tsf + bulk(timestamp_bytes(int(event_ts_ns))), n)
+    else:
+        tails = [tsf + bulk(t) for t in event_ts_bytes(event_ts_ns, n)]
+    return b"".join(itertools.chain.from_iterable(zip(heads, rows, tails, strict=False)))
+
+
+@functools.lru_cache(maxsize=16)  # one entry per (universe, layout): the materializer's shards
+def _hset_heads(
+    project: str, view: str, feature: str, width: int, symbols: tuple[str, ...]
+) -> list[bytes]:
+    fkey = b"$4\r\n%s\r\n$%d\r\n" % (field_key(view, feature), width)
+    return [b"*6\r\n$4\r\nHSET\r\n" + bulk(entity_key(s, project)) + fkey for s in symbols]
+
+
 def write_vectors(
     client: redis.Redis,
     project: str,
@@ -232,31 +273,11 @@ def write_vectors(
     event_ts_ns: np.ndarray | int,
 ) -> None:
     """HSET one packed Array(Float64) value (row of ``matrix``, float64 [n, d]) + ``_ts:<view>``
-    per symbol, one pipeline."""
+    per symbol, one pipeline (:func:`vector_payload`)."""
     check_client(client)
-    m = np.asarray(matrix, dtype="<f8")
-    n = len(symbols)
-    if m.ndim != 2 or m.shape[0] != n or m.shape[1] == 0:
-        raise ValueError(f"matrix has shape {m.shape}, expected ({n}, d >= 1)")
-    if n == 0:
-        return
-    hdr = _vector_header(m.shape[1])
-    width = len(hdr) + m.shape[1] * 8
-    buf = np.empty((n, width), np.uint8)
-    buf[:, : len(hdr)] = np.frombuffer(hdr, np.uint8)
-    buf[:, len(hdr) :] = np.ascontiguousarray(m).view(np.uint8)
-    blob = memoryview(buf.tobytes())
-    fkey = b"$4\r\n%s\r\n$%d\r\n" % (field_key(view, feature), width)
-    tsf = b"\r\n" + bulk(ts_field(view))
-    ts = event_ts_bytes(event_ts_ns, n)
-    parts: list[bytes | memoryview] = []
-    for r, sym in enumerate(symbols):
-        parts += (
-            b"*6\r\n$4\r\nHSET\r\n" + bulk(entity_key(sym, project)) + fkey,
-            blob[r * width : (r + 1) * width],
-            tsf + bulk(ts[r]),
-        )
-    roundtrip(client, b"".join(parts), n)
+    payload = vector_payload(project, view, feature, symbols, matrix, event_ts_ns)
+    if payload:
+        roundtrip(client, payload, len(symbols))
 
 
 def _hmget(project: str, fields: Sequence[bytes], symbols: Sequence[str]) -> bytes:

@@ -23,6 +23,7 @@ import redis
 
 from live import state
 from live.config import LiveConfig
+from live.scaleout import scorer_name
 from live.supervisor import Child, Supervisor
 from tickml.errors import RunFailed, UsageError
 from tickml.redact import redact
@@ -56,12 +57,13 @@ class ReplaySpec:
 
 
 def children(cfg: LiveConfig, spec: ReplaySpec, env: dict[str, str]) -> list[Child]:
-    common = ["--shards", str(cfg.shards)]
+    common = ["--shards", str(cfg.shards), "--scorers", str(cfg.scorers)]
     if spec.config:
         common += ["--config", spec.config]
     if spec.workdir:
         common += ["--workdir", spec.workdir]
     m = max(1, min(spec.materializers or cfg.shards, cfg.shards))
+    registry = ["--registry", spec.registry] if spec.registry else []
     kids = [
         Child(
             f"materializer-{i}",
@@ -70,6 +72,7 @@ def children(cfg: LiveConfig, spec: ReplaySpec, env: dict[str, str]) -> list[Chi
                 *common,
                 "--consumer",
                 f"mat-{i}",
+                *registry,
                 "--own",
                 *[str(s) for s in range(cfg.shards) if s % m == i],
             ],
@@ -77,8 +80,9 @@ def children(cfg: LiveConfig, spec: ReplaySpec, env: dict[str, str]) -> list[Chi
         )
         for i in range(m)
     ]
-    registry = ["--registry", spec.registry] if spec.registry else []
-    kids.append(Child("scorer", ["scorer", *common, *registry], env=env))
+    for i in range(cfg.scorers):
+        args = ["scorer", *common, *registry, "--index", str(i)]
+        kids.append(Child(scorer_name(cfg, i), args, env=env))
     if cfg.pg_url:
         kids.append(Child("writer", ["writer", *common], env=env))
     feed = ["feed", *common, "--source", spec.source]
@@ -124,8 +128,10 @@ def drained(cfg: LiveConfig, client: redis.Redis) -> bool:
     rows = [
         int(v) for k, v in client.hgetall(cfg.key("progress")).items() if k.startswith(b"rows:")
     ]
-    last = client.get(cfg.key("scorer", "last"))
-    return not rows or (last is not None and int(last) >= max(rows))
+    if not rows:
+        return True
+    lasts = client.mget([cfg.key(scorer_name(cfg, i), "last") for i in range(cfg.scorers)])
+    return all(last is not None and int(last) >= max(rows) for last in lasts)
 
 
 FILE_SOURCES = ("equity-ticks", "canonical", "binance-replay")

@@ -1,12 +1,19 @@
-"""Scoring worker: at each boundary, the universe's vectors -> both models -> the risk gate.
+"""Scoring worker: at each boundary, the universe's vectors -> the champion's models -> the gate.
 
-The scorer follows ``<prefix>:boundaries``: when every shard announced boundary ``b`` (or
-``boundary_wait_s`` passed since the first announcement) it reads the whole universe's packed
-vectors from Feast's ``model_vector`` view with the fast reader, runs the registry's champion
-(short and long model, hot-reloaded when the champion changes), and applies
-:func:`tickml.decision.decide`, the function the backtest uses. Vectors older than the decision
-config's ``max_feature_age`` (or missing) are never scored: the gate says ``stale``. Without a
-champion the ``fallback`` gate ("last move persists") decides.
+The scorer follows ``<prefix>:boundaries``: when every shard it owns announced boundary ``b`` (or
+``boundary_wait_s`` passed since the first announcement) it reads its symbols' packed vectors
+from the champion's sized layout (:mod:`live.layout`) with the fast reader, runs every model of
+the champion through :class:`tickml.models.runtime.Inference` (the compiled runtime, exact;
+LightGBM when the artifact is missing, stale or fails, with a log line and a metric), and
+applies :func:`tickml.decision.decide`, the function the backtest uses. Vectors older than the
+decision config's ``max_feature_age`` (or missing) are never scored: the gate says ``stale``.
+Without a champion the ``fallback`` gate ("last move persists") decides.
+
+Promotion: the champion a scorer uses follows the materializers' announcements: it switches to
+a new champion at the first boundary all its shards announced with it (so its layout was
+written); until then the old models score the old layout (see :mod:`live.layout`). Several
+scorers (``LiveConfig.scorers``) split the shards and keep the circuit breaker universe-wide
+(:mod:`live.scaleout`).
 
 Signals: every actionable decision goes to the ``<prefix>:signals`` stream at once (that is the
 latency the histogram measures: interval close -> signals published), then every scored row to
@@ -20,7 +27,7 @@ import logging
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,26 +35,27 @@ import redis
 
 from live import metrics
 from live.config import LiveConfig
+from live.layout import VECTOR_FEATURE, VectorLayout, declare, layout_for
 from live.ledger import PaperLedger
-from live.materializer import VECTOR_FEATURE, VECTOR_VIEW, vector_columns
-from live.online import read_vectors
+from live.online import read_vectors, resp, roundtrip
+from live.scaleout import BreakerExchange, scorer_name, scorer_shards
 from live.sinks import Scored, SignalStore
-from tickml.decision import DecisionConfig, Decisions, DecisionState, decide
+from tickml.decision import DecisionConfig, Decisions, DecisionState, breaker_counts, decide
 from tickml.features import FeatureConfig
-from tickml.models.registry import ModelRegistry, RegisteredModels
-from tickml.models.train import TrainedModel, predict_proba
+from tickml.models.registry import ModelRegistry, RegistryError
+from tickml.models.runtime import Inference
 
 log = logging.getLogger(__name__)
 
 VOL_ROWS, VOL_MIN = 30, 5  # as tickml.models.experiment.add_market_columns
-_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="predict")
 
 
-def predict_both(short: TrainedModel, long: TrainedModel, x: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Both models' probabilities, computed at the same time (LightGBM's predict releases the
-    GIL, so on 2 cores the pair costs about the slower model, not the sum)."""
-    f_long = _POOL.submit(predict_proba, long, x)
-    return predict_proba(short, x), f_long.result()
+@dataclass(frozen=True)
+class Announced:
+    """What the shards a scorer owns announced for one boundary."""
+
+    champion: str | None  #: the champion every shard saw ("" none; None: they disagree)
+    layouts: frozenset[str]  #: views every shard wrote
 
 
 class RecentVol:
@@ -81,104 +89,185 @@ class Scorer:
         decision: DecisionConfig | None = None,
         feature_config: FeatureConfig | None = None,
         client: redis.Redis | None = None,
+        index: int = 0,
+        compiled: bool = True,
     ) -> None:
         self.cfg = config
         self.fc = feature_config or FeatureConfig()
         self.dc = decision or DecisionConfig()
+        if config.scorers > 1 and self.dc.max_trades_per_day_universe is not None:
+            raise ValueError(
+                "max_trades_per_day_universe needs one scorer (a universe-wide ranking of "
+                f"candidates); got scorers={config.scorers}"
+            )
         self.r = client or redis.Redis.from_url(config.redis_url)
+        self.name = scorer_name(config, index)
+        self.shards = set(scorer_shards(config, index))
         self.registry = ModelRegistry(registry_root)
-        self.columns = vector_columns(self.fc)
-        self._col = {c: i for i, c in enumerate(self.columns)}
-        self.models: RegisteredModels | None = None
-        self._idx: np.ndarray | None = None
+        self.compiled = compiled
+        self.models: Inference | None = None
+        self.layout: VectorLayout = layout_for(None)
+        self._prepared: dict[str, tuple[Inference, VectorLayout] | None] = {}
+        self._universe: list[str] = []
+        self._universe_n = -1
+        self.breaker = BreakerExchange(config, self.r, self.name)
         self.vol = RecentVol()
         self.state = self._load_state()
         self.signals = SignalStore(config.pg_url) if config.pg_url else None
-        self.ledger = PaperLedger(config, self.r, self.signals)
+        ledger_key = self.key("ledger") if config.scorers > 1 else None  # one per scorer
+        self.ledger = PaperLedger(config, self.r, self.signals, key=ledger_key)
         self.reload_models()
 
+    def key(self, *parts: object) -> str:
+        return self.cfg.key(self.name, *parts)
+
     # ---- models --------------------------------------------------------------------------
-    def reload_models(self) -> bool:
-        """Load the champion when it changed; True when the loaded version changed."""
-        version = self.registry.champion()
-        current = self.models.version if self.models else None
-        if version == current:
-            return False
+    @property
+    def version(self) -> str | None:
+        return self.models.version if self.models else None
+
+    def _prepare(self, version: str) -> tuple[Inference, VectorLayout] | None:
+        """Load a version (models, compiled runtime, layout) once; None when it cannot load."""
+        if version not in self._prepared:
+            self._prepared.clear()  # keep at most the active and one pending version
+            try:
+                reg = self.registry.load(version)
+                layout = layout_for(reg.manifest)
+                inf = Inference.of(reg, layout.columns, compiled=self.compiled)
+            except (RegistryError, ValueError) as exc:
+                log.error("cannot load model version; keeping the current one",
+                          extra={"version": version, "error": str(exc)})
+                self._prepared[version] = None
+                return None
+            if inf.fallback_reason is not None:
+                metrics.RUNTIME_FALLBACKS.labels(self.name, inf.fallback_reason).inc()
+                log.warning(
+                    "compiled runtime unusable: scoring with LightGBM",
+                    extra={"version": version, "reason": inf.fallback_reason,
+                           "detail": inf.fallback_message},
+                )
+            inf.predict(np.zeros((1, len(layout.columns))))  # warm up
+            self._prepared[version] = (inf, layout)
+        return self._prepared[version]
+
+    def _activate(self, version: str | None) -> bool:
         if version is None:
-            self.models, self._idx = None, None
-            return True
-        models = self.registry.load(version)
-        missing = [f for f in models.features if f not in self._col]
-        if missing:
-            log.error(
-                "champion needs features the live vector lacks; keeping the old model",
-                extra={"version": version, "missing": ",".join(missing[:10])},
+            self.models, self.layout = None, layout_for(None)
+        else:
+            ready = self._prepare(version)
+            if ready is None:
+                return False
+            self.models, self.layout = ready
+            self._prepared = {version: ready}
+        declare(self.r, self.cfg.prefix, self.name, self.layout)
+        for rt in ("tl2cgen", "lightgbm"):
+            metrics.INFERENCE_RUNTIME.labels(self.name, rt).set(
+                int(self.models is not None and self.models.runtime == rt)
             )
-            return False
-        self.models = models
-        self._idx = np.array([self._col[f] for f in models.features], dtype=np.int64)
-        predict_both(models.short, models.long, np.zeros((1, len(self._idx))))  # warm up
-        log.info("champion loaded", extra={"version": version, "features": len(self._idx)})
+        log.info("champion active", extra={
+            "version": version, "layout": self.layout.view, "columns": len(self.layout.columns),
+            "runtime": self.models.runtime if self.models else None})
         return True
+
+    def reload_models(self) -> bool:
+        """Standalone use (no announcements): activate the registry's champion when it changed;
+        True when the active version changed."""
+        version = self.registry.champion()
+        return version != self.version and self._activate(version)
+
+    def follow(self, announced: Announced) -> bool:
+        """Switch to the champion the shards announced once its layout is written everywhere;
+        True when the active version changed."""
+        target = announced.champion
+        if target is None or (target or None) == self.version:
+            return False
+        if not target:
+            return self._activate(None)
+        ready = self._prepare(target)
+        return bool(ready) and ready[1].view in announced.layouts and self._activate(target)
 
     # ---- state ---------------------------------------------------------------------------
     def _load_state(self) -> DecisionState:
-        raw = self.r.get(self.cfg.key("scorer", "state"))
+        raw = self.r.get(self.key("state"))
         return DecisionState.from_json(raw.decode()) if raw else DecisionState()
 
     def _save_state(self) -> None:
-        self.r.set(self.cfg.key("scorer", "state"), self.state.to_json())
+        self.r.set(self.key("state"), self.state.to_json())
 
     # ---- one boundary --------------------------------------------------------------------
     def universe(self) -> list[str]:
-        return sorted(s.decode() for s in self.r.smembers(self.cfg.key("universe")))
+        """This scorer's symbols (its shards'), sorted; re-read only when the set grew."""
+        n = int(self.r.scard(self.cfg.key("universe")))
+        if n != self._universe_n:
+            syms = sorted(s.decode() for s in self.r.smembers(self.cfg.key("universe")))
+            if self.cfg.scorers > 1:
+                syms = [s for s in syms if self.cfg.shard_of(s) in self.shards]
+            self._universe, self._universe_n = syms, n
+        return self._universe
 
-    def score(self, b: int, close_wall_ns: int | None = None) -> Scored:
+    def score(
+        self, b: int, close_wall_ns: int | None = None, announced: Announced | None = None
+    ) -> Scored:
         """Read, score, decide and publish boundary ``b`` (UTC ns)."""
         close_wall_ns = close_wall_ns or time.time_ns()
         start_ns = time.time_ns()
-        self.reload_models()
+        if announced is None:
+            self.reload_models()
+        else:
+            self.follow(announced)
         syms = self.universe()
+        lay = self.layout
         t0 = time.perf_counter()
-        x, ev = read_vectors(self.r, self.cfg.feast_project, VECTOR_VIEW, VECTOR_FEATURE, syms)
+        x, ev = read_vectors(self.r, self.cfg.feast_project, lay.view, VECTOR_FEATURE, syms)
         t_read = time.perf_counter()
         metrics.ONLINE_READ.observe(t_read - t0)
-        if x.shape[1] != len(self.columns) and len(syms):
-            raise ValueError(
-                f"model vectors hold {x.shape[1]} values, expected "
-                f"{len(self.columns)}: materializer and scorer configs differ"
-            )
         n = len(syms)
+        if x.shape[1] == 0:  # no vector of this layout yet: every row is missing
+            x = np.full((n, len(lay.columns)), np.nan)
+        if x.shape[1] != len(lay.columns):
+            raise ValueError(
+                f"{lay.view} vectors hold {x.shape[1]} values, the layout {len(lay.columns)}"
+            )
         fresh = ev == b
         age = np.where(ev >= 0, (b - ev) / 1e9, np.inf)
-        ret = x[:, self._col["ret_b1"]] if n else np.zeros(0)
+        ret = x[:, lay.index("ret_b1")]
         rvol = self.vol.step(self.fc.market.local_day(b), syms, ret, fresh)
+        t_vol = time.perf_counter()
         ps = np.full((n, 5), np.nan)
         pl = np.full((n, 3), np.nan)
         # a vector newer than b (a replay running ahead) is not b's: never score the future
         ok = (age >= 0) & (age <= self.dc.max_feature_age.total_seconds()) & (ev >= 0)
         age = np.where(age < 0, np.inf, age)
         if self.models is not None and ok.any():
-            xm = x[ok][:, self._idx]
-            ps[ok], pl[ok] = predict_both(self.models.short, self.models.long, xm)
+            probs = self.models.predict(x[ok])
+            ps[ok], pl[ok] = probs["short"], probs["long"]
         t_model = time.perf_counter()
+        have = self.models is not None
+        counts = None
+        if self.cfg.scorers > 1:
+            mine = breaker_counts(self.dc, ps if have else None, pl if have else None, age)
+            counts = self.breaker.total(b, mine)
+        t_cb = time.perf_counter()
         d = decide(
             self.dc,
             self.state,
             b,
             syms,
-            p_short=ps if self.models is not None else None,
-            p_long=pl if self.models is not None else None,
+            p_short=ps if have else None,
+            p_long=pl if have else None,
             last_return=ret,
             recent_vol=rvol,
             feature_age=age,
+            breaker_counts=counts,
         )
         t_decide = time.perf_counter()
         parts = {
             "until_scorer_ms": (start_ns - close_wall_ns) / 1e6,
             "read_ms": (t_read - t0) * 1e3,
-            "models_ms": (t_model - t_read) * 1e3,
-            "decide_ms": (t_decide - t_model) * 1e3,
+            "vol_ms": (t_vol - t_read) * 1e3,
+            "models_ms": (t_model - t_vol) * 1e3,
+            "breaker_ms": (t_cb - t_model) * 1e3,
+            "decide_ms": (t_decide - t_cb) * 1e3,
         }
         latency = self._publish(b, syms, d, close_wall_ns, parts)
         metrics.boundary_scored(
@@ -190,15 +279,17 @@ class Scorer:
             {
                 "wait": parts["until_scorer_ms"] / 1e3,
                 "read": t_read - t0,
-                "models": t_model - t_read,
-                "decide": t_decide - t_model,
-                "publish": time.perf_counter() - t_decide,
+                "recent_vol": t_vol - t_read,
+                "models": t_model - t_vol,
+                "breaker": t_cb - t_model,
+                "decide": t_decide - t_cb,
+                "publish": parts["publish_ms"] / 1e3,
             },
         )
-        out = Scored(b, syms, d, ps, pl, ev, self.models.version if self.models else None, latency)
+        out = Scored(b, syms, d, ps, pl, ev, self.version, latency, parts)
         self._save_state()
-        mid = x[:, self._col["mid"]] if n else np.zeros(0)
-        spread = x[:, self._col["spread"]] if n else np.zeros(0)
+        mid = x[:, lay.index("mid")]
+        spread = x[:, lay.index("spread")]
         self.ledger.step(b, syms, d, mid, spread, out.model_version)
         if self.signals is not None:
             self.signals.write(out)
@@ -209,33 +300,32 @@ class Scorer:
     ) -> float:
         """Actionable signals to the stream (latency ends when they are sent), then the
         boundary's record with the latency and its parts."""
+        t0 = time.perf_counter()
         act = np.flatnonzero(d.decision != 0)
-        names, gates = d.decision_names, d.gate_names
-        version = self.models.version if self.models else ""
+        version = (self.version or "").encode()
         if len(act):
-            pipe = self.r.pipeline(transaction=False)
-            for i in act:
-                pipe.xadd(
-                    self.cfg.key("signals"),
-                    {
-                        "symbol": syms[i],
-                        "b": b,
-                        "decision": str(names[i]),
-                        "gate": str(gates[i]),
-                        "score": repr(float(d.score[i])),
-                        "model_version": version,
-                    },
-                    maxlen=100_000,
-                    approximate=True,
-                )
-            pipe.execute()
+            stream = self.cfg.key("signals").encode()
+            names = d.decision_names[act].astype("S").tolist()
+            gates = d.gate_names[act].astype("S").tolist()
+            scores = [repr(v).encode() for v in d.score[act].tolist()]
+            sym = [syms[i].encode() for i in act.tolist()]
+            bb = b"%d" % b
+            payload = b"".join(
+                resp(b"XADD", stream, b"MAXLEN", b"~", b"100000", b"*", b"symbol", s, b"b", bb,
+                     b"decision", dn, b"gate", g, b"score", sc, b"model_version", version)
+                for s, dn, g, sc in zip(sym, names, gates, scores, strict=True)
+            )
+            roundtrip(self.r, payload, len(act))
         latency = (time.time_ns() - close_wall_ns) / 1e9
+        parts["publish_ms"] = (time.perf_counter() - t0) * 1e3
         record = {
             "b": b,
+            "scorer": self.name,
             "scored": len(syms),
             "actionable": len(act),
             "latency_ms": f"{latency * 1e3:.3f}",
-            "model_version": version,
+            "model_version": version.decode(),
+            "runtime": self.models.runtime if self.models else "",
         }
         record.update({k: f"{v:.3f}" for k, v in parts.items()})
         self.r.xadd(self.cfg.key("signals", "boundaries"), record, maxlen=10_000, approximate=True)
@@ -250,41 +340,53 @@ def run_scorer(
     decision: DecisionConfig | None = None,
     feature_config: FeatureConfig | None = None,
     on_scored: object = None,
+    index: int = 0,
 ) -> None:
-    """Follow the boundary announcements until ``stop``; score each boundary once."""
+    """Follow the boundary announcements of this scorer's shards until ``stop``; score each
+    boundary once (scorer ``index`` of ``config.scorers``)."""
     scorer: Scorer | None = None
+    own = set(scorer_shards(config, index))
     last_id = b"0-0"  # the announcements stream is capped; done boundaries are skipped
-    seen: dict[int, dict[int, int]] = {}  # boundary -> shard -> rows
+    seen: dict[int, dict[int, tuple[int, str, frozenset[str]]]] = {}  # b -> shard -> announce
     first_wall: dict[int, tuple[float, int]] = {}
     done = -1
     backoff = 0.1
+    last_key = config.key(scorer_name(config, index), "last")
     while not stop.is_set():
         try:
             if scorer is None:
-                scorer = Scorer(config, registry_root, decision, feature_config)
-                done = int(scorer.r.get(config.key("scorer", "last")) or -1)
+                scorer = Scorer(config, registry_root, decision, feature_config, index=index)
+                done = int(scorer.r.get(last_key) or -1)
                 metrics.scorer_started()
-                scorer.r.hset(config.key("ready"), "scorer", time.time_ns())
-            resp = scorer.r.xread({config.key("boundaries"): last_id}, block=50, count=1000)
-            for _, entries in resp or []:
+                scorer.r.hset(config.key("ready"), scorer.name, time.time_ns())
+            resp_ = scorer.r.xread({config.key("boundaries"): last_id}, block=50, count=1000)
+            for _, entries in resp_ or []:
                 for eid, f in entries:
                     last_id = eid
-                    b = int(f[b"b"])
-                    if b <= done:
+                    b, shard = int(f[b"b"]), int(f[b"shard"])
+                    if b <= done or shard not in own:
                         continue
-                    seen.setdefault(b, {})[int(f[b"shard"])] = int(f[b"rows"])
+                    lays = frozenset(f.get(b"layouts", b"").decode().split(",")) - {""}
+                    champ = f.get(b"champion", b"").decode()
+                    seen.setdefault(b, {})[shard] = (int(f[b"rows"]), champ, lays)
                     first_wall.setdefault(b, (time.monotonic(), int(f[b"close_wall"])))
             for b in sorted(seen):
-                complete = len(seen[b]) >= config.shards
+                complete = len(seen[b]) >= len(own)
                 waited = time.monotonic() - first_wall[b][0] > config.boundary_wait_s
                 if not (complete or waited):
                     break
-                if sum(seen[b].values()):
-                    res = scorer.score(b, first_wall[b][1])
+                ann = list(seen[b].values())
+                champs = {a[1] for a in ann}
+                announced = Announced(
+                    champs.pop() if len(champs) == 1 else None,
+                    frozenset.intersection(*(a[2] for a in ann)),
+                )
+                if sum(a[0] for a in ann) or config.scorers > 1:
+                    res = scorer.score(b, first_wall[b][1], announced)
                     if callable(on_scored):
                         on_scored(res)
                 done = b
-                scorer.r.set(config.key("scorer", "last"), b)
+                scorer.r.set(last_key, b)
                 del seen[b], first_wall[b]
             if backoff > 0.1:  # recovered from an outage
                 metrics.DEPENDENCY_UP.labels("scorer", "redis").set(1)

@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from live.config import LiveConfig
-from live.materializer import VECTOR_FEATURE, VECTOR_VIEW, vector_columns
+from live.layout import VECTOR_FEATURE, layout_for
 from live.online import write_vectors
 from live.scorer import Scorer
 from tickml.features import FeatureConfig, compute_features, feature_names
@@ -59,15 +59,19 @@ def _models(ds: pd.DataFrame, seed: int) -> dict:
     }
 
 
-def _write(r: redis.Redis, frame: pd.DataFrame, ts_ns: np.ndarray | int) -> None:
-    cols = vector_columns(FC)
+def _write(
+    r: redis.Redis, frame: pd.DataFrame, ts_ns: np.ndarray | int, reg: ModelRegistry
+) -> None:
+    """The vectors a materializer writes for the registry's champion (its sized layout)."""
+    champ = reg.champion()
+    lay = layout_for(reg.manifest(champ) if champ else None)
     write_vectors(
         r,
         "tickml",
-        VECTOR_VIEW,
+        lay.view,
         VECTOR_FEATURE,
         list(frame["symbol"]),
-        frame[cols].to_numpy(np.float64),
+        frame[list(lay.columns)].to_numpy(np.float64),
         ts_ns,
     )
     r.sadd("tickml:universe", *frame["symbol"])
@@ -84,7 +88,7 @@ def test_scores_gates_hot_reload_and_restart(
     times = sorted(rows["event_timestamp"].unique())
     b0 = pd.Timestamp(times[200])
     snap = rows[rows["event_timestamp"] == b0].reset_index(drop=True)
-    _write(r, snap, b0.value)
+    _write(r, snap, b0.value, reg)
     scorer = Scorer(cfg, reg.root, feature_config=FC, client=r)
     res = scorer.score(b0.value)
     assert res.model_version is None
@@ -98,10 +102,11 @@ def test_scores_gates_hot_reload_and_restart(
     b1 = pd.Timestamp(times[201])
     snap = rows[rows["event_timestamp"] == b1].reset_index(drop=True)
     stale = snap.iloc[:1]  # one symbol keeps an old vector: never scored
-    _write(r, snap.iloc[1:], b1.value)
-    _write(r, stale, b1.value - 10 * 60 * 10**9)
+    _write(r, snap.iloc[1:], b1.value, reg)
+    _write(r, stale, b1.value - 10 * 60 * 10**9, reg)
     res = scorer.score(b1.value)
     assert res.model_version == v1
+    assert scorer.models.runtime == "tl2cgen"  # the compiled runtime built at promotion
     got = dict(zip(res.symbols, res.p_short, strict=True))
     want = predict_proba(reg.load(v1).short, snap.iloc[1:])
     for s, p in zip(snap["symbol"].iloc[1:], want, strict=True):
@@ -110,7 +115,7 @@ def test_scores_gates_hot_reload_and_restart(
     assert res.decisions.gate_names[k] == "stale" and np.isnan(res.p_short[k]).all()
 
     # a vector from the future (a replay running ahead) is not scored at an earlier boundary
-    _write(r, snap.iloc[1:2], b1.value + 60 * 10**9)
+    _write(r, snap.iloc[1:2], b1.value + 60 * 10**9, reg)
     res_f = scorer.score(b1.value + 1000)  # timestamptz keeps microseconds
     k = res_f.symbols.index(snap["symbol"].iloc[1])
     assert np.isnan(res_f.p_short[k]).all() and res_f.decisions.gate_names[k] == "stale"
@@ -120,7 +125,7 @@ def test_scores_gates_hot_reload_and_restart(
     reg.set_champion(v2)
     b2 = pd.Timestamp(times[202])
     snap2 = rows[rows["event_timestamp"] == b2].reset_index(drop=True)
-    _write(r, snap2, b2.value)
+    _write(r, snap2, b2.value, reg)
     res2 = scorer.score(b2.value)
     assert res2.model_version == v2
     np.testing.assert_array_equal(

@@ -50,7 +50,9 @@ The signal gates (stale ... disagree) come before the risk gates, so gate counts
 model wanted to trade but a risk rule blocked it" apart from "no signal". A "trade" here is an
 emitted signal: it starts the cooldown and counts towards the daily limits whatever the
 executor does with it (the backtest opens, extends or reverses a position). The circuit breaker
-sees only the symbols of the call: a universe sharded across workers gets one breaker per shard.
+sees the symbols of the call, unless the caller passes the universe's counts
+(``breaker_counts``: live scorers that each own a part of the universe add up their parts'
+:func:`breaker_counts`, so the breaker is the same as one call over the whole universe).
 """
 
 from __future__ import annotations
@@ -427,11 +429,15 @@ def decide(
     last_return: Any = None,
     recent_vol: Any = None,
     feature_age: Any = None,
+    breaker_counts: tuple[int, int, int] | None = None,
 ) -> Decisions:
     """Decide for every symbol at ``timestamp`` and update ``state`` (see the module doc).
 
     ``feature_age`` is in seconds (None: all fresh). Timestamps must not go backwards for one
     state. A missing ``p_short`` (None) means the model is unavailable for every symbol.
+    ``breaker_counts``: the circuit breaker's (scored, up, down) over the whole universe when
+    this call sees only a part of it (the sum of :func:`breaker_counts` of every part; None: the
+    call's own symbols are the universe).
     """
     ts = ts_ns(timestamp)
     if state.last_ts_ns is not None and ts < state.last_ts_ns:
@@ -508,11 +514,8 @@ def decide(
     # risk gates, on candidates only -------------------------------------------------------
     tripped = False
     if config.circuit_breaker_share is not None:
-        scored = available & ~stale
-        n_scored = int(scored.sum())
+        n_scored, up, down = breaker_counts or _breaker_counts(score, available & ~stale)
         if n_scored >= config.circuit_breaker_min_symbols:
-            up = int((score[scored] > 0).sum())
-            down = int((score[scored] < 0).sum())
             tripped = max(up, down) > config.circuit_breaker_share * n_scored
     cand = gate < 0
     if cand.any():
@@ -556,3 +559,31 @@ def decide(
         gate=gate,
         circuit_breaker_tripped=tripped,
     )
+
+
+def _breaker_counts(score: np.ndarray, scored: np.ndarray) -> tuple[int, int, int]:
+    return int(scored.sum()), int((score[scored] > 0).sum()), int((score[scored] < 0).sum())
+
+
+def breaker_counts(
+    config: DecisionConfig,
+    p_short: Any,
+    p_long: Any = None,
+    feature_age: Any = None,
+) -> tuple[int, int, int]:
+    """(scored, up, down) of one part of the universe, as :func:`decide` counts them for the
+    circuit breaker: rows with a model score (and a long score under ``require_agreement``) and
+    fresh features, by the sign of ``P_short(UP) - P_short(DOWN)``. Parts' counts add up."""
+    if p_short is None:
+        return 0, 0, 0
+    ps = np.asarray(p_short, dtype=np.float64)
+    n = len(ps)
+    score = ps[:, 0] - ps[:, 1] if n else np.zeros(0)
+    available = np.isfinite(score)
+    if config.require_agreement:
+        pl = None if p_long is None else np.asarray(p_long, dtype=np.float64)
+        available &= np.zeros(n, bool) if pl is None else np.isfinite(pl[:, 0] - pl[:, 1])
+    age = _column(feature_age, n, "feature_age")
+    if age is not None:
+        available &= age <= pd.Timedelta(config.max_feature_age).total_seconds()
+    return _breaker_counts(score, available)
