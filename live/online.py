@@ -293,8 +293,11 @@ def _universe(project: str, fields: tuple[bytes, ...], symbols: tuple[str, ...])
     digest = hashlib.blake2b(b"\0".join([*fields, *keys]), digest_size=16).hexdigest()
     lkey = f"{project}:online:universe:{digest}".encode()
     get = [x for f in fields for x in (b"GET", b"*->" + f)]
+    # SORT's pattern parser takes "*->" followed by a NUL byte for "no field": a field whose
+    # murmur3 bytes start with 0x00 (1 in 256 views) can only be read with HMGET
+    sortable = all(f[:1] != b"\0" for f in fields)
     return _Universe(
-        resp(b"SORT_RO", lkey, b"BY", b"nosort", *get),
+        resp(b"SORT_RO", lkey, b"BY", b"nosort", *get) if sortable else b"",
         resp(b"MULTI")
         + resp(b"DEL", lkey)
         + resp(b"RPUSH", lkey, *keys)
@@ -314,7 +317,7 @@ def _fetch(client: redis.Redis, u: _Universe, n: int, width: int) -> list[Any]:
     """Flat replies, ``width`` per symbol: SORT_RO over a cached list of the entity keys (Redis
     looks the hashes up in C, one reply); one pipelined HMGET per key where SORT_RO is refused
     (a Redis before 7.0, a cluster, an ACL)."""
-    if client not in _NO_SORT:
+    if u.sort and client not in _NO_SORT:
         try:
             for attempt in range(2):
                 got = roundtrip(client, u.sort, 1)[0]

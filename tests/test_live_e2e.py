@@ -39,7 +39,7 @@ import pytest
 import redis
 
 from live.config import LiveConfig
-from live.materializer import vector_columns
+from live.layout import layout_for
 from live.online import read_vectors
 from live.replay import ReplaySpec, replay
 from tickml.features import FeatureConfig, compute_features, feature_names
@@ -259,13 +259,15 @@ def test_real_day_through_live_path(
     pd.testing.assert_frame_equal(live[key + names], want[key + names], check_exact=True)
     assert (live["last_tick_ts"] == want["last_tick_ts"]).all()
 
-    # ... and Feast's Redis online store holds the last boundary's vectors
+    # ... and Feast's Redis online store holds the last boundary's vectors, sized to the
+    # champion (its features, ret_b1, then mid and spread)
     client = redis.Redis.from_url(redis_url)
-    vec, ev = read_vectors(client, "tickml", "model_vector", "vector", SYMBOLS)
+    lay = layout_for(reg.manifest(reg.champion()))
+    assert lay.columns[-2:] == ("mid", "spread") and len(lay.columns) < len(names)
+    vec, ev = read_vectors(client, "tickml", lay.view, "vector", SYMBOLS)
     last = want.groupby("symbol").tail(1).set_index("symbol").loc[SYMBOLS]
     assert (ev == last["event_timestamp"].astype("int64").to_numpy()).all()
-    np.testing.assert_array_equal(vec[:, : len(names)], last[names].to_numpy())
-    assert vector_columns(FeatureConfig())[len(names) :] == ["mid", "spread"]
+    np.testing.assert_array_equal(vec[:, :-2], last[list(lay.columns[:-2])].to_numpy())
 
     # 3. signals carry the offline model's scores for those rows
     with psycopg.connect(fresh_pg_url) as conn:
@@ -290,6 +292,8 @@ def test_real_day_through_live_path(
     assert (sig["feature_ts"] == sig["event_timestamp"]).all()  # lockstep: never stale
     champ = reg.load()
     assert set(sig["model_version"]) == {champ.version}
+    runtimes = {f[b"runtime"] for _, f in client.xrange("tickml:signals:boundaries")}
+    assert runtimes == {b"tl2cgen"}  # scored by the compiled runtime
     rows = want.merge(sig, on=key)
     assert len(rows) == 780
     np.testing.assert_array_equal(np.vstack(rows["p_short"]), predict_proba(champ.short, rows))

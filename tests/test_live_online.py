@@ -331,3 +331,23 @@ def test_universe_list_and_pipeline_fallback(redis_url, feats, caplog):
         limited.close()
     finally:
         r.acl_deluser(user)
+
+
+def test_a_view_whose_field_starts_with_nul_is_read_exactly(redis_url, feats):
+    """SORT's ``GET *-><field>`` takes a field starting with a NUL byte for "no field" (found
+    with a real layout name): such a view is read with HMGET, and layouts avoid such names."""
+    from live.layout import layout_for
+    from live.wire import field_key
+
+    view = "model_vector_c50b3ed6400e"
+    assert field_key(view, "vector")[:1] == b"\0"
+    r = redis.Redis.from_url(redis_url)
+    syms = feats["symbol"].tolist()
+    x = feats[NAMES].to_numpy(np.float64)
+    write_vectors(r, PROJECT, view, "vector", syms, x, 11)
+    got, ts = read_vectors(r, PROJECT, view, "vector", syms)
+    _same(got, x)
+    assert (ts == 11).all()
+    for k in range(300):  # layout names never start their field with NUL
+        lay = layout_for({"features": [f"f{k}", "g"], "feature_service": "x"})
+        assert field_key(lay.view, "vector")[:1] != b"\0"
