@@ -33,14 +33,27 @@ def make_views(sources: Sources) -> Views:
         "(event_timestamp).",
         tags={"family": "all", "sampling": "interval close"},
     )
-    model_vector = FeatureView(
-        name="model_vector",
+    # the full layout (every feature, then mid and spread): the benchmarks' "old path"; live
+    # scoring reads the champion's sized layout, a view of the same shape named
+    # model_vector_<digest> (live.layout)
+    model_vector = model_vector_view(
+        "model_vector",
+        sources,
+        "Every feature, then mid and spread, packed, float64 (the full layout; live scoring reads "
+        "the champion's sized model_vector_<digest> views).",
+    )
+    return Views(tick_features, model_vector)
+
+
+def model_vector_view(name: str, sources: Sources, description: str) -> FeatureView:
+    """A packed model-vector view: one ``Array(Float64)`` field ``vector`` per symbol (e.g. a
+    champion's sized layout, ``live.layout.VectorLayout.view``, registered for Feast's SDK)."""
+    return FeatureView(
+        name=name,
         entities=[symbol],
         ttl=timedelta(minutes=30),
         schema=[Field(name="vector", dtype=Array(Float64))],
         source=sources.model_vector_push,
         online=True,
-        description="The model's whole input vector per symbol, packed, float64 (the exact "
-        "values training saw: batch/live parity); live scoring reads this.",
+        description=description,
     )
-    return Views(tick_features, model_vector)

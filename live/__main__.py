@@ -76,6 +76,11 @@ def feed_events(args: argparse.Namespace, feature_config):  # noqa: ANN001, ANN2
             "n_symbols": args.sim_symbols,
             "signal_strength": args.signal_strength,
             "seed": args.seed,
+            **(
+                {"session_close": (dt.datetime(2000, 1, 1, 9, 30) + dt.timedelta(
+                    minutes=args.sim_minutes)).time()}
+                if args.sim_minutes else {}
+            ),
         },
     )
     day = dt.date.fromisoformat(args.day) if args.day else dt.date(2013, 10, 8)
@@ -111,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, default=None, help="replay: stop after")
     p.add_argument("--lockstep", action="store_true", help="feed waits for each boundary")
     p.add_argument("--sim-symbols", type=int, default=8, help="simulator: symbols")
+    p.add_argument(
+        "--sim-minutes", type=int, default=None, help="simulator: session minutes from 09:30"
+    )
     p.add_argument("--signal-strength", type=float, default=0.0, help="simulator: signal")
     p.add_argument("--seed", type=int, default=7, help="simulator: base seed")
     p.add_argument("--url", default="wss://fstream.binance.com/stream", help="binance ws url")
@@ -218,7 +226,15 @@ def _run_role(args: argparse.Namespace, cfg: LiveConfig, settings: Settings, fee
     if args.role == "feed":
         from live.feedrunner import run_feed
 
-        stats = run_feed(cfg, feed, stop, src=args.source, leader=fc.leader, lockstep=args.lockstep)
+        stats = run_feed(
+            cfg,
+            feed,
+            stop,
+            src=args.source,
+            leader=fc.leader,
+            lockstep=args.lockstep,
+            wait_workers=args.speed is not None and args.source != "binance",
+        )
         log.info(
             "feed stats",
             extra={

@@ -90,12 +90,15 @@ def run_feed(
     leader: str | None = "SPY",
     lockstep: bool = False,
     lockstep_timeout_s: float = 60.0,
+    wait_workers: bool = False,
 ) -> FeedStats:
+    """Publish ``events``; ``lockstep`` or ``wait_workers`` (a paced replay): start once the
+    workers announced readiness."""
     client = redis.Redis.from_url(config.redis_url)
     bus = TickBus(client, config, leader=leader)
     stats = FeedStats()
     metrics.worker_started("feed", boundaries=False)
-    if lockstep:
+    if lockstep or wait_workers:
         wait_ready(config, client, stop)
     t0 = time.perf_counter()
     for ev in events:

@@ -114,6 +114,7 @@ class ShardMaterializer:
         self.lake = Path(lake)
         self.worker = f"materializer-{shard}"
         self._universe: set[str] = set()
+        self._parts: dict[str, float] = {}  # the last boundary's timings (announced)
         self.restore()
 
     # ---- checkpoints ---------------------------------------------------------------------
@@ -299,7 +300,9 @@ class ShardMaterializer:
 
     def _write_boundary(self, b: int, close_wall_ns: int) -> int:
         """Write the rows of boundary ``b``; the number of rows."""
+        t_snap = time.perf_counter()
         syms, vals, last = self.engine.snapshot_arrays(b)
+        self._parts = {"snapshot_ms": (time.perf_counter() - t_snap) * 1e3}
         metrics.boundary_processed(self.worker, b)
         champion, layouts = self.plan.current()
         own, rows = self._rows_of(syms)
@@ -320,6 +323,7 @@ class ShardMaterializer:
             for lay in written
         ]
         roundtrip(self.r, b"".join(payload), len(syms) * len(written))
+        self._parts["write_ms"] = (time.perf_counter() - t0) * 1e3
         metrics.ONLINE_WRITE.labels("model_vector").observe(time.perf_counter() - t0)
         new = set(syms) - self._universe
         if new:
@@ -355,6 +359,7 @@ class ShardMaterializer:
                 "rows": rows,
                 "champion": champion or "",
                 "layouts": ",".join(lay.view for lay in layouts or ()),
+                **{k: f"{v:.3f}" for k, v in self._parts.items()},
             },
             maxlen=100_000,
             approximate=True,

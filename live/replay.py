@@ -46,6 +46,7 @@ class ReplaySpec:
     log_level: str = "WARNING"
     materializers: int | None = None
     sim_symbols: int = 8
+    sim_minutes: int | None = None  # simulator: a session of this many minutes from 09:30
     signal_strength: float = 0.0
     seed: int = 7
     url: str | None = None  # binance websocket URL (source "binance")
@@ -92,6 +93,7 @@ def children(cfg: LiveConfig, spec: ReplaySpec, env: dict[str, str]) -> list[Chi
         "speed",
         "max_seconds",
         "sim_symbols",
+        "sim_minutes",
         "signal_strength",
         "seed",
         "url",
@@ -261,7 +263,8 @@ def summary(cfg: LiveConfig, client: redis.Redis) -> dict[str, Any]:
         return round(float(np.percentile(lat, q)), 3) if lat.size else None
 
     parts = {}
-    for k in ("until_scorer_ms", "read_ms", "models_ms", "decide_ms"):
+    for k in ("until_scorer_ms", "read_ms", "vol_ms", "models_ms", "breaker_ms", "decide_ms",
+              "publish_ms"):
         v = np.array([float(f[k.encode()]) for _, f in entries if k.encode() in f])
         if v.size:
             parts[k] = {

@@ -58,8 +58,10 @@ BENCHMARKS = {
     "store": "canonical ticks -> Postgres tick store with COPY (ticks/s)",
     "features-batch": "batch feature engine, all features (ticks/s per core)",
     "features-stream": "streaming feature engine, per-tick updates (ticks/s per core)",
-    "cross-section": "universe read from the Redis online store + both models + decision (ms)",
-    "tick-to-signal": "replay through bus, materializer, scorer: close -> signal ms, ticks/s",
+    "cross-section": "the scorer's step at 1k-20k symbols (sized read, compiled models, "
+    "decision, publish) vs the old path and Feast (ms); inference runtimes",
+    "tick-to-signal": "paced replay at 20/500/5,000 symbols: close -> signal ms with parts; "
+    "materializer ticks/s with 1 and 2 processes",
     "consistency": "online/offline consistency: a day of live rows vs batch rows (rows/s)",
 }
 
@@ -523,13 +525,18 @@ def bench(
     option: list[str] = typer.Option(
         [], "--set", help="Benchmark keyword argument, KEY=VALUE (repeatable)."
     ),
-    symbols: int | None = typer.Option(
-        None, min=1, help="cross-section: universe size (default 5000)."
+    symbols: str | None = typer.Option(
+        None, help="Universe size(s), comma-separated (cross-section default 1000,5000,10000,"
+        "20000; tick-to-signal 20,500,5000)."
     ),
 ) -> None:
     """Run one benchmark; prints one JSON object per line (name, value, unit, ...)."""
     if name not in BENCHMARKS:
         raise UsageError(f"unknown benchmark {name!r}; choose one of: {', '.join(BENCHMARKS)}")
+    if symbols is not None and not all(
+        p.strip().isdigit() and int(p) > 0 for p in symbols.split(",")
+    ):
+        raise UsageError(f"--symbols {symbols!r}: positive integers, comma-separated")
     kwargs: dict[str, Any] = {} if symbols is None else {"symbols": symbols}
     for item in option:
         key, eq, raw = item.partition("=")
@@ -622,24 +629,26 @@ def live_replay(
         help="Delete live state another deployment left in this Redis database (refused "
         "otherwise: the replay starts by clearing every tickml:* key).",
     ),
+    scorers: int = typer.Option(1, help="Scorer processes (each owns shards s % scorers)."),
 ) -> None:
     """Replay a day through the whole live path at full speed (lockstep) and print close ->
     signal latency percentiles and signal counts (TICKML_REDIS_URL; TICKML_PG_URL optional).
     Every argument is checked before anything is deleted."""
     settings = _settings(workdir)
     _print_live(_live_replay(source, ticks, day, symbols, settings, config, shards, max_seconds,
-                             sim_symbols, signal_strength, registry, wipe_existing))
+                             sim_symbols, signal_strength, registry, wipe_existing, scorers))
 
 
 def _live_replay(source: str, ticks: Path | None, day: str | None, symbols: str | None,
                  settings: Settings, config: Path | None, shards: int, max_seconds: float | None,
                  sim_symbols: int, signal_strength: float,
-                 registry: Path | None = None, wipe_existing: bool = False) -> dict[str, Any]:
+                 registry: Path | None = None, wipe_existing: bool = False,
+                 scorers: int = 1) -> dict[str, Any]:
     from live.config import LiveConfig
     from live.replay import ReplaySpec, check_spec, replay
 
     finite(signal_strength, "--signal-strength", 0.0)
-    cfg = LiveConfig.from_settings(settings, shards=shards)
+    cfg = LiveConfig.from_settings(settings, shards=shards, scorers=scorers)
     registry = registry or settings.layout.models
     config = config or settings.config
     if source == "binance":

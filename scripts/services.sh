@@ -88,6 +88,18 @@ ensure_prometheus() {
   fi
 }
 
+ensure_compiler() {
+  # the registry compiles champion models to C (tl2cgen) with gcc; without it the scorer falls
+  # back to LightGBM (exact, slower) and the runtime tests fail
+  if command -v "${CC:-gcc}" >/dev/null 2>&1; then return; fi
+  if is_root; then
+    apt_install gcc libc6-dev
+  else
+    say "gcc missing: compiled inference falls back to LightGBM (sudo apt-get install -y gcc)"
+  fi
+}
+
+ensure_compiler
 if [ -n "${TICKML_TEST_PG_URL:-}" ]; then say "using TICKML_TEST_PG_URL"; else ensure_postgres; fi
 if [ -n "${TICKML_TEST_REDIS_URL:-}" ]; then say "using TICKML_TEST_REDIS_URL"; else ensure_redis; fi
 if [ "${1:-}" != "--no-browser" ]; then ensure_chromium; ensure_prometheus; fi

@@ -29,6 +29,7 @@ from _netproxy import TcpProxy
 from live.bus import TickBus
 from live.config import LiveConfig
 from live.feeds import Clock, ReplayFeed
+from live.layout import VectorLayout, declare
 from live.online import read_vectors
 from live.replay import drained
 from tickml.features import FeatureConfig, compute_features, feature_names
@@ -98,6 +99,10 @@ def _wait(cond, timeout: float = 120.0) -> None:  # noqa: ANN001
     raise AssertionError("condition not reached in time")
 
 
+#: a layout holding every feature (declared like a scorer's), so the check covers all of them
+FULL = VectorLayout((*feature_names(FeatureConfig()), "mid", "spread"))
+
+
 def _done(client: redis.Redis, cfg: LiveConfig) -> int:
     v = client.hget(cfg.key("progress"), "done:0")
     return int(v) if v else -1
@@ -113,7 +118,7 @@ def _check_rows(workdir: Path, ticks: pd.DataFrame, client: redis.Redis) -> None
     assert len(got) == len(want) == 6 * 390
     pd.testing.assert_frame_equal(got[KEY + names], want[KEY + names], check_exact=True)
     syms = sorted(ticks["symbol"].unique())
-    vec, ev = read_vectors(client, "tickml", "model_vector", "vector", syms)
+    vec, ev = read_vectors(client, "tickml", FULL.view, "vector", syms)
     last = want.groupby("symbol").tail(1).set_index("symbol").loc[syms]
     np.testing.assert_array_equal(vec[:, : len(names)], last[names].to_numpy())
     assert (ev == last["event_timestamp"].astype("int64").to_numpy()).all()
@@ -124,6 +129,7 @@ def test_kill9_materializer_resumes_exactly(
 ) -> None:
     cfg = LiveConfig(redis_url=redis_url, shards=1, stream_maxlen=1_000_000)
     client = redis.Redis.from_url(redis_url)
+    declare(client, cfg.prefix, "test", FULL)  # as a scorer would: every feature packed
     _publish(cfg, day_ticks)
     logf = tmp_path / "mat.log"
     proc = _start(redis_url, tmp_path, logf)
@@ -149,6 +155,7 @@ def test_redis_outage_is_ridden_out(
 ) -> None:
     cfg = LiveConfig(redis_url=redis_url, shards=1, stream_maxlen=1_000_000)
     client = redis.Redis.from_url(redis_url)
+    declare(client, cfg.prefix, "test", FULL)  # as a scorer would: every feature packed
     _publish(cfg, day_ticks)
     db = redis_url.rsplit("/", 1)[1]
     with TcpProxy("127.0.0.1", 6379) as proxy:
