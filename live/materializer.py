@@ -131,7 +131,8 @@ class ShardMaterializer:
         self.last_done = int(data[b"last_done"])
         self.mid = {k: tuple(v) for k, v in json.loads(data[b"mid"]).items()}
         for sym, (bid, ask) in self.mid.items():
-            self._book[self._symbol_id(sym)] = (bid, ask)
+            k = self._symbol_id(sym)  # may grow self._book: index it afterwards
+            self._book[k] = (bid, ask)
         log.info(
             "restored checkpoint",
             extra={
@@ -357,8 +358,9 @@ class ShardMaterializer:
                 "close_wall": close_wall_ns,
                 "done_wall": time.time_ns(),
                 "rows": rows,
-                "champion": champion or "",
                 "layouts": ",".join(lay.view for lay in layouts or ()),
+                # without a registry this shard does not know the champion: no field
+                **({"champion": champion or ""} if self.plan.registry is not None else {}),
                 **{k: f"{v:.3f}" for k, v in self._parts.items()},
             },
             maxlen=100_000,

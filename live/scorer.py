@@ -54,8 +54,12 @@ VOL_ROWS, VOL_MIN = 30, 5  # as tickml.models.experiment.add_market_columns
 class Announced:
     """What the shards a scorer owns announced for one boundary."""
 
-    champion: str | None  #: the champion every shard saw ("" none; None: they disagree)
+    champion: str | None  #: the champion every shard saw ("" none; None: they disagree;
+    #: UNKNOWN: materializers without the registry)
     layouts: frozenset[str]  #: views every shard wrote
+
+
+UNKNOWN = "?"
 
 
 class RecentVol:
@@ -179,12 +183,22 @@ class Scorer:
         """Switch to the champion the shards announced once its layout is written everywhere;
         True when the active version changed."""
         target = announced.champion
+        if target == UNKNOWN:  # materializers without the registry: the scorer reads it
+            target = self.registry.champion() or ""
         if target is None or (target or None) == self.version:
             return False
-        if not target:
-            return self._activate(None)
-        ready = self._prepare(target)
-        return bool(ready) and ready[1].view in announced.layouts and self._activate(target)
+        layout = layout_for(None)
+        if target:
+            ready = self._prepare(target)
+            if ready is None:
+                return False
+            layout = ready[1]
+        if layout.view not in announced.layouts:
+            # not written yet: ask for it (materializers that follow the registry already do)
+            declare(self.r, self.cfg.prefix, f"{self.name}:next", layout)
+            return False
+        self.r.hdel(self.cfg.key("layouts"), f"{self.name}:next")
+        return self._activate(target or None)
 
     # ---- state ---------------------------------------------------------------------------
     def _load_state(self) -> DecisionState:
@@ -367,7 +381,7 @@ def run_scorer(
                     if b <= done or shard not in own:
                         continue
                     lays = frozenset(f.get(b"layouts", b"").decode().split(",")) - {""}
-                    champ = f.get(b"champion", b"").decode()
+                    champ = f[b"champion"].decode() if b"champion" in f else UNKNOWN
                     seen.setdefault(b, {})[shard] = (int(f[b"rows"]), champ, lays)
                     first_wall.setdefault(b, (time.monotonic(), int(f[b"close_wall"])))
             for b in sorted(seen):

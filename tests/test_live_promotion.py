@@ -64,9 +64,12 @@ def _wait(cond, what: str, timeout: float = 120.0) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.parametrize("follows_registry", [True, False], ids=["registry", "declared"])
 def test_promotion_mid_replay_never_scores_a_mismatched_layout(
-    redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path, follows_registry: bool
 ) -> None:
+    """``declared``: materializers started without the registry (they write what scorers
+    declare); the scorer asks for v2's layout first and switches once it was written."""
     reg = ModelRegistry(tmp_path / "reg")
     reg.set_champion(reg.save(_models(dt.date(2024, 3, 4), NAMES[:30], 1)))
     v1 = reg.champion()
@@ -89,7 +92,8 @@ def test_promotion_mid_replay_never_scores_a_mismatched_layout(
     stop = threading.Event()
     workers = [
         threading.Thread(target=run_materializer, args=(cfg, [0, 1], stop, FC),
-                         kwargs={"registry": reg.root}, daemon=True),
+                         kwargs={"registry": reg.root if follows_registry else None},
+                         daemon=True),
         threading.Thread(target=run_scorer, args=(cfg, reg.root, stop, None, FC, scored.append),
                          daemon=True),
     ]
@@ -118,7 +122,8 @@ def test_promotion_mid_replay_never_scores_a_mismatched_layout(
         d = [int(v) if v else -1 for v in done]
         return min(d[:2]) >= t and max(d[2:]) < t
 
-    try:
+    try:  # the scorer declared its layout and the materializer is up before the first tick
+        _wait(lambda: all(r.hmget(cfg.key("ready"), ["scorer", "mat:0", "mat:1"])), "workers")
         t_half = publish(events[: half + 1])
         _wait(lambda: scored_until(t_half), "the first half")
         reg.set_champion(v2)  # mid-replay promotion (builds v2's runtime first)
@@ -138,12 +143,19 @@ def test_promotion_mid_replay_never_scores_a_mismatched_layout(
     k = versions.index(v2)
     assert set(versions[:k]) == {v1} and set(versions[k:]) == {v2} and k > 0
     first_v2 = scored[k].boundary_ns
-    # every shard announced v2 with v2's layout written at the first v2 boundary, not before
+    # every shard wrote v2's layout at the first v2 boundary ...
     at = ann[ann["b"] == first_v2]
-    assert (at["champion"] == v2).all() and at["layouts"].str.contains(lay2.view).all()
-    # ... and it is the first boundary all shards announced with v2 (no switch delayed either)
-    all_v2 = ann.groupby("b")["champion"].apply(lambda c: bool((c == v2).all()))
-    assert all_v2[all_v2].index.min() == first_v2
+    assert at["layouts"].str.contains(lay2.view).all()
+    if follows_registry:
+        # ... and it is the first boundary all shards announced with v2 (no delay either)
+        assert (at["champion"] == v2).all()
+        all_v2 = ann.groupby("b")["champion"].apply(lambda c: bool((c == v2).all()))
+        assert all_v2[all_v2].index.min() == first_v2
+    else:  # ... which they did because the scorer asked (no champion in the announcements)
+        assert "champion" not in ann.columns
+        before = ann[ann["b"] < first_v2]
+        assert not before.groupby("b")["layouts"].apply(
+            lambda c: bool(c.str.contains(lay2.view).all())).any()
 
     # each boundary: the named version's offline scores on the batch rows of that boundary
     for res in scored:

@@ -8,6 +8,8 @@ Layout::
         short.txt              LightGBM text model (5-class, short horizon)
         long.txt               LightGBM text model (3-class, long horizon)
         manifest.json          see below
+        runtime/               compiled inference (tickml.models.runtime): short.so, long.so,
+                               runtime.json (hashes, versions); built at promotion
       v2/ ...
 
 A version directory is written under a temporary name and renamed into place, so a version is
