@@ -190,7 +190,7 @@ def run(
     registry: str | None = None,
     throughput_symbols: int = 500,
     throughput_minutes: int = 15,
-    sim_days: int = 6,
+    sim_days: int = 5,
     sim_symbols: int = 10,
     seed: int = 11,
 ) -> list[dict[str, Any]]:
