@@ -182,10 +182,14 @@ def _one_scorer(url: str, reg_root: Path, n: int, repeats: int, warmup: int, dat
     idle = _cpu_idle(idle0)
     gc.unfreeze()
     lat = [p["latency_ms"] for p in parts]
+    novol = [p["latency_ms"] - p["vol_ms"] for p in parts]
     return {
         "p50_ms": _pct(lat, 50),
         "p99_ms": _pct(lat, 99),
         "per_symbol_us_p50": round(_pct(lat, 50) / n * 1e3, 3),
+        # RecentVol.step, a per-symbol loop being replaced by a vectorized function (issue 13)
+        "without_recent_vol_p50_ms": _pct(novol, 50),
+        "without_recent_vol_p99_ms": _pct(novol, 99),
         **_collect(parts),
         "write_p50_ms": _pct(writes, 50),
         "write_p99_ms": _pct(writes, 99),
@@ -264,13 +268,15 @@ def _wait_scored(r: Any, k: int) -> None:
 def _old_path(url: str, reg_root: Path, n: int, repeats: int, data: pd.DataFrame,
               names: list[str], seed: int, feast_dir: str | None) -> dict[str, Any]:
     """The path before sized vectors and the compiled runtime: the full 196-value vectors
-    (every feature, mid, spread) read from the ``model_vector`` view, LightGBM ``predict`` of
-    both models at once (2 threads), the same decision; and, with ``feast_dir``, the same with
-    the read done by Feast's SDK on the champion's sized view."""
+    (every feature, mid, spread) read from the ``model_vector`` view, the same recent
+    volatility, LightGBM ``predict`` of both models at once (2 threads), the same decision
+    (publishing excluded: 0.01 ms); and, with ``feast_dir``, the same with the read done by
+    Feast's SDK on the champion's sized view and the compiled models."""
     import redis
 
     from live.layout import VECTOR_FEATURE, layout_for
     from live.online import read_vectors, write_vectors
+    from live.scorer import RecentVol
     from tickml.decision import DecisionConfig, DecisionState, decide
     from tickml.models.registry import ModelRegistry
     from tickml.models.runtime import Inference
@@ -286,24 +292,26 @@ def _old_path(url: str, reg_root: Path, n: int, repeats: int, data: pd.DataFrame
     sized = full[:, [full_cols.index(c) for c in lay.columns]]
     i_ret = full_cols.index("ret_b1")
     dc, state = DecisionConfig(), DecisionState()
+    vol = RecentVol()  # the old scorer's per-symbol recent volatility, as the new step has it
     feast = _feast_reader(url, universe, feast_dir, lay.view) if feast_dir else None
     comp = Inference.of(champ, lay.columns)
-    out: dict[str, list[float]] = {"old": [], "old_read": [], "old_models": [], "feast": [],
-                                   "feast_read": []}
+    out: dict[str, list[float]] = {"old": [], "old_read": [], "old_vol_and_models": [],
+                                   "feast": [], "feast_read": []}
     for k in range(repeats):
         b = B0 + (1000 + k) * STEP_NS
         write_vectors(r, PROJECT, "model_vector", VECTOR_FEATURE, universe, full, b)
         t0 = time.perf_counter()
         x, ev = read_vectors(r, PROJECT, "model_vector", VECTOR_FEATURE, universe)
         t1 = time.perf_counter()
+        rvol = vol.step(0, universe, x[:, i_ret], ev == b)
         p = lgb.predict(x)
         t2 = time.perf_counter()
-        decide(dc, state, b, universe, p["short"], p["long"], x[:, i_ret], None,
+        decide(dc, state, b, universe, p["short"], p["long"], x[:, i_ret], rvol,
                (b - ev) / 1e9)
         t3 = time.perf_counter()
         out["old"].append((t3 - t0) * 1e3)
         out["old_read"].append((t1 - t0) * 1e3)
-        out["old_models"].append((t2 - t1) * 1e3)
+        out["old_vol_and_models"].append((t2 - t1) * 1e3)
         if feast is not None:
             write_vectors(r, PROJECT, lay.view, VECTOR_FEATURE, universe, sized, b)
             t0 = time.perf_counter()
