@@ -136,9 +136,9 @@ def test_champion_pointer(tmp_path: Path, models: dict[str, TrainedModel]) -> No
     with pytest.raises(RegistryError, match="no champion"):
         reg.load()
     v1, v2 = reg.save(models), reg.save(models)
-    reg.set_champion(v1)
+    reg.set_champion(v1, build_runtime=False)  # the pointer only (tests/test_runtime.py builds)
     assert reg.champion() == v1
-    reg.set_champion(v2)
+    reg.set_champion(v2, build_runtime=False)
     data = json.loads((tmp_path / "champion.json").read_text())
     assert data["version"] == v2 and data["previous"] == v1
     assert reg.load().version == v2
@@ -241,10 +241,10 @@ def test_promote_if_better_moves_the_pointer(
     v1 = reg.save(models, {"oos": manifest(0.05, [0.01, 0.09], 1.30, 1.35)["oos"]})
     v2 = reg.save(models, {"oos": manifest(0.04, [0.01, 0.09], 1.29, 1.35)["oos"]})
     v3 = reg.save(models, {"oos": manifest(0.06, [0.02, 0.10], 1.29, 1.35)["oos"]})
-    assert reg.promote_if_better(v1)[0] and reg.champion() == v1
-    ok, why = reg.promote_if_better(v2)
+    assert reg.promote_if_better(v1, build_runtime=False)[0] and reg.champion() == v1
+    ok, why = reg.promote_if_better(v2, build_runtime=False)
     assert not ok and reg.champion() == v1
-    assert reg.promote_if_better(v3)[0] and reg.champion() == v3
+    assert reg.promote_if_better(v3, build_runtime=False)[0] and reg.champion() == v3
 
 
 @pytest.mark.unit

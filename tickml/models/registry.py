@@ -540,14 +540,15 @@ class ModelRegistry:
         os.replace(tmp, self.root / CHAMPION)
         _fsync_dir(self.root)
 
-    def promote_if_better(self, version: str) -> tuple[bool, list[str]]:
-        """Apply :func:`promotion_decision` against the current champion; set it if promoted."""
+    def promote_if_better(self, version: str, build_runtime: bool = True) -> tuple[bool, list[str]]:
+        """Apply :func:`promotion_decision` against the current champion; set it if promoted
+        (:meth:`set_champion`, which builds the compiled runtime first unless told not to)."""
         challenger = self.manifest(version)
         current = self.champion()
         champ = self.manifest(current) if current is not None else None
         ok, reasons = promotion_decision(challenger, champ)
         if ok:
-            self.set_champion(version)
+            self.set_champion(version, build_runtime=build_runtime)
         return ok, reasons
 
     @staticmethod
