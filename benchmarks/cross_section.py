@@ -146,7 +146,7 @@ class _Bench:
         return (time.perf_counter() - t) * 1e3
 
     def step(self, b: int) -> dict[str, float]:
-        from live.scorer import Announced
+        from live.champion import Announced
 
         ann = Announced(self.version, frozenset({self.layout.view}))
         t0 = time.perf_counter()
@@ -279,8 +279,8 @@ def _old_path(url: str, reg_root: Path, n: int, repeats: int, data: pd.DataFrame
     from live.online import read_vectors, write_vectors
     from live.scorer import RecentVol
     from tickml.decision import DecisionConfig, DecisionState, decide
+    from tickml.models.inference import Inference
     from tickml.models.registry import ModelRegistry
-    from tickml.models.runtime import Inference
 
     r = redis.Redis.from_url(url)
     reg = ModelRegistry(reg_root)
@@ -360,8 +360,8 @@ def runtimes(reg_root: Path, data: pd.DataFrame, n: int = 5000, repeats: int = 3
     import treelite
 
     from live.layout import layout_for
+    from tickml.models.inference import Inference
     from tickml.models.registry import ModelRegistry
-    from tickml.models.runtime import Inference
     from tickml.models.train import proba_from_raw
 
     reg = ModelRegistry(reg_root)

@@ -27,39 +27,26 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import redis
 
 from live import metrics
+from live.champion import UNKNOWN, Announced, ChampionSwitch
 from live.config import LiveConfig
-from live.layout import VECTOR_FEATURE, VectorLayout, declare, layout_for
+from live.layout import VECTOR_FEATURE, VectorLayout
 from live.ledger import PaperLedger
 from live.online import read_vectors, resp, roundtrip
 from live.scaleout import BreakerExchange, scorer_name, scorer_shards
 from live.sinks import Scored, SignalStore
 from tickml.decision import DecisionConfig, Decisions, DecisionState, breaker_counts, decide
 from tickml.features import FeatureConfig
-from tickml.models.registry import ModelRegistry, RegistryError
-from tickml.models.runtime import Inference
+from tickml.models.inference import Inference
 
 log = logging.getLogger(__name__)
 
 VOL_ROWS, VOL_MIN = 30, 5  # as tickml.models.experiment.add_market_columns
-
-
-@dataclass(frozen=True)
-class Announced:
-    """What the shards a scorer owns announced for one boundary."""
-
-    champion: str | None  #: the champion every shard saw ("" none; None: they disagree;
-    #: UNKNOWN: materializers without the registry)
-    layouts: frozenset[str]  #: views every shard wrote
-
-
-UNKNOWN = "?"
 
 
 class RecentVol:
@@ -107,11 +94,7 @@ class Scorer:
         self.r = client or redis.Redis.from_url(config.redis_url)
         self.name = scorer_name(config, index)
         self.shards = set(scorer_shards(config, index))
-        self.registry = ModelRegistry(registry_root)
-        self.compiled = compiled
-        self.models: Inference | None = None
-        self.layout: VectorLayout = layout_for(None)
-        self._prepared: dict[str, tuple[Inference, VectorLayout] | None] = {}
+        self.champion = ChampionSwitch(config, self.r, registry_root, self.name, compiled)
         self._universe: list[str] = []
         self._universe_n = -1
         self.breaker = BreakerExchange(config, self.r, self.name)
@@ -127,78 +110,20 @@ class Scorer:
 
     # ---- models --------------------------------------------------------------------------
     @property
+    def models(self) -> Inference | None:
+        return self.champion.models
+
+    @property
+    def layout(self) -> VectorLayout:
+        return self.champion.layout
+
+    @property
     def version(self) -> str | None:
-        return self.models.version if self.models else None
-
-    def _prepare(self, version: str) -> tuple[Inference, VectorLayout] | None:
-        """Load a version (models, compiled runtime, layout) once; None when it cannot load."""
-        if version not in self._prepared:
-            self._prepared.clear()  # keep at most the active and one pending version
-            try:
-                reg = self.registry.load(version)
-                layout = layout_for(reg.manifest)
-                inf = Inference.of(reg, layout.columns, compiled=self.compiled)
-            except (RegistryError, ValueError) as exc:
-                log.error("cannot load model version; keeping the current one",
-                          extra={"version": version, "error": str(exc)})
-                self._prepared[version] = None
-                return None
-            if inf.fallback_reason is not None:
-                metrics.RUNTIME_FALLBACKS.labels(self.name, inf.fallback_reason).inc()
-                log.warning(
-                    "compiled runtime unusable: scoring with LightGBM",
-                    extra={"version": version, "reason": inf.fallback_reason,
-                           "detail": inf.fallback_message},
-                )
-            inf.predict(np.zeros((1, len(layout.columns))))  # warm up
-            self._prepared[version] = (inf, layout)
-        return self._prepared[version]
-
-    def _activate(self, version: str | None) -> bool:
-        if version is None:
-            self.models, self.layout = None, layout_for(None)
-        else:
-            ready = self._prepare(version)
-            if ready is None:
-                return False
-            self.models, self.layout = ready
-            self._prepared = {version: ready}
-        declare(self.r, self.cfg.prefix, self.name, self.layout)
-        for rt in ("tl2cgen", "lightgbm"):
-            metrics.INFERENCE_RUNTIME.labels(self.name, rt).set(
-                int(self.models is not None and self.models.runtime == rt)
-            )
-        log.info("champion active", extra={
-            "version": version, "layout": self.layout.view, "columns": len(self.layout.columns),
-            "runtime": self.models.runtime if self.models else None})
-        return True
+        return self.champion.version
 
     def reload_models(self) -> bool:
-        """Standalone use (no announcements): activate the registry's champion when it changed;
-        True when the active version changed."""
-        version = self.registry.champion()
-        return version != self.version and self._activate(version)
-
-    def follow(self, announced: Announced) -> bool:
-        """Switch to the champion the shards announced once its layout is written everywhere;
-        True when the active version changed."""
-        target = announced.champion
-        if target == UNKNOWN:  # materializers without the registry: the scorer reads it
-            target = self.registry.champion() or ""
-        if target is None or (target or None) == self.version:
-            return False
-        layout = layout_for(None)
-        if target:
-            ready = self._prepare(target)
-            if ready is None:
-                return False
-            layout = ready[1]
-        if layout.view not in announced.layouts:
-            # not written yet: ask for it (materializers that follow the registry already do)
-            declare(self.r, self.cfg.prefix, f"{self.name}:next", layout)
-            return False
-        self.r.hdel(self.cfg.key("layouts"), f"{self.name}:next")
-        return self._activate(target or None)
+        """Standalone use (no announcements): follow the registry's champion."""
+        return self.champion.reload()
 
     # ---- state ---------------------------------------------------------------------------
     def _load_state(self) -> DecisionState:
@@ -226,9 +151,9 @@ class Scorer:
         close_wall_ns = close_wall_ns or time.time_ns()
         start_ns = time.time_ns()
         if announced is None:
-            self.reload_models()
+            self.champion.reload()
         else:
-            self.follow(announced)
+            self.champion.follow(announced)
         syms = self.universe()
         lay = self.layout
         t0 = time.perf_counter()
