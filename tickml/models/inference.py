@@ -53,7 +53,9 @@ class Inference:
             name: np.array([col[f] for f in m.features], dtype=np.int64)
             for name, m in registered.models.items()
         }
-        libs, reason, message = None, "disabled", "compiled runtime disabled"
+        libs: dict[str, CompiledModel] | None = None
+        reason: str | None = "disabled"
+        message: str | None = "compiled runtime disabled"
         if compiled:
             try:
                 libs = load_compiled(registered.path, registered.manifest, registered.models)

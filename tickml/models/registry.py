@@ -503,8 +503,8 @@ class ModelRegistry:
         if not force:
             try:
                 load_compiled(loaded.path, loaded.manifest, loaded.models)
-                info = (loaded.path / RUNTIME_DIR / RUNTIME_MANIFEST).read_text(encoding="utf-8")
-                return dict(json.loads(info))
+                text = (loaded.path / RUNTIME_DIR / RUNTIME_MANIFEST).read_text(encoding="utf-8")
+                return dict(json.loads(text))
             except RuntimeUnavailable:
                 pass
         try:

@@ -215,6 +215,7 @@ def build(
     try:
         import tl2cgen
         import treelite
+        from tl2cgen.exception import TL2cgenError
     except ImportError as exc:  # pragma: no cover - both are dependencies
         raise RuntimeBuildError(f"tl2cgen/treelite not installed: {exc}") from exc
     tmp = version_dir / f".runtime-tmp-{uuid.uuid4().hex}"
@@ -256,7 +257,7 @@ def build(
         return info
     except RuntimeUnavailable as exc:
         raise RuntimeBuildError(str(exc)) from exc
-    except (OSError, tl2cgen.core.TL2cgenError, treelite.core.TreeliteError) as exc:
+    except (OSError, TL2cgenError, treelite.TreeliteError) as exc:
         raise RuntimeBuildError(f"compiling the models failed: {exc}") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
