@@ -64,7 +64,8 @@ class LiveConfig(BaseModel):
     write_feature_view: bool = Field(
         True,
         description="also write every feature into Feast's tick_features view (the per-feature "
-        "layout Feast's SDK reads); the scorer reads only the packed model_vector view",
+        "layout Feast's SDK reads); the scorer reads only the champion's packed "
+        "model_vector_<digest> view",
     )
     online_log_dir: str | None = Field(
         None,
