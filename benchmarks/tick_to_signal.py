@@ -40,7 +40,7 @@ from tickml.settings import Settings
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/13"
 #: symbols -> (session minutes, speed x real time): paces the materializers sustain on 2 cores
-PLAN = {20: (30, 60.0), 500: (20, 20.0), 5000: (8, 4.0)}
+PLAN = {20: (30, 60.0), 500: (20, 20.0), 5000: (6, 2.0)}
 
 
 def _pct(v: np.ndarray, q: float) -> float | None:
