@@ -32,8 +32,8 @@ import hashlib
 import itertools
 import logging
 import weakref
-from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import redis
@@ -245,14 +245,15 @@ def vector_payload(
     buf = np.empty((n, width), np.uint8)
     buf[:, : len(hdr)] = np.frombuffer(hdr, np.uint8)
     buf[:, len(hdr) :] = np.ascontiguousarray(m).view(np.uint8)
-    rows = buf.view(np.dtype((np.void, width))).ravel().tolist()  # n bytes objects, in C
+    rows = cast(list[bytes], buf.view(np.dtype((np.void, width))).ravel().tolist())  # in C
     heads = _hset_heads(project, view, feature, width, tuple(symbols))
     tsf = b"\r\n" + bulk(ts_field(view))
     if np.ndim(event_ts_ns) == 0:
         tails: Any = itertools.repeat(tsf + bulk(timestamp_bytes(int(event_ts_ns))), n)
     else:
         tails = [tsf + bulk(t) for t in event_ts_bytes(event_ts_ns, n)]
-    return b"".join(itertools.chain.from_iterable(zip(heads, rows, tails, strict=False)))
+    parts: Iterable[bytes] = itertools.chain.from_iterable(zip(heads, rows, tails, strict=False))
+    return b"".join(parts)
 
 
 @functools.lru_cache(maxsize=16)  # one entry per (universe, layout): the materializer's shards
