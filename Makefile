@@ -34,7 +34,7 @@ lint: $(STAMP)
 
 ## make bench: every benchmark, one JSON line each
 bench: $(STAMP)
-	@for b in parse store features-batch features-stream cross-section tick-to-signal consistency; do $(BIN)/tickml bench $$b; done
+	@for b in parse store features-batch features-stream cross-section tick-to-signal consistency execution; do $(BIN)/tickml bench $$b; done
 
 ## make dagster: the Dagster UI on 127.0.0.1:3000 with the embedded (sqlite) instance
 dagster: $(STAMP)

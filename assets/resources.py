@@ -8,6 +8,7 @@ storage; nothing here logs them.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -279,6 +280,28 @@ class TickStoreResource(dg.ConfigurableResource):
         return TickStore(self.url)
 
 
+class ShadowLedgerResource(dg.ConfigurableResource):
+    """The live shadow ledger's PostgreSQL tables (``tickml/store/shadow.py``). Optional: with no
+    URL there is no shadow trading to report."""
+
+    url: str | None = Field(
+        default=None, description="PostgreSQL URL (from TICKML_PG_URL); empty = disabled."
+    )
+
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+    def day(self, day: dt.date, tz: str) -> tuple[Any, Any, str | None]:
+        """(fills, per-boundary equity, execution config JSON) of the local ``day``."""
+        import pandas as pd
+
+        from tickml.store.shadow import read_day
+
+        start = pd.Timestamp(day).tz_localize(tz)
+        end = pd.Timestamp(day + dt.timedelta(days=1)).tz_localize(tz)
+        return read_day(str(self.url), day, start.to_pydatetime(), end.to_pydatetime())
+
+
 def resource_set(
     settings: Settings,
     source: TickSourceResource | None = None,
@@ -329,4 +352,5 @@ def resource_set(
             experiment=settings.mlflow_experiment,
             workdir=str(layout.root),
         ),
+        "shadow": ShadowLedgerResource(url=secret("pg_url")),
     }

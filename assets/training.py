@@ -230,22 +230,66 @@ def model_experiment(
     )
 
 
+def passed_challenger(instance: dg.DagsterInstance, run_id: str) -> tuple[str, str | None]:
+    """The version ``model_experiment`` registered in run ``run_id`` and the champion its
+    ``beats_champion`` check compared it with, when that check passed for that very version;
+    raises ``dg.Failure`` otherwise."""
+    version = None
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        mat = entry.asset_materialization
+        if mat is not None and mat.asset_key == dg.AssetKey("model_experiment"):
+            version = mat.metadata["version"].value
+    if version is None:
+        raise dg.Failure(f"run {run_id} registered no model_experiment version")
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        ev = entry.dagster_event.event_specific_data if entry.dagster_event else None
+        if not isinstance(ev, dg.AssetCheckEvaluation) or ev.check_name != "beats_champion":
+            continue
+        meta = {k: v.value for k, v in ev.metadata.items()}
+        if meta.get("challenger") == version:
+            if not ev.passed:
+                raise dg.Failure(f"{version} did not pass beats_champion: not promoted")
+            champion = meta.get("champion")
+            return str(version), None if champion in (None, "None") else str(champion)
+    raise dg.Failure(f"no beats_champion result for {version} in run {run_id}")
+
+
 @dg.asset(
     deps=["model_experiment"],
     group_name="training",
-    description="The registry's champion: set to the new challenger only when its blocking "
-    "promotion check passed (otherwise this asset does not run).",
+    description="The registry's champion: exactly the challenger whose blocking promotion check "
+    "passed (the version model_experiment registered in this run, or in its latest run when "
+    "this asset runs alone), never simply the newest version: two overlapping retrains can "
+    "register a version that failed its check after the one that passed. If another run "
+    "promoted a champion since the check, the rule is applied again against it.",
 )
 def champion_model(
-    registry: ModelRegistryResource, mlflow: MlflowResource
+    context: dg.AssetExecutionContext, registry: ModelRegistryResource, mlflow: MlflowResource
 ) -> dg.MaterializeResult:
+    instance = context.instance
+    run_id = context.run.run_id
+    materialized = dg.DagsterEventType.ASSET_MATERIALIZATION
+    if dg.AssetKey("model_experiment") not in instance.get_asset_keys_for_run(run_id, materialized):
+        latest = instance.get_latest_materialization_event(dg.AssetKey("model_experiment"))
+        if latest is None:
+            raise dg.Failure("model_experiment was never materialized: no challenger")
+        run_id = latest.run_id
+    version, checked_against = passed_challenger(instance, run_id)
     reg = registry.registry()
-    version = reg.versions()[-1]
-    previous = reg.champion()
+    current = reg.champion()
+    if current != checked_against:
+        ok, reasons = reg.promotion_decision(
+            reg.manifest(version), reg.manifest(current) if current else None
+        )
+        if not ok:
+            raise dg.Failure(
+                f"{version} passed against {checked_against}, but {current} became champion "
+                f"since and {version} does not beat it: {reasons}"
+            )
     reg.set_champion(version)
     mlflow.mark_champion(  # promotion visible in MLflow: tag tickml.champion on the run
         (reg.manifest(version).get("metadata") or {}).get("mlflow"), version,
-        (reg.manifest(previous).get("metadata") or {}).get("mlflow") if previous else None,
+        (reg.manifest(current).get("metadata") or {}).get("mlflow") if current else None,
     )
-    return dg.MaterializeResult(metadata={"champion": version,
+    return dg.MaterializeResult(metadata={"champion": version, "run_checked": run_id,
                                           "manifest": dg.MetadataValue.json(reg.manifest(version))})

@@ -143,7 +143,8 @@ def throughput(url: str, n: int, minutes: int, procs: int, shards: int,
         else:
             bus.publish_clock(ev.t_ns, ev.wall_ns)
             last_clock = ev.t_ns
-    client.set(cfg.key("scorer", "last"), 2**62)  # no scorer in this row
+    # no scorer or ledger in this row
+    client.mset({cfg.key("scorer", "last"): 2**62, cfg.key("ledger", "last"): 2**62})
     env = {**os.environ, "TICKML_REDIS_URL": url, "TICKML_LOG_LEVEL": "WARNING",
            "TICKML_WORKDIR": workdir}
     kids = []

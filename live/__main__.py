@@ -1,9 +1,9 @@
 """``python -m live <role>``: one live worker process (``tickml live`` wraps the same roles).
 
-Roles: feed, materializer, scorer, writer, run (the supervisor: all of them), exporter (the
-offline monitoring reports as Prometheus metrics, ``live.exporter``). Connection URLs come
-from the environment through the settings (TICKML_REDIS_URL, TICKML_PG_URL:
-:mod:`tickml.settings`); see ``live.config.LiveConfig``.
+Roles: feed, materializer, scorer, ledger (the shadow ledger), writer, run (the supervisor: all
+of them), exporter (the offline monitoring reports as Prometheus metrics, ``live.exporter``).
+Connection URLs come from the environment through the settings (TICKML_REDIS_URL,
+TICKML_PG_URL: :mod:`tickml.settings`); see ``live.config.LiveConfig``.
 """
 
 from __future__ import annotations
@@ -50,6 +50,13 @@ def _decision_config(path: str | None):  # noqa: ANN202
     return RunConfig.load(path).experiment.decision if path else RunConfig().experiment.decision
 
 
+def _execution_config(path: str | None):  # noqa: ANN202
+    """The book the shadow ledger runs: the run config's sized book (the experiment's)."""
+    from tickml.config import RunConfig
+
+    return (RunConfig.load(path) if path else RunConfig()).experiment.execution_config()
+
+
 def _rules(args: argparse.Namespace):  # noqa: ANN202
     from tickml.config import RunConfig
 
@@ -92,15 +99,18 @@ def feed_events(args: argparse.Namespace, feature_config):  # noqa: ANN001, ANN2
 
 def _parser() -> argparse.ArgumentParser:
     p = OneLineArgumentParser(prog="python -m live", description=__doc__.split("\n")[0])
-    p.add_argument("role", choices=["feed", "materializer", "scorer", "writer", "run", "exporter"])
+    p.add_argument(
+        "role",
+        choices=["feed", "materializer", "scorer", "ledger", "writer", "run", "exporter"],
+    )
     p.add_argument("--shards", type=int, default=None, help="bus shards (default LiveConfig)")
     p.add_argument("--own", type=int, nargs="*", default=None, help="materializer: its shards")
     p.add_argument("--materializers", type=int, default=None, help="run: processes")
     p.add_argument("--scorers", type=int, default=None, help="scorer processes (default 1)")
     p.add_argument("--index", type=int, default=0, help="scorer: which one (0..scorers-1)")
     p.add_argument(
-        "--config", default=None, help="RunConfig YAML (features, decision gates; default: "
-        "TICKML_CONFIG)"
+        "--config", default=None, help="RunConfig YAML (features, decision gates, execution; "
+        "default: TICKML_CONFIG)"
     )
     p.add_argument("--workdir", default=None, help="working directory (default: TICKML_WORKDIR)")
     p.add_argument("--registry", default=None, help="model registry folder (<workdir>/models)")
@@ -255,6 +265,10 @@ def _run_role(args: argparse.Namespace, cfg: LiveConfig, settings: Settings, fee
         from live.scorer import run_scorer
 
         run_scorer(cfg, args.registry, stop, _decision_config(args.config), fc, index=args.index)
+    elif args.role == "ledger":
+        from live.ledger import run_ledger
+
+        run_ledger(cfg, stop, _execution_config(args.config), fc)
     elif args.role == "writer":
         from live.writer import TickWriter
 

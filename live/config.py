@@ -29,7 +29,7 @@ class LiveConfig(BaseModel):
     )
     pg_url: str | None = Field(
         None,
-        description="PostgreSQL for the tick store, signals and the paper ledger "
+        description="PostgreSQL for the tick store, signals and the shadow ledger "
         "(env TICKML_PG_URL; None: those writes are off)",
     )
     prefix: str = Field("tickml", description="prefix of every Redis key the live path owns")
@@ -84,8 +84,11 @@ class LiveConfig(BaseModel):
         ge=0,
         description="a clock marker later than the wall clock plus this is refused",
     )
-    paper_hold_bars: int = Field(
-        5, ge=1, description="paper ledger: boundaries a position is held before it is closed"
+    ledger_wait_s: float = Field(
+        30.0,
+        gt=0,
+        description="shadow ledger: how long a boundary whose records do not yet cover every "
+        "shard waits, once a later boundary arrived, before it is stepped with what came",
     )
     metrics_port: int | None = Field(
         None, description="Prometheus /metrics port on 127.0.0.1 (None: no endpoint)"

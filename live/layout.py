@@ -1,11 +1,11 @@
 """Packed model-vector layouts: which values the materializers pack for the scorer, per champion.
 
 A :class:`VectorLayout` is the champion's model inputs (its FeatureService: every feature any of
-its models uses, in manifest order) plus the columns the decision and the ledger need
-(:data:`DECISION_COLUMNS`: ``ret_b1``, the last interval's return; :data:`MARKET_COLUMNS`: ``mid``
-and ``spread`` of the last book), float64 (the exact values the models were trained on: live
-scores equal offline scores without retraining on rounded values). With 70 selected features a
-vector is 73 values instead of 196.
+its models uses, in manifest order) plus the columns the decision and the position book need
+(:data:`DECISION_COLUMNS`: ``ret_b1``, the last interval's return; :data:`MARKET_COLUMNS`:
+``mid``, ``spread``, ``bid_size``, ``ask_size`` of the last book, :mod:`tickml.execution.market`),
+float64 (the exact values the models were trained on: live scores equal offline scores without
+retraining on rounded values). With 70 selected features a vector is 75 values instead of 198.
 
 Each layout is its own Feast view in Feast's Redis layout: view ``model_vector_<digest>``
 (:attr:`VectorLayout.view`; the digest covers the column names and the dtype), one packed
@@ -39,12 +39,12 @@ from typing import Any
 import redis
 
 from live.wire import field_key
+from tickml.execution.market import MARKET_COLUMNS  # the position book's market
 from tickml.models.registry import ModelRegistry, RegistryError
 
 log = logging.getLogger(__name__)
 
 DECISION_COLUMNS = ("ret_b1",)  # the decision's last_return (and the recent volatility)
-MARKET_COLUMNS = ("mid", "spread")  # the paper ledger's prices
 VECTOR_FEATURE = "vector"
 VIEW_PREFIX = "model_vector_"
 

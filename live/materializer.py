@@ -8,7 +8,8 @@ marker from the feed, or a tick past the boundary when a feed sent none) it
 1. snapshots the rows of the boundary,
 2. writes the packed model vectors, sized to the model: for the registry champion's layout and
    every layout a scorer declared (:mod:`live.layout`: the champion's features + ``ret_b1``,
-   ``mid``, ``spread``), each into its own Feast view, one pipeline, the scorer's input,
+   then the market columns of :mod:`tickml.execution.market`: ``mid``, ``spread``, ``bid_size``,
+   ``ask_size``), each into its own Feast view, one pipeline, the scorer's input,
 3. announces the boundary on ``<prefix>:boundaries`` with the champion's version and the
    layouts written (the scorer waits for every shard, and switches models on it),
 4. writes every feature into Feast's ``tick_features`` view (optional) and the offline log
@@ -50,6 +51,7 @@ from live.config import LiveConfig
 from live.consume import BusConsumer, SeqDedup
 from live.layout import MARKET_COLUMNS, VECTOR_FEATURE, LayoutPlan, VectorLayout
 from live.online import OnlineLayout, roundtrip, vector_payload, write_rows
+from tickml.execution.market import BOOK_FIELDS, market_values
 from tickml.features import PIT_COLUMNS, FeatureConfig, StreamingFeatureEngine, feature_names
 from tickml.lake import online_log_dir
 from tickml.validation import DEFAULT_RULES, ValidationConfig
@@ -91,14 +93,15 @@ class ShardMaterializer:
         self._sel: dict[VectorLayout, np.ndarray | None] = {}
         # last book per symbol, as arrays (symbol -> row): vectorized market columns
         self._sid: dict[str, int] = {}
-        self._book = np.full((0, 2), np.nan)
+        self._book = np.full((0, len(BOOK_FIELDS)), np.nan)
         self._rows_key: list[str] = []
         self._rows_idx = (np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64))
         self.engine = StreamingFeatureEngine(self.fc)
         self.dedup = SeqDedup()
         self.last_done = -1  # newest boundary written
         self.data_ns = -1  # newest tick applied (the shard's data time)
-        self.mid: dict[str, tuple[float, float]] = {}  # symbol -> (bid, ask) of its last tick
+        #: symbol -> (bid, ask, bid_size, ask_size) of its last two-sided tick
+        self.mid: dict[str, tuple[float, ...]] = {}
         self.unacked: list[BusEntry] = []
         self._logbuf: list[tuple] = []
         self.since_ckpt = 0
@@ -129,10 +132,13 @@ class ShardMaterializer:
         self.engine = StreamingFeatureEngine.from_state_bytes(data[b"engine"], self.fc)
         self.dedup = SeqDedup.from_json(data[b"dedup"].decode())
         self.last_done = int(data[b"last_done"])
-        self.mid = {k: tuple(v) for k, v in json.loads(data[b"mid"]).items()}
-        for sym, (bid, ask) in self.mid.items():
+        pad = (np.nan,) * len(BOOK_FIELDS)  # checkpoints before the sizes: (bid, ask)
+        self.mid = {
+            k: (*v, *pad)[: len(BOOK_FIELDS)] for k, v in json.loads(data[b"mid"]).items()
+        }
+        for sym, book in self.mid.items():
             k = self._symbol_id(sym)  # may grow self._book: index it afterwards
-            self._book[k] = (bid, ask)
+            self._book[k] = book
         log.info(
             "restored checkpoint",
             extra={
@@ -238,8 +244,8 @@ class ShardMaterializer:
             k = self._symbol_id(str(s))
             if ok.any():
                 j = int(np.flatnonzero(ok)[-1])
-                self.mid[str(s)] = (float(px[j, 0]), float(px[j, 1]))
-                self._book[k] = px[j, :2]
+                self.mid[str(s)] = tuple(float(v) for v in px[j, : len(BOOK_FIELDS)])
+                self._book[k] = px[j, : len(BOOK_FIELDS)]
         metrics.ticks_processed(self.worker, len(batch.ts))
 
     def _close_until(self, t_ns: int, close_wall_ns: int, consumer: BusConsumer) -> None:
@@ -272,7 +278,7 @@ class ShardMaterializer:
         if k is None:
             k = self._sid[symbol] = len(self._sid)
             if k >= len(self._book):
-                grow = np.full((max(64, len(self._book)), 2), np.nan)
+                grow = np.full((max(64, len(self._book)), len(BOOK_FIELDS)), np.nan)
                 self._book = np.vstack([self._book, grow])
         return k
 
@@ -314,8 +320,7 @@ class ShardMaterializer:
         if not syms:
             self._announce(b, close_wall_ns, 0, champion, written)
             return 0
-        bid, ask = self._book[rows, 0], self._book[rows, 1]
-        full = np.hstack([vals, ((bid + ask) / 2)[:, None], (ask - bid)[:, None]])
+        full = np.hstack([vals, market_values(self._book[rows])])
         t0 = time.perf_counter()
         payload = [
             vector_payload(

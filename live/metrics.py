@@ -190,9 +190,71 @@ BREAKER_PARTIAL = Counter(
 )
 
 
+LEDGER_EXPOSURE = Gauge(
+    "tickml_ledger_exposure",
+    "shadow book exposure at the marks, notional units (kind: gross = sum |value|, net)",
+    ["kind"],
+)
+LEDGER_PNL = Gauge(
+    "tickml_ledger_pnl",
+    "shadow book P&L of the local day, notional units (kind: day = net of costs, costs_day)",
+    ["kind"],
+)
+LEDGER_VAR = Gauge("tickml_ledger_var", "shadow book value at risk (the risk limit's measure)")
+LEDGER_POSITIONS = Gauge("tickml_ledger_positions", "open shadow positions")
+LEDGER_RISK_GATES = Counter(
+    "tickml_ledger_risk_gates_total",
+    "the position book's outcome per signal (opened, scaled_*, refused_*, ...)",
+    ["gate"],
+)
+LEDGER_FILLS = Counter("tickml_ledger_fills_total", "shadow fills by reason", ["reason"])
+
+
 def serve(port: int | None, host: str = "127.0.0.1") -> None:
     """Start the /metrics endpoint (no-op when ``port`` is None)."""
     if port is None:
         return
     start_http_server(port, addr=host)
     log.info("metrics on http://%s:%d/metrics", host, port)
+
+
+def ledger_started() -> None:
+    """The ledger's series exist from start-up (exposure and P&L 0, no gates or fills yet)."""
+    from tickml.execution import EXIT_REASONS, RISK_GATES
+
+    worker_started("ledger", ("redis", "postgres"))
+    for kind in ("gross", "net"):
+        LEDGER_EXPOSURE.labels(kind).set(0)
+    for kind in ("day", "costs_day"):
+        LEDGER_PNL.labels(kind).set(0)
+    LEDGER_POSITIONS.set(0)
+    for gate in RISK_GATES[1:]:
+        LEDGER_RISK_GATES.labels(gate)
+    for reason in ("signal", *EXIT_REASONS):
+        LEDGER_FILLS.labels(reason)
+
+
+def ledger_stepped(
+    boundary_ns: int,
+    gross: float,
+    net: float,
+    pnl_day: float,
+    costs_day: float,
+    var: float | None,
+    positions: int,
+    gates: Mapping[str, int],
+    fill_reasons: list[str],
+) -> None:
+    """The ledger's per-boundary metrics."""
+    LEDGER_EXPOSURE.labels("gross").set(gross)
+    LEDGER_EXPOSURE.labels("net").set(net)
+    LEDGER_PNL.labels("day").set(pnl_day)
+    LEDGER_PNL.labels("costs_day").set(costs_day)
+    LEDGER_POSITIONS.set(positions)
+    if var is not None:
+        LEDGER_VAR.set(var)
+    for gate, count in gates.items():
+        LEDGER_RISK_GATES.labels(gate).inc(count)
+    for reason in fill_reasons:
+        LEDGER_FILLS.labels(reason).inc()
+    boundary_processed("ledger", boundary_ns)

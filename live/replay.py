@@ -1,4 +1,5 @@
-"""Replay a day through the whole live path (feed -> bus -> materializers -> scorer, writer).
+"""Replay a day through the whole live path (feed -> bus -> materializers -> scorer -> shadow
+ledger, writer).
 
 Used by ``tickml live replay``, the demo, the end-to-end tests and the tick-to-signal
 benchmark. Workers are real processes (``python -m live <role>``) under the supervisor; the
@@ -50,10 +51,10 @@ class ReplaySpec:
     signal_strength: float = 0.0
     seed: int = 7
     url: str | None = None  # binance websocket URL (source "binance")
-    #: child name (materializer-0, scorer, writer, feed) -> Prometheus /metrics port
+    #: child name (materializer-0, scorer, ledger, writer, feed) -> Prometheus /metrics port
     metrics_ports: dict[str, int] | None = None
     #: without ``metrics_ports``: the children serve base, base + 1, ... in the order
-    #: materializers, scorer, writer, feed (``python -m live run --metrics-port``)
+    #: materializers, scorers, ledger, writer, feed (``python -m live run --metrics-port``)
     metrics_port_base: int | None = None
 
 
@@ -84,6 +85,7 @@ def children(cfg: LiveConfig, spec: ReplaySpec, env: dict[str, str]) -> list[Chi
     for i in range(cfg.scorers):
         args = ["scorer", *common, *registry, "--index", str(i)]
         kids.append(Child(scorer_name(cfg, i), args, env=env))
+    kids.append(Child("ledger", ["ledger", *common], env=env))
     if cfg.pg_url:
         kids.append(Child("writer", ["writer", *common], env=env))
     feed = ["feed", *common, "--source", spec.source]
@@ -117,8 +119,8 @@ def children(cfg: LiveConfig, spec: ReplaySpec, env: dict[str, str]) -> list[Chi
 
 
 def drained(cfg: LiveConfig, client: redis.Redis) -> bool:
-    """True when every consumer group consumed and acknowledged every bus entry and the scorer
-    scored the newest boundary that had rows."""
+    """True when every consumer group consumed and acknowledged every bus entry, every scorer
+    scored the newest boundary that had rows and the shadow ledger stepped it."""
     for s in range(cfg.shards):
         try:
             groups = client.xinfo_groups(cfg.stream(s))
@@ -132,7 +134,8 @@ def drained(cfg: LiveConfig, client: redis.Redis) -> bool:
     ]
     if not rows:
         return True
-    lasts = client.mget([cfg.key(scorer_name(cfg, i), "last") for i in range(cfg.scorers)])
+    keys = [cfg.key(scorer_name(cfg, i), "last") for i in range(cfg.scorers)]
+    lasts = client.mget([*keys, cfg.key("ledger", "last")])
     return all(last is not None and int(last) >= max(rows) for last in lasts)
 
 
@@ -198,6 +201,7 @@ def replay(
     fresh: bool = True,
     on_drained: Callable[[], None] | None = None,
     wipe_existing: bool = False,
+    watch: Callable[[Supervisor, redis.Redis], None] | None = None,
 ) -> dict[str, Any]:
     """Run the live path on ``spec`` until the feed finished and everything drained.
 
@@ -206,7 +210,8 @@ def replay(
     ``wipe_existing`` (:func:`live.state.check_clearable`). A worker that exits with a
     configuration error (status 2) stops the replay with a :class:`~tickml.errors.UsageError`
     instead of being restarted. ``on_drained``: called once everything drained, while the
-    workers still run (e.g. to query what their metrics endpoints served)."""
+    workers still run (e.g. to query what their metrics endpoints served). ``watch``: called
+    every 0.2 s with the supervisor while the replay runs (fault tests)."""
     check_spec(spec)
     # the workers' settings: secrets travel in their environment, never on a command line
     env = {"TICKML_REDIS_URL": cfg.redis_url, "TICKML_LOG_LEVEL": spec.log_level}
@@ -230,6 +235,8 @@ def replay(
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         time.sleep(0.2)
+        if watch is not None:
+            watch(sup, client)
         if sup.config_error is not None or (feed.finished and drained(cfg, client)):
             break
     else:

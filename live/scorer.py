@@ -17,8 +17,13 @@ scorers (``LiveConfig.scorers``) split the shards and keep the circuit breaker u
 
 Signals: every actionable decision goes to the ``<prefix>:signals`` stream at once (that is the
 latency the histogram measures: interval close -> signals published), then every scored row to
-PostgreSQL ``live_signals`` (with model version, feature timestamp and latency) and the paper
-ledger. The decision state is kept in Redis so a restart keeps cooldowns and daily counts.
+PostgreSQL ``live_signals`` (with model version, feature timestamp and latency). Last, one
+Redis transaction commits the boundary: the decision state (cooldowns, daily counts), the recent
+volatility state (:class:`tickml.volatility.RecentVol`, the backtest's function streamed), the
+boundary's record for the shadow ledger (``live/ledger_records.py``: this scorer's fresh rows
+and its shards) and the scorer's last boundary. A scorer killed before that commit scores the
+boundary again from the same state (same decisions: the signals stream may carry them twice,
+PostgreSQL keeps one row); after it, the boundary is done.
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -36,41 +40,18 @@ from live import metrics
 from live.champion import UNKNOWN, Announced, ChampionSwitch
 from live.config import LiveConfig
 from live.layout import VECTOR_FEATURE, VectorLayout
-from live.ledger import PaperLedger
+from live.ledger_records import encode_record
 from live.online import read_vectors, resp, roundtrip
 from live.scaleout import BreakerExchange, scorer_name, scorer_shards
 from live.sinks import Scored, SignalStore
 from tickml.decision import DecisionConfig, Decisions, DecisionState, breaker_counts, decide
+from tickml.execution.market import MARKET_COLUMNS
 from tickml.features import FeatureConfig
+from tickml.market import EPOCH
 from tickml.models.inference import Inference
+from tickml.volatility import RecentVol
 
 log = logging.getLogger(__name__)
-
-VOL_ROWS, VOL_MIN = 30, 5  # as tickml.models.experiment.add_market_columns
-
-
-class RecentVol:
-    """Per symbol and local day: std of the previous ``VOL_ROWS`` one-bar returns (the
-    backtest's ``recent_vol``: rolling over earlier rows only, at least ``VOL_MIN`` values)."""
-
-    def __init__(self) -> None:
-        self._hist: dict[str, tuple[object, deque[float]]] = {}
-
-    def step(self, day: object, symbols: list[str], ret: np.ndarray, new: np.ndarray) -> np.ndarray:
-        out = np.full(len(symbols), np.nan)
-        for i, s in enumerate(symbols):
-            d, h = self._hist.get(s, (None, None))
-            if h is None or d != day:
-                h = deque(maxlen=VOL_ROWS)
-                self._hist[s] = (day, h)
-            vals = np.fromiter(h, dtype=np.float64, count=len(h))
-            ok = vals[np.isfinite(vals)]
-            if ok.size >= VOL_MIN:
-                out[i] = float(np.std(ok, ddof=1))
-            if new[i]:
-                h.append(float(ret[i]))
-        return out
-
 
 class Scorer:
     def __init__(
@@ -98,11 +79,8 @@ class Scorer:
         self._universe: list[str] = []
         self._universe_n = -1
         self.breaker = BreakerExchange(config, self.r, self.name)
-        self.vol = RecentVol()
-        self.state = self._load_state()
+        self.state, self.vol = self._load_state()
         self.signals = SignalStore(config.pg_url) if config.pg_url else None
-        ledger_key = self.key("ledger") if config.scorers > 1 else None  # one per scorer
-        self.ledger = PaperLedger(config, self.r, self.signals, key=ledger_key)
         self.reload_models()
 
     def key(self, *parts: object) -> str:
@@ -126,12 +104,32 @@ class Scorer:
         return self.champion.reload()
 
     # ---- state ---------------------------------------------------------------------------
-    def _load_state(self) -> DecisionState:
-        raw = self.r.get(self.key("state"))
-        return DecisionState.from_json(raw.decode()) if raw else DecisionState()
+    def _load_state(self) -> tuple[DecisionState, RecentVol]:
+        raw, vol = self.r.mget(self.key("state"), self.key("vol"))
+        return (
+            DecisionState.from_json(raw.decode()) if raw else DecisionState(),
+            RecentVol.from_bytes(vol) if vol else RecentVol(),
+        )
 
-    def _save_state(self) -> None:
-        self.r.set(self.key("state"), self.state.to_json())
+    def _commit(self, b: int, rows: dict[str, np.ndarray], version: str) -> None:
+        """One transaction: decision + volatility state, the ledger's record, the last
+        boundary."""
+        fresh = rows["fresh"]
+        syms = [s for s, f in zip(rows["symbols"], fresh, strict=True) if f]
+        floats = {
+            k: rows[k][fresh]
+            for k in ("score", "mid", "spread", "bid_size", "ask_size", "ret", "vol")
+        }
+        rec = encode_record(
+            b, sorted(self.shards), syms, rows["decision"][fresh], rows["gate"][fresh], floats,
+            version,
+        )  # fmt: skip
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(self.key("state"), self.state.to_json())
+        pipe.set(self.key("vol"), self.vol.to_bytes())
+        pipe.xadd(self.cfg.key("decisions"), rec, maxlen=100_000, approximate=True)
+        pipe.set(self.key("last"), b)
+        pipe.execute()
 
     # ---- one boundary --------------------------------------------------------------------
     def universe(self) -> list[str]:
@@ -170,7 +168,7 @@ class Scorer:
         fresh = ev == b
         age = np.where(ev >= 0, (b - ev) / 1e9, np.inf)
         ret = x[:, lay.index("ret_b1")]
-        rvol = self.vol.step(self.fc.market.local_day(b), syms, ret, fresh)
+        rvol = self.vol.step((self.fc.market.local_day(b) - EPOCH).days, syms, ret, fresh)
         t_vol = time.perf_counter()
         ps = np.full((n, 5), np.nan)
         pl = np.full((n, 3), np.nan)
@@ -226,12 +224,12 @@ class Scorer:
             },
         )
         out = Scored(b, syms, d, ps, pl, ev, self.version, latency, parts)
-        self._save_state()
-        mid = x[:, lay.index("mid")]
-        spread = x[:, lay.index("spread")]
-        self.ledger.step(b, syms, d, mid, spread, out.model_version)
         if self.signals is not None:
             self.signals.write(out)
+        market = {k: x[:, lay.index(k)] for k in MARKET_COLUMNS}
+        rows = {"symbols": syms, "fresh": fresh, "decision": d.decision, "gate": d.gate,
+                "score": d.score, "ret": ret, "vol": rvol, **market}  # fmt: skip
+        self._commit(b, rows, out.model_version or "")
         return out
 
     def _publish(

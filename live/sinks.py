@@ -1,4 +1,5 @@
-"""PostgreSQL sinks of the scorer: signals and paper-ledger fills (batched COPY, idempotent).
+"""PostgreSQL sink of the scorer: signals (batched COPY, idempotent); the shadow ledger writes
+its own tables (:mod:`live.shadow_store`).
 
 PostgreSQL unavailable: rows wait in a bounded in-memory buffer and go out with the next
 successful write; the scorer never blocks on the database (signals already left on Redis).
@@ -50,17 +51,6 @@ CREATE TABLE IF NOT EXISTS live_signals (
     written_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (symbol, event_timestamp, model_version)
 );
-CREATE TABLE IF NOT EXISTS paper_fills (
-    symbol text NOT NULL,
-    side text NOT NULL,
-    open_ts timestamptz NOT NULL,
-    open_px double precision NOT NULL,
-    close_ts timestamptz NOT NULL,
-    close_px double precision NOT NULL,
-    pnl_bps double precision NOT NULL,
-    model_version text NOT NULL DEFAULT '',
-    PRIMARY KEY (symbol, open_ts)
-);
 """
 
 _SIG_COLS = (
@@ -76,53 +66,56 @@ _SIG_COLS = (
     "feature_ts",
     "latency_ms",
 )
-_FILL_COLS = (
-    "symbol",
-    "side",
-    "open_ts",
-    "open_px",
-    "close_ts",
-    "close_px",
-    "pnl_bps",
-    "model_version",
-)
 
 
 def _f(v: float) -> float | None:
     return None if not np.isfinite(v) else float(v)
 
 
-def _ts(ns: int) -> Any:
+def pg_ts(ns: int) -> Any:
+    """UTC datetime of int ns (PostgreSQL keeps microseconds)."""
     import pandas as pd
 
     return pd.Timestamp(int(ns) // 1000 * 1000, tz="UTC").to_pydatetime()  # PG keeps us
 
 
-class SignalStore:
-    def __init__(self, url: str, buffer_rows: int = 1_000_000) -> None:
+class PgSink:
+    """A PostgreSQL connection opened on first use, creating its tables (``ddl``) then."""
+
+    ddl = DDL
+
+    def __init__(self, url: str) -> None:
         self.url = url
         self._conn: psycopg.Connection | None = None
-        self._pending: dict[str, deque[tuple]] = {
-            "live_signals": deque(maxlen=buffer_rows),
-            "paper_fills": deque(maxlen=buffer_rows),
-        }
 
     def _ready(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(self.url, connect_timeout=3)
             with self._conn.transaction():
-                self._conn.execute(DDL)
+                self._conn.execute(self.ddl)
         return self._conn
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+
+
+class SignalStore(PgSink):
+    def __init__(self, url: str, buffer_rows: int = 1_000_000) -> None:
+        super().__init__(url)
+        self._pending: dict[str, deque[tuple]] = {
+            "live_signals": deque(maxlen=buffer_rows),
+        }
 
     def close(self) -> None:
         self.flush()
-        if self._conn is not None:
-            self._conn.close()
+        self._disconnect()
 
     def write(self, res: Scored) -> None:
         d = res.decisions
         names, gates = d.decision_names, d.gate_names
-        ts = _ts(res.boundary_ns)
+        ts = pg_ts(res.boundary_ns)
         version = res.model_version or ""
         rows = self._pending["live_signals"]
         for i, s in enumerate(res.symbols):
@@ -138,14 +131,10 @@ class SignalStore:
                     _f(d.long_score[i]),
                     str(names[i]),
                     str(gates[i]),
-                    _ts(fts) if fts >= 0 else None,
+                    pg_ts(fts) if fts >= 0 else None,
                     res.latency_s * 1e3,
                 )
             )
-        self.flush()
-
-    def write_fills(self, fills: list[tuple]) -> None:
-        self._pending["paper_fills"].extend(fills)
         self.flush()
 
     def flush(self) -> bool:
@@ -155,7 +144,7 @@ class SignalStore:
         try:
             conn = self._ready()
             with conn.transaction(), conn.cursor() as cur:
-                for table, cols in (("live_signals", _SIG_COLS), ("paper_fills", _FILL_COLS)):
+                for table, cols in (("live_signals", _SIG_COLS),):
                     rows = self._pending[table]
                     if not rows:
                         continue

@@ -63,6 +63,7 @@ BENCHMARKS = {
     "tick-to-signal": "paced replay at 20/500/5,000 symbols: close -> signal ms with parts; "
     "materializer ticks/s with 1 and 2 processes",
     "consistency": "online/offline consistency: a day of live rows vs batch rows (rows/s)",
+    "execution": "position book step + state, recent volatility per boundary at universe size (ms)",
 }
 
 
@@ -443,11 +444,15 @@ def _print_evaluation(path: Path, checks: dict[str, bool]) -> None:
                 f(o.get("ic")), f"[{f(ci[0])}, {f(ci[1])}]",
             )
     out.print(table)
-    bt = ev.get("backtest", {})
-    out.print("backtest: " + ", ".join(
-        f"{k} {f(bt.get(k))}" for k in ("net_pnl", "sharpe", "max_drawdown", "n_trades",
-                                         "hit_rate")
-    ))
+    bt_table = Table(title="backtest (the live decision function and position book)")
+    cols = ("net_pnl", "sharpe", "max_drawdown", "n_trades", "hit_rate", "turnover")
+    for col in ("book", *cols):
+        bt_table.add_column(col, justify="left" if col == "book" else "right")
+    for name, key in (("unit size", "backtest"), ("sized", "backtest_sized")):
+        bt = ev.get(key) or {}
+        if bt:
+            bt_table.add_row(name, *(f(bt.get(k)) for k in cols))
+    out.print(bt_table)
     failed = [k for k, v in checks.items() if not v]
     out.print("checks: " + (f"[yellow]not passed: {failed}[/]" if failed else "all passed"))
 
@@ -559,7 +564,7 @@ def bench(
         sys.stdout.flush()
 
 
-live_app = typer.Typer(help="The live path: feed, materializer, scorer, writer, supervisor.",
+live_app = typer.Typer(help="The live path: feed, materializer, scorer, ledger, writer, supervisor",
                        no_args_is_help=True)
 app.add_typer(live_app, name="live")
 _PASS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
@@ -588,6 +593,13 @@ def live_materializer(ctx: typer.Context) -> None:
 def live_scorer(ctx: typer.Context) -> None:
     """Online vectors -> champion models -> risk gate -> signals (--registry DIR)."""
     _live_role("scorer", ctx)
+
+
+@live_app.command("ledger", context_settings=_PASS)
+def live_ledger(ctx: typer.Context) -> None:
+    """The shadow ledger: every scorer's decisions -> the position book -> PostgreSQL
+    (--config: the run config whose experiment.sized book it runs)."""
+    _live_role("ledger", ctx)
 
 
 @live_app.command("writer", context_settings=_PASS)

@@ -5,8 +5,9 @@ Two dashboards, written to ``ops/grafana/dashboards/`` by ``python -m orchestrat
 
 * ``tickml-live``: close -> signal latency (p50/p99, its parts, the histogram), online store
   writes/reads, throughput and bus lag per worker, boundaries, gate decisions, stale vectors,
-  feature age, circuit breaker, dependencies and errors (Prometheus); the shadow book's P&L,
-  exposure and round trips (PostgreSQL ``paper_fills``).
+  feature age, circuit breaker, dependencies and errors (Prometheus); the shadow book's
+  exposure, P&L, VaR, risk gates and fills (the ledger's metrics) and its cumulative P&L and
+  round trips (PostgreSQL ``shadow_equity``, ``shadow_fills``).
 * ``tickml-monitoring``: the nightly online/offline consistency and drift results (Prometheus,
   from ``python -m live exporter``).
 
@@ -127,32 +128,37 @@ def live_dashboard() -> db.Dashboard:
                   "{{worker}} {{kind}}"), width=8))
         .with_panel(_series("scrape targets up", "short",
                             _prom('up{job=~"tickml.*"}', "{{instance}}"), width=8))
-        .with_row(db.Row("Shadow book (PostgreSQL paper_fills)"))
+        .with_row(db.Row("Shadow book (the position book: ledger metrics, PostgreSQL shadow_*)"))
+        .with_panel(_series("shadow exposure (notional units)", "short",
+                            _prom("tickml_ledger_exposure", "{{kind}}"), width=6))
+        .with_panel(_series("shadow P&L today (notional units)", "short",
+                            _prom("tickml_ledger_pnl", "{{kind}}"),
+                            _prom("tickml_ledger_var", "VaR", "B"), width=6))
+        .with_panel(_series(
+            "risk gates per minute", "short",
+            _prom(f"sum by (gate) (rate(tickml_ledger_risk_gates_total[{r}])) * 60", "{{gate}}"),
+            desc="The position book's outcome per signal: opened, extended, scaled or refused "
+            "by the gross/net caps or the risk limit (tickml.execution).", width=6))
+        .with_panel(_series("shadow fills per minute", "short",
+                            _prom(f"sum by (reason) (rate(tickml_ledger_fills_total[{r}])) * 60",
+                                  "{{reason}}"),
+                            _prom("tickml_ledger_positions", "open positions", "B"), width=6))
         .with_panel(
-            timeseries.Panel().title("realized P&L (bps, cumulative)").datasource(POSTGRES)
-            .unit("short").span(8).height(8).targets([SqlQuery(PNL_SQL)]))
+            timeseries.Panel().title("shadow P&L (cumulative, notional units)")
+            .datasource(POSTGRES).unit("short").span(12).height(8).targets([SqlQuery(PNL_SQL)]))
         .with_panel(
-            timeseries.Panel().title("open exposure (positions)").datasource(POSTGRES)
-            .unit("short").span(8).height(8).targets([SqlQuery(EXPOSURE_SQL)])
-            .stacking(cb.StackingConfig().mode(common.StackingMode.NORMAL)))
-        .with_panel(
-            table.Panel().title("round trips by model version").datasource(POSTGRES).span(8)
+            table.Panel().title("round trips by model version").datasource(POSTGRES).span(12)
             .height(8).targets([SqlQuery(ROUND_TRIPS_SQL, "table")]))
     )
 
 
-PNL_SQL = """SELECT close_ts AS time, sum(pnl_bps) OVER (ORDER BY close_ts, symbol) AS "P&L bps"
-FROM paper_fills WHERE $__timeFilter(close_ts) ORDER BY close_ts, symbol"""
-EXPOSURE_SQL = """SELECT t AS time,
-  count(f.symbol) FILTER (WHERE f.side = 'LONG') AS long,
-  count(f.symbol) FILTER (WHERE f.side = 'SHORT') AS short
-FROM generate_series(date_trunc('minute', $__timeFrom()::timestamptz), $__timeTo()::timestamptz,
-                     interval '1 minute') AS t
-LEFT JOIN paper_fills f ON f.open_ts <= t AND f.close_ts > t
-GROUP BY t ORDER BY t"""
-ROUND_TRIPS_SQL = """SELECT model_version, count(*) AS round_trips, sum(pnl_bps) AS pnl_bps,
-  avg(pnl_bps) AS mean_bps, avg((pnl_bps > 0)::int) AS hit_rate
-FROM paper_fills WHERE $__timeFilter(close_ts) GROUP BY model_version ORDER BY model_version"""
+PNL_SQL = """SELECT boundary AS time,
+  sum(pnl) OVER (PARTITION BY ledger_id ORDER BY boundary) AS "P&L"
+FROM shadow_equity WHERE $__timeFilter(boundary) ORDER BY boundary"""
+ROUND_TRIPS_SQL = """SELECT model_version, count(*) AS round_trips, sum(net) AS net_pnl,
+  avg(net) AS mean_net, avg((net > 0)::int) AS hit_rate
+FROM shadow_fills WHERE action = 'close' AND $__timeFilter(ts)
+GROUP BY model_version ORDER BY model_version"""
 
 
 def monitoring_dashboard() -> db.Dashboard:

@@ -8,15 +8,15 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from assets import champion, consistency, drift, features, ingestion, labels, training
+from assets import champion, consistency, drift, features, ingestion, labels, shadow, training
 
-ASSET_MODULES = (ingestion, features, labels, training, champion, consistency, drift)
+ASSET_MODULES = (ingestion, features, labels, training, champion, consistency, drift, shadow)
 #: every asset and asset check of the project
 ASSETS = dg.load_assets_from_modules(list(ASSET_MODULES))
 
 #: the nightly chain, one trading day: ingest -> features (+ online warm start) -> labels ->
 #: evaluate the champion on the new day -> online/offline consistency -> drift report (the
-#: drift sensor reads the report)
+#: drift sensor reads the report); the day's shadow trading against its backtest
 DAILY_ASSETS = (
     "raw_ticks",
     "tick_features",
@@ -25,6 +25,7 @@ DAILY_ASSETS = (
     "champion_evaluation",
     "online_consistency",
     "drift_report",
+    "shadow_vs_backtest",
 )
 #: rebuild the training set, train and evaluate a challenger, promote it only if the
 #: registry's blocking check passes
@@ -39,7 +40,7 @@ daily_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*DAILY_ASSETS),
     description="Nightly, one session date: ingest the ticks -> features (and the day's last "
     "rows into the online store) -> labels -> evaluate the champion -> online/offline "
-    "consistency -> drift report.",
+    "consistency -> drift report; the day's shadow trading against its backtest.",
 )
 retrain_job = dg.define_asset_job(
     "retrain_job",

@@ -128,7 +128,13 @@ def test_hand_computed_pnl_with_costs():
     assert m["net_pnl"] == pytest.approx(sum(nets))
     assert res.equity["equity"].iloc[-1] == pytest.approx(sum(nets))
     assert m["n_trades"] == 5 and m["hit_rate"] == 1.0 and m["n_days"] == 1
-    assert m["exit_reasons"] == {"horizon": 3, "reverse": 1, "eod": 1}
+    assert m["exit_reasons"] == {
+        "horizon": 3,
+        "reverse": 1,
+        "eod": 1,
+        "stop_loss": 0,
+        "take_profit": 0,
+    }
     assert m["sharpe"] is None  # one day
     assert m["trades_per_day"] == 5.0
     # traded value: 5 entries of 1000 + the exits at their mids

@@ -133,7 +133,8 @@ def test_fault_day_fails_and_names_the_rows(
             bus.publish_clock(ev.t_ns, ev.wall_ns)
         else:
             bus.publish(ev.frame)
-    client.set(cfg.key("scorer", "last"), 2**62)  # no scorer here
+    # no scorer or ledger here
+    client.mset({cfg.key("scorer", "last"): 2**62, cfg.key("ledger", "last"): 2**62})
     lake_root = tmp_path / "lake"
     stop = threading.Event()
     worker = threading.Thread(

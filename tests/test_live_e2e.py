@@ -2,8 +2,9 @@
 
 IBM (quotes + trades) and SPY (trades, the cross-asset leader) on 2013-10-08, replayed at full
 speed in lockstep through feed -> Redis Streams bus (2 shards) -> materializer processes ->
-Feast's Redis online store -> scorer process (a LightGBM champion) -> signals, and the bus ->
-tick writer -> PostgreSQL tick store. Checked against the batch path on the same ticks:
+Feast's Redis online store -> scorer process (a LightGBM champion) -> signals -> shadow ledger
+process, and the bus -> tick writer -> PostgreSQL tick store. Checked against the batch path on
+the same ticks:
 
 - every tick is in the tick store exactly once;
 - the rows the materializers pushed online (their offline log, and Feast's online store for the
@@ -12,7 +13,13 @@ tick writer -> PostgreSQL tick store. Checked against the batch path on the same
 - the nightly ``online_consistency`` asset on that day reports 0 mismatches (features and
   scores) and the drift report links to it;
 - a real Prometheus scraping every worker and the reports exporter evaluates every recording
-  rule, every alert and every dashboard query of ``ops/`` with data (tests/_prom.py).
+  rule, every alert and every dashboard query of ``ops/`` with data (tests/_prom.py);
+- the shadow ledger equals the backtest of the same rows: identical decisions, identical fills
+  (time, side, size, price, cost) and identical net P&L, under the sized book (volatility
+  sizing, caps, the risk limit, volatility stops, slippage over the displayed depth), and the
+  daily ``shadow_vs_backtest`` report agrees (its check fails on a fill one cent off);
+- the same with the scorer killed (kill -9) mid-day and restarted by the supervisor (a second
+  replay, without the monitoring).
 
 The replay runs once per module (``replayed``); the monitoring runs while its workers still
 serve their metrics (``replay(..., on_drained=...)``).
@@ -23,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -37,22 +45,53 @@ import pandas as pd
 import psycopg
 import pytest
 import redis
+import yaml
 
 from live.config import LiveConfig
 from live.layout import layout_for
 from live.online import read_vectors
 from live.replay import ReplaySpec, replay
+from tickml.backtest import run_backtest
+from tickml.config import RunConfig
+from tickml.execution.market import MARKET_COLUMNS
 from tickml.features import FeatureConfig, compute_features, feature_names
 from tickml.labels import CLASSES_3, CLASSES_5, make_labels
 from tickml.lake import FeatureTables, TickLake
 from tickml.models.registry import ModelRegistry
 from tickml.models.train import TrainConfig, predict_proba, train_model
 from tickml.readers.equity import read_equity_day
+from tickml.shadow import backtest_frame, compare_fills
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DAY = dt.date(2013, 10, 8)
 SYMBOLS = ["IBM", "SPY"]
+KEY = ["symbol", "event_timestamp"]
+#: gates loose enough for the day's champion to trade, and the sized book with volatility stops
+#: and slippage: the run config every worker of the replay reads
+RUN = {
+    "experiment": {
+        "decision": {
+            "min_confidence": 0.25,
+            "min_score": 0.02,
+            "require_agreement": False,
+            "cooldown": "PT3M",
+            "max_trades_per_day": None,
+        },
+        "sized": {
+            "sizing": "volatility",
+            "risk_per_trade": 0.0003,
+            "max_position_value": 3.0,
+            "max_gross": 10.0,
+            "max_net": 5.0,
+            "var_limit": 0.1,
+            "stop_loss": 2.0,
+            "take_profit": 3.0,
+            "exit_unit": "volatility",
+            "slippage_bps": 2.0,
+        },
+    }
+}
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +104,18 @@ def ticks(equity_root: Path) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def batch(ticks: pd.DataFrame) -> pd.DataFrame:
     return compute_features(ticks, FeatureConfig())
+
+
+@pytest.fixture(scope="module")
+def registry(ticks: pd.DataFrame, batch: pd.DataFrame, tmp_path_factory) -> ModelRegistry:  # noqa: ANN001
+    return train_champion(tmp_path_factory.mktemp("registry"), ticks, batch)
+
+
+@pytest.fixture(scope="module")
+def run_config(tmp_path_factory) -> tuple[str, RunConfig]:  # noqa: ANN001
+    path = tmp_path_factory.mktemp("config") / "run.yaml"
+    path.write_text(yaml.safe_dump(RUN))
+    return str(path), RunConfig.load(path)
 
 
 def train_champion(root: Path, ticks: pd.DataFrame, batch: pd.DataFrame) -> ModelRegistry:
@@ -175,7 +226,7 @@ def _operations(r: Replayed, base: str | None, ports: dict[str, int]) -> None:
     r.prom["seconds"] = time.perf_counter() - t0  # what the monitoring added to the replay
     r.prom["scrape"] = {
         n: httpx.get(f"http://127.0.0.1:{ports[n]}/metrics", timeout=10).text
-        for n in ("scorer", "materializer-0", "writer")
+        for n in ("scorer", "materializer-0", "writer", "ledger")
     }
 
 
@@ -184,6 +235,7 @@ def replayed(
     ticks: pd.DataFrame,
     batch: pd.DataFrame,
     equity_root: Path,
+    run_config: tuple[str, RunConfig],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Replayed]:
     """The real day through the live path, once for this module, with every worker serving
@@ -194,7 +246,7 @@ def replayed(
     root = tmp_path_factory.mktemp("e2e")
     client = redis.Redis.from_url(REDIS_URL)
     client.flushdb()
-    names = ["materializer-0", "materializer-1", "scorer", "writer", "feed"]
+    names = ["materializer-0", "materializer-1", "scorer", "ledger", "writer", "feed"]
     ports = {n: _prom.free_port() for n in [*names, "exporter"]}
     with ExitStack() as stack:
         pg = stack.enter_context(_temp_db())
@@ -203,8 +255,16 @@ def replayed(
         before = read_equity_day(equity_root, DAY - dt.timedelta(days=1), symbols=SYMBOLS).ticks
         FeatureTables(root / "lake").write_day(compute_features(before), DAY - dt.timedelta(days=1))
         exporter = subprocess.Popen(
-            [sys.executable, "-m", "live", "exporter", "--metrics-port",
-             str(ports["exporter"]), "--reports", str(root / "reports")],
+            [
+                sys.executable,
+                "-m",
+                "live",
+                "exporter",
+                "--metrics-port",
+                str(ports["exporter"]),
+                "--reports",
+                str(root / "reports"),
+            ],
             stderr=subprocess.DEVNULL,
         )
         stack.callback(lambda: (exporter.terminate(), exporter.wait(30)))
@@ -222,6 +282,7 @@ def replayed(
                 symbols=tuple(SYMBOLS),
                 registry=str(root / "registry"),
                 workdir=str(root),
+                config=run_config[0],
                 metrics_ports={n: ports[n] for n in names},
             ),
             timeout_s=400,
@@ -232,10 +293,17 @@ def replayed(
 
 
 def test_real_day_through_live_path(
-    replayed: Replayed, ticks: pd.DataFrame, batch: pd.DataFrame
+    replayed: Replayed,
+    ticks: pd.DataFrame,
+    batch: pd.DataFrame,
+    run_config: tuple[str, RunConfig],
+    tmp_path: Path,
 ) -> None:
-    out, fresh_pg_url, redis_url, tmp_path = (
-        replayed.out, replayed.pg_url, replayed.redis_url, replayed.root
+    out, fresh_pg_url, redis_url, root = (
+        replayed.out,
+        replayed.pg_url,
+        replayed.redis_url,
+        replayed.root,
     )
     reg = replayed.reg
     assert not out["restarts"], out
@@ -249,7 +317,7 @@ def test_real_day_through_live_path(
 
     # 2. online rows == batch rows (the materializers' offline log of what they pushed)
     logged = pd.concat(
-        pd.read_parquet(p) for p in (tmp_path / "lake" / "online_log").rglob("*.parquet")
+        pd.read_parquet(p) for p in (root / "lake" / "online_log").rglob("*.parquet")
     )
     names = feature_names(FeatureConfig())
     key = ["symbol", "event_timestamp"]
@@ -260,14 +328,15 @@ def test_real_day_through_live_path(
     assert (live["last_tick_ts"] == want["last_tick_ts"]).all()
 
     # ... and Feast's Redis online store holds the last boundary's vectors, sized to the
-    # champion (its features, ret_b1, then mid and spread)
+    # champion (its features, ret_b1, then the market columns)
     client = redis.Redis.from_url(redis_url)
     lay = layout_for(reg.manifest(reg.champion()))
-    assert lay.columns[-2:] == ("mid", "spread") and len(lay.columns) < len(names)
+    k = len(MARKET_COLUMNS)
+    assert lay.columns[-k:] == MARKET_COLUMNS and len(lay.columns) < len(names)
     vec, ev = read_vectors(client, "tickml", lay.view, "vector", SYMBOLS)
     last = want.groupby("symbol").tail(1).set_index("symbol").loc[SYMBOLS]
     assert (ev == last["event_timestamp"].astype("int64").to_numpy()).all()
-    np.testing.assert_array_equal(vec[:, :-2], last[list(lay.columns[:-2])].to_numpy())
+    np.testing.assert_array_equal(vec[:, :-k], last[list(lay.columns[:-k])].to_numpy())
 
     # 3. signals carry the offline model's scores for those rows
     with psycopg.connect(fresh_pg_url) as conn:
@@ -292,13 +361,142 @@ def test_real_day_through_live_path(
     assert (sig["feature_ts"] == sig["event_timestamp"]).all()  # lockstep: never stale
     champ = reg.load()
     assert set(sig["model_version"]) == {champ.version}
-    runtimes = {f[b"runtime"] for _, f in client.xrange("tickml:signals:boundaries")}
-    assert runtimes == {b"tl2cgen"}  # scored by the compiled runtime
     rows = want.merge(sig, on=key)
     assert len(rows) == 780
     np.testing.assert_array_equal(np.vstack(rows["p_short"]), predict_proba(champ.short, rows))
     np.testing.assert_array_equal(np.vstack(rows["p_long"]), predict_proba(champ.long, rows))
     assert out["close_to_signal_ms"]["p50"] is not None
+    runtimes = {f[b"runtime"] for _, f in client.xrange("tickml:signals:boundaries")}
+    assert runtimes == {b"tl2cgen"}  # scored by the compiled runtime
+
+    # 4. the shadow ledger equals the backtest of the same rows
+    shadow_equals_backtest(fresh_pg_url, ticks, batch, champ, run_config[1])
+
+    # 5. the daily Dagster report of that day agrees, and its check fails on a divergence
+    shadow_report_agrees(fresh_pg_url, ticks, batch, reg, run_config[0], tmp_path)
+
+
+def shadow_equals_backtest(
+    pg_url: str,
+    ticks: pd.DataFrame,
+    batch: pd.DataFrame,
+    champ,
+    run: RunConfig,  # noqa: ANN001
+) -> None:
+    """The backtest of the day's batch rows vs what the live path stored: decisions (every
+    row), fills and net P&L, all exactly equal."""
+    rows = batch.sort_values(KEY).reset_index(drop=True)
+    frame = backtest_frame(
+        rows, ticks, predict_proba(champ.short, rows), predict_proba(champ.long, rows)
+    )
+    res = run_backtest(frame, run.experiment.decision, run.experiment.sized_backtest_config())
+    with psycopg.connect(pg_url) as conn:
+        sig = pd.DataFrame(
+            conn.execute(
+                "SELECT symbol, event_timestamp, decision, gate FROM live_signals"
+            ).fetchall(),
+            columns=[*KEY, "decision", "gate"],
+        )
+        cols = ["ts", "symbol", "side", "qty", "price", "cost", "action", "reason",
+                "position_id", "net"]  # fmt: skip
+        shadow = pd.DataFrame(
+            conn.execute(f"SELECT {', '.join(cols)} FROM shadow_fills").fetchall(), columns=cols
+        )
+    both = res.decisions.merge(sig, on=KEY, suffixes=("", "_live"))
+    assert len(both) == len(res.decisions) == 780
+    assert (both["decision"] == both["decision_live"]).all()
+    assert (both["gate"] == both["gate_live"]).all()
+    cmp = compare_fills(shadow, res.fills)
+    assert cmp["same_fills"], cmp
+    assert cmp["max_qty_diff"] == cmp["max_price_diff"] == cmp["max_cost_diff"] == 0.0, cmp
+    assert cmp["net_shadow"] == cmp["net_backtest"], cmp
+    assert cmp["net_backtest"] == pytest.approx(res.metrics["net_pnl"], abs=1e-12)
+    # the book was exercised: sized positions, both stops, the risk gate
+    m = res.metrics
+    assert (
+        m["n_trades"] >= 20 and m["exit_reasons"]["stop_loss"] and m["exit_reasons"]["take_profit"]
+    )
+    assert m["risk_gate_counts"].get("refused_risk", 0) > 0
+    assert res.trades["value"].nunique() > 5
+
+
+def shadow_report_agrees(
+    pg_url: str,
+    ticks: pd.DataFrame,
+    batch: pd.DataFrame,
+    reg: ModelRegistry,
+    config: str,
+    tmp_path: Path,
+) -> None:
+    """The shadow_vs_backtest asset on the replayed day: passed, the same metrics on both
+    sides; with one fill a cent off (restored afterwards), the check fails."""
+    import dagster as dg
+
+    from assets.resources import (
+        LakeResource,
+        ModelRegistryResource,
+        PipelineConfigResource,
+        ShadowLedgerResource,
+    )
+    from assets.shadow import shadow_vs_backtest
+
+    lake = tmp_path / "lake"
+    TickLake(lake).write_day(ticks, DAY)
+    FeatureTables(lake).write_day(batch, DAY)
+    resources = {
+        "lake": LakeResource(root=str(lake)),
+        "registry": ModelRegistryResource(root=str(reg.root)),
+        "pipeline": PipelineConfigResource(path=config),
+        "shadow": ShadowLedgerResource(url=pg_url),
+    }
+
+    def report() -> tuple[bool, dict]:
+        res = dg.materialize(
+            [shadow_vs_backtest],
+            partition_key=DAY.isoformat(),
+            resources=resources,
+            instance=dg.DagsterInstance.ephemeral(),
+        )
+        check = res.get_asset_check_evaluations()[0]
+        path = tmp_path / "reports" / "shadow" / f"{DAY}.json"
+        return check.passed, json.loads(path.read_text())
+
+    passed, rep = report()
+    assert passed and rep["comparison"]["same_fills"], rep
+    side = rep["metrics"]
+    assert side["shadow"] == side["backtest"] and side["shadow"]["n_trades"] >= 20
+    with psycopg.connect(pg_url) as conn:  # one fill 1 cent off
+        (price,) = conn.execute(
+            "SELECT price FROM shadow_fills WHERE position_id = 3 AND action = 'open'"
+        ).fetchone()
+        conn.execute(
+            "UPDATE shadow_fills SET price = %s WHERE position_id = 3 AND action = 'open'",
+            (price + 0.01,),
+        )
+    try:
+        passed, rep = report()
+        assert not passed and rep["comparison"]["max_price_diff"] == pytest.approx(0.01)
+    finally:
+        with psycopg.connect(pg_url) as conn:
+            conn.execute(
+                "UPDATE shadow_fills SET price = %s WHERE position_id = 3 AND action = 'open'",
+                (price,),
+            )
+
+
+def _replay(
+    cfg: LiveConfig, root: Path, reg: ModelRegistry, config: str, workdir: Path, watch=None
+):  # noqa: ANN001, ANN202, E501
+    spec = ReplaySpec(
+        source="equity-ticks",
+        ticks=str(root),
+        day=DAY.isoformat(),
+        symbols=tuple(SYMBOLS),
+        registry=str(reg.root),
+        config=config,
+        workdir=str(workdir),
+    )
+    return replay(cfg, spec, timeout_s=400, watch=watch)
 
 
 def test_consistency_of_the_replayed_day_is_exact(replayed: Replayed) -> None:
@@ -351,8 +549,9 @@ def test_prometheus_evaluates_every_rule_on_the_replay(replayed: Replayed) -> No
     (p99,) = prom["recorded"]["tickml:close_to_signal_seconds:p99_5m"]
     assert 0 < float(p99["value"][1]) < 5
     for name, text in prom["scrape"].items():  # a real worker's scrape passes the linter
-        lint = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
-                              capture_output=True, timeout=60)
+        lint = subprocess.run(
+            ["promtool", "check", "metrics"], input=text, text=True, capture_output=True, timeout=60
+        )
         assert lint.returncode == 0, (name, lint.stdout, lint.stderr)
     assert _prom.split_alert("a > 1") == ("a", ">", "1")
     print(f"monitoring + queries while the workers waited: {prom['seconds']:.1f} s")
@@ -360,7 +559,8 @@ def test_prometheus_evaluates_every_rule_on_the_replay(replayed: Replayed) -> No
 
 def test_every_dashboard_query_has_data_on_the_replay(replayed: Replayed) -> None:
     """Every PromQL panel of the committed dashboards returns series through the HTTP API;
-    every SQL panel runs on the replay's PostgreSQL (the shadow book's paper_fills)."""
+    every SQL panel runs on the replay's PostgreSQL (the shadow ledger's tables) and returns
+    rows."""
     import _prom
 
     from orchestration.grafana import DASHBOARDS, panel_queries, render
@@ -377,3 +577,33 @@ def test_every_dashboard_query_has_data_on_the_replay(replayed: Replayed) -> Non
                 rows = conn.execute(_prom.grafana_sql(sql, start, end)).fetchall()
                 if "generate_series" in sql:
                     assert len(rows) == 391, title  # one row per minute of the session
+                assert rows, title  # the replay's shadow book traded
+
+
+def test_scorer_killed_mid_day_shadow_still_equals_backtest(
+    ticks: pd.DataFrame,
+    batch: pd.DataFrame,
+    registry: ModelRegistry,
+    run_config: tuple[str, RunConfig],
+    equity_root: Path,
+    redis_url: str,
+    fresh_pg_url: str,
+    tmp_path: Path,
+) -> None:
+    cfg = LiveConfig(redis_url=redis_url, pg_url=fresh_pg_url, shards=2)
+    noon = int(pd.Timestamp(f"{DAY} 12:00", tz="America/New_York").value)
+    killed: list[int] = []
+
+    def kill_scorer_at_noon(sup, client: redis.Redis) -> None:  # noqa: ANN001
+        last = client.get(cfg.key("scorer", "last"))
+        scorer = next(c for c in sup.children if c.name == "scorer")
+        if not killed and last and int(last) >= noon and scorer.proc is not None:
+            os.kill(scorer.proc.pid, signal.SIGKILL)
+            killed.append(int(last))
+
+    out = _replay(cfg, equity_root, registry, run_config[0], tmp_path, watch=kill_scorer_at_noon)
+    close = int(pd.Timestamp(f"{DAY} 16:00", tz="America/New_York").value)
+    assert killed and killed[0] < close
+    assert out["restarts"] == {"scorer": 1}, out
+    assert out["boundaries"] >= 390  # a boundary in flight at the kill may be scored twice
+    shadow_equals_backtest(fresh_pg_url, ticks, batch, registry.load(), run_config[1])

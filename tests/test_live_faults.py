@@ -54,7 +54,8 @@ def _publish(cfg: LiveConfig, ticks: pd.DataFrame) -> None:
             bus.publish_clock(ev.t_ns, ev.wall_ns)
         else:
             bus.publish(ev.frame)
-    client.set(cfg.key("scorer", "last"), 2**62)  # no scorer here: drained() ignores it
+    # no scorer or ledger here: drained() ignores them
+    client.mset({cfg.key("scorer", "last"): 2**62, cfg.key("ledger", "last"): 2**62})
 
 
 def _free_port() -> int:

@@ -38,7 +38,7 @@ pytestmark = pytest.mark.integration
 NAMES = feature_names(FeatureConfig())
 SYMBOLS = [f"S{i:02d}" for i in range(16)]
 SHARDS = 4
-COLS = [*dict.fromkeys([*NAMES[:12], "ret_b1"]), "mid", "spread"]
+COLS = [*dict.fromkeys([*NAMES[:12], "ret_b1"]), "mid", "spread", "bid_size", "ask_size"]
 DC = DecisionConfig(
     session_open=None,
     session_close=None,
@@ -72,7 +72,8 @@ def _models(features: list[str], seed: int) -> dict:
 
 def _vectors(k: int) -> np.ndarray:
     rng = np.random.default_rng(100 + k)
-    x = rng.standard_normal((len(SYMBOLS), len(COLS)))
+    x = rng.standard_normal((len(SYMBOLS), len(COLS) - 2))
+    x = np.hstack([x, np.full((len(SYMBOLS), 2), 500.0)])  # displayed sizes
     x[:, :2] += (1.5 if k % 3 == 0 else -1.2 if k % 3 == 1 else 0.0)  # one-sided boundaries
     x[:, COLS.index("mid")] = 100 + rng.random(len(SYMBOLS))
     x[:, COLS.index("spread")] = 0.01

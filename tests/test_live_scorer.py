@@ -4,7 +4,8 @@ Vectors are written with the materializer's fast writer; the scorer reads the un
 the champion, applies the shared decision function and publishes. Checked: scores equal the
 offline model's, stale/missing/future vectors are never scored, a promotion is picked up
 without a restart (hot reload), no champion means the fallback gate, the decision state and
-the paper ledger survive a restart, and signals land in Redis and PostgreSQL.
+the volatility state survive a restart, each boundary commits its record for the shadow
+ledger, and signals land in Redis and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import redis
 
 from live.config import LiveConfig
 from live.layout import VECTOR_FEATURE, layout_for
+from live.ledger_records import Rows
 from live.online import write_vectors
 from live.scorer import Scorer
 from tickml.features import FeatureConfig, compute_features, feature_names
@@ -41,9 +43,11 @@ def rows() -> pd.DataFrame:
     ds = f.merge(
         make_labels(ticks, f[["symbol", "event_timestamp"]]), on=["symbol", "event_timestamp"]
     )
-    book = ticks.groupby("symbol")[["bid", "ask"]].last()
+    book = ticks.groupby("symbol")[["bid", "ask", "bid_size", "ask_size"]].last()
     ds["mid"] = ds["symbol"].map((book["bid"] + book["ask"]) / 2)
     ds["spread"] = ds["symbol"].map(book["ask"] - book["bid"])
+    ds["bid_size"] = ds["symbol"].map(book["bid_size"])
+    ds["ask_size"] = ds["symbol"].map(book["ask_size"])
     return ds
 
 
@@ -133,13 +137,18 @@ def test_scores_gates_hot_reload_and_restart(
         predict_proba(reg.load(v2).short, snap2),
     )
 
-    # restart: the decision state (cooldowns, daily counts) and the ledger come back
-    state = scorer.state.to_json()
-    ledger = (dict(scorer.ledger.positions), scorer.ledger.round_trips)
+    # restart: the decision state (cooldowns, daily counts) and the recent-volatility state
+    # come back; every boundary committed one record for the shadow ledger, with its fresh rows
+    state, vol = scorer.state.to_json(), scorer.vol.to_bytes()
     scorer.signals.close()
     again = Scorer(cfg, reg.root, feature_config=FC, client=r)
-    assert again.state.to_json() == state
-    assert (again.ledger.positions, again.ledger.round_trips) == ledger
+    assert again.state.to_json() == state and again.vol.to_bytes() == vol
+    records = [Rows.decode(f) for _, f in r.xrange("tickml:decisions")]
+    assert [x.b for x in records] == [b0.value, b1.value, b1.value + 1000, b2.value]
+    assert records[1].symbols == sorted(snap["symbol"].iloc[1:])  # the stale one is left out
+    assert records[3].decision.tolist() == res2.decisions.decision.tolist()
+    np.testing.assert_array_equal(records[3].f["mid"], snap2.sort_values("symbol")["mid"])
+    assert int(r.get("tickml:scorer:last")) == b2.value
 
     # signals in PostgreSQL (every scored row) and on the Redis stream (actionable ones)
     with psycopg.connect(fresh_pg_url) as conn:

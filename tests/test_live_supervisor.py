@@ -66,10 +66,10 @@ def test_supervisor_restarts_and_stops_gracefully(redis_url: str, tmp_path: Path
     client = redis.Redis.from_url(redis_url)
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(_children(sup.pid)) < 4:
+        while time.monotonic() < deadline and len(_children(sup.pid)) < 5:
             time.sleep(0.2)
         kids = _children(sup.pid)
-        assert {"feed", "scorer", "materializermat-0", "materializermat-1"} <= set(kids)
+        assert {"feed", "scorer", "ledger", "materializermat-0", "materializermat-1"} <= set(kids)
         # wait for some scored boundaries, then kill -9 one materializer
         while time.monotonic() < deadline and client.xlen("tickml:signals:boundaries") < 3:
             time.sleep(0.2)
@@ -139,10 +139,10 @@ def test_workers_do_not_outlive_a_killed_supervisor(redis_url: str, tmp_path: Pa
     )
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(_children(sup.pid)) < 3:
+        while time.monotonic() < deadline and len(_children(sup.pid)) < 4:
             time.sleep(0.2)
         pids = [p.pid for p in _children(sup.pid).values()]
-        assert len(pids) >= 3
+        assert len(pids) >= 4  # materializer, scorer, ledger, feed
         sup.kill()  # kill -9: no chance to forward anything
         sup.wait(10)
 

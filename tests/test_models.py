@@ -354,6 +354,10 @@ def test_run_experiment_shape_and_bookkeeping(small_sim: tuple[pd.DataFrame, lis
     ):
         assert key in bt
     assert all(len(p) == 2 for p in bt["equity_curve"])
+    # the sized book beside the unit one: same decisions, its own sizing
+    sized = out["backtest_sized"]
+    assert sized["sizing"] == "volatility" and bt["sizing"] == "unit"
+    assert sized["gate_counts"] == bt["gate_counts"] and "equity_curve" in sized
     assert out["selection"]["features"] == res.selection.features
     assert len(res.selection.features) == 12
     assert set(res.production) == {"short", "long"}

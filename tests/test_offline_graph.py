@@ -35,6 +35,8 @@ def test_tickml_run_writes_reports_registry_and_feature_service(tmp_path):
         assert m["oos"]["n"] > 0
     assert {"logistic_short", "momentum_short"} <= {b["name"] for b in ev["baselines"]}
     assert {"net_pnl", "sharpe", "max_drawdown", "n_trades", "hit_rate"} <= set(ev["backtest"])
+    assert ev["backtest_sized"]["sizing"] == "volatility"  # the sized book beside the unit one
+    assert "unit size" in proc.stdout and "sized" in proc.stdout
     assert 0 < len(ev["selection"]["features"]) <= 70  # top-K, fewer when few are used
     html = (work / "reports" / "evaluation.html").read_text()
     assert "data:image/png;base64" in html and "Baselines" in html

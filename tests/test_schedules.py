@@ -135,6 +135,7 @@ def test_daily_job_is_the_nightly_chain(repo_def):
     assert "tick_features" in parents["labels"]
     assert "labels" in parents["champion_evaluation"]
     assert "champion_evaluation" in parents["drift_report"]
+    assert {"raw_ticks", "tick_features"} <= parents["shadow_vs_backtest"]
     assert nightly_daily_job.job_name == job.name
 
 
@@ -200,6 +201,7 @@ def test_two_day_backfill_through_postgres_instance_and_redis(
     assert second["drift_report"]["reference_days"] == [keys[0]]
     assert second["drift_report"]["recent_source"] == "batch"
     assert second["drift_report"]["summary"]["n_reference"] > 0
+    assert first["shadow_vs_backtest"]["status"] == "skipped"  # no shadow ledger database
 
     instance = dg.DagsterInstance.get()
     assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"

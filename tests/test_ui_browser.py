@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 #: test_the_list_is_every_asset keeps the two in step).
 ASSETS = ("raw_ticks", "tick_features", "feast_registry", "online_features", "labels",
           "training_dataset", "model_experiment", "champion_model", "champion_evaluation",
-          "online_consistency", "drift_report")
+          "online_consistency", "drift_report", "shadow_vs_backtest")
 LOCATION = "orchestration.definitions"  # the code location named by workspace.yaml
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run",

@@ -43,20 +43,31 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def plot_equity(backtest: dict[str, Any]) -> bytes | None:
-    curve = backtest.get("equity_curve") or []
-    if not curve:
+def plot_equity(backtest: dict[str, Any], sized: dict[str, Any] | None = None) -> bytes | None:
+    curves = [(name, (bt or {}).get("equity_curve") or [])
+              for name, bt in (("unit size", backtest), ("sized", sized))]
+    curves = [(name, c) for name, c in curves if c]
+    if not curves:
         return None
     import pandas as pd
 
-    ts = pd.to_datetime([c[0] for c in curve], utc=True)
-    val = [c[1] for c in curve]
     fig, ax = plt.subplots(figsize=(8, 3))
-    ax.plot(ts, val, lw=1.2)
+    for name, curve in curves:
+        ts = pd.to_datetime([c[0] for c in curve], utc=True)
+        ax.plot(ts, [c[1] for c in curve], lw=1.2, label=name)
     ax.axhline(0, color="grey", lw=0.6)
-    ax.set_title("Backtest equity (net of costs, units of one position's notional)")
+    ax.legend(fontsize=8)
+    ax.set_title("Backtest equity (net of costs, units of a unit position's notional)")
     fig.autofmt_xdate()
     return _png(fig)
+
+
+def backtest_rows(result: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(metric, unit-size value, sized value) for every scalar backtest metric."""
+    unit, sized = result.get("backtest") or {}, result.get("backtest_sized") or {}
+    keys = [k for k in dict.fromkeys([*unit, *sized])
+            if not isinstance(unit.get(k, sized.get(k)), (list, dict))]
+    return [(k, unit.get(k), sized.get(k)) for k in keys]
 
 
 def plot_calibration(models: list[dict[str, Any]]) -> bytes | None:
@@ -145,7 +156,7 @@ def write_reports(
     js.write_text(json.dumps(result, indent=2, default=str))
     paths["json"] = js
     plots = {
-        "equity_curve": plot_equity(result.get("backtest") or {}),
+        "equity_curve": plot_equity(result.get("backtest") or {}, result.get("backtest_sized")),
         "calibration": plot_calibration(result.get("models") or []),
         "shap_importance": plot_shap(result.get("selection") or {}),
         "ic_by_fold": plot_ic_by_fold(result.get("ic_by_fold")),
@@ -159,10 +170,9 @@ def write_reports(
         paths[name] = p
         b64 = base64.b64encode(png).decode()
         imgs += f'<figure><img alt="{name}" src="data:image/png;base64,{b64}"/></figure>'
-    bt = result.get("backtest") or {}
-    bt_rows = "".join(
-        f"<tr><td>{k}</td><td>{_fmt(v)}</td></tr>"
-        for k, v in bt.items() if k != "equity_curve" and not isinstance(v, (list, dict))
+    bt_rows = "<tr><th>metric</th><th>unit size</th><th>sized</th></tr>" + "".join(
+        f"<tr><td>{k}</td><td>{_fmt(u)}</td><td>{_fmt(v)}</td></tr>"
+        for k, u, v in backtest_rows(result)
     )
     notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in result.get("notes") or [])
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -174,7 +184,10 @@ figure{{display:inline-block;margin:.5em}}</style></head><body>
 of score = P(UP) - P(DOWN) with the forward return, 95% interval from a block bootstrap by day.</p>
 {_metric_table(result.get("models") or [], "Models")}
 {_metric_table(result.get("baselines") or [], "Baselines (same folds)")}
-<h2>Backtest (same decision function as the live worker, costs included)</h2>
+<h2>Backtest (same decision function and position book as the live worker, costs included)</h2>
+<p>Unit size: every position one notional. Sized: volatility-scaled positions under the caps and
+the portfolio risk limit (the execution config's <code>sized</code> book, what the shadow ledger
+runs).</p>
 <table>{bt_rows}</table>
 {imgs}
 {"<h2>Notes</h2><ul>" + notes + "</ul>" if notes else ""}

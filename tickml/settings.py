@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     ticks: Path | None = Field(None, description="`dagster dev` runs: the source's files")
     partition_start: dt.date = Field(dt.date(2013, 10, 1), description="first daily partition")
     pg_url: str | None = Field(
-        None, repr=False, description="PostgreSQL tick store, signals, paper ledger (secret)"
+        None, repr=False, description="PostgreSQL tick store, signals, shadow ledger (secret)"
     )
     redis_url: str | None = Field(
         None,

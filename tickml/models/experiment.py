@@ -78,8 +78,9 @@ from tickml.evaluation.splits import (
     assert_no_leakage,
     walk_forward_splits,
 )
+from tickml.execution import ExecutionConfig, sized_preset
 from tickml.labels import CLASSES_3, CLASSES_5, consensus_filter
-from tickml.market import day_numbers, local_days, utc_ns
+from tickml.market import local_days, utc_ns
 from tickml.models.registry import dataset_hash
 from tickml.models.selection import (
     FoldImportance,
@@ -89,6 +90,7 @@ from tickml.models.selection import (
     fold_importance,
 )
 from tickml.models.train import TrainConfig, TrainedModel, predict_proba, train_model
+from tickml.volatility import recent_vol
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +152,12 @@ class ExperimentConfig(BaseModel):
         default=None,
         description="execution and costs (None: defaults with the short horizon as holding period)",
     )
+    sized: ExecutionConfig | None = Field(
+        default_factory=sized_preset,
+        description="the sized book (volatility sizing, caps, risk limit; tickml.execution) "
+        "backtested beside the unit-size one and run by the live shadow ledger; its horizon "
+        "follows short_horizon (None: unit size only)",
+    )
     consensus: Literal["off", "keep", "opposite", "drop"] = Field(
         default="off",
         description="training-set filter on the train/validation rows only (never the test "
@@ -184,6 +192,19 @@ class ExperimentConfig(BaseModel):
             return self.backtest
         return BacktestConfig(horizon=pd.Timedelta(self.short_horizon).to_pytimedelta())
 
+    def sized_backtest_config(self) -> BacktestConfig | None:
+        """The unit backtest's columns and costs with the sized book's execution rules."""
+        if self.sized is None:
+            return None
+        horizon = pd.Timedelta(self.short_horizon).to_pytimedelta()
+        return self.backtest_config().model_copy(
+            update={**self.sized.model_dump(), "horizon": horizon}
+        )
+
+    def execution_config(self) -> ExecutionConfig:
+        """What the live shadow ledger runs: the sized book (or the unit one without it)."""
+        return (self.sized_backtest_config() or self.backtest_config()).execution()
+
 
 def horizon_name(horizon: str) -> str:
     """'15min' -> '15m', '90s' -> '90s', '2h' -> '120m'."""
@@ -217,6 +238,8 @@ class ExperimentResult:
     #: one row per (test row, fold): ids, labels, returns, every model's probabilities
     predictions: pd.DataFrame = field(repr=False)
     n_rows: int = 0
+    #: the same rows through the sized book (:attr:`ExperimentConfig.sized`)
+    backtest_sized: BacktestResult | None = None
 
     def model(self, name: str) -> dict[str, Any]:
         for m in self.models + self.baselines:
@@ -224,11 +247,12 @@ class ExperimentResult:
                 return m
         raise KeyError(name)
 
-    def backtest_dict(self) -> dict[str, Any] | None:
-        if self.backtest is None:
+    def backtest_dict(self, sized: bool = False) -> dict[str, Any] | None:
+        bt = self.backtest_sized if sized else self.backtest
+        if bt is None:
             return None
-        out = dict(self.backtest.metrics)
-        eq = self.backtest.equity
+        out = dict(bt.metrics)
+        eq = bt.equity
         n = len(eq)
         step = max(1, int(np.ceil(n / self.config.max_equity_points)))
         idx = np.unique(np.r_[np.arange(0, n, step), n - 1]) if n else np.zeros(0, np.int64)
@@ -237,7 +261,7 @@ class ExperimentResult:
         out["equity_curve"] = [[t.isoformat(), float(v)] for t, v in zip(ts, vals, strict=True)]
         out["daily"] = [
             {"day": d.isoformat(), "pnl": float(p), "n_trades": int(k)}
-            for d, p, k in self.backtest.daily[["day", "pnl", "n_trades"]].itertuples(index=False)
+            for d, p, k in bt.daily[["day", "pnl", "n_trades"]].itertuples(index=False)
         ]
         return out
 
@@ -262,6 +286,7 @@ class ExperimentResult:
             "models": self.models,
             "baselines": self.baselines,
             "backtest": self.backtest_dict(),
+            "backtest_sized": self.backtest_dict(sized=True),
             "selection": self.selection.to_dict(),
             "folds": folds,
             "ic_by_fold": self.ic_by_fold,
@@ -310,21 +335,14 @@ def add_market_columns(
         out["spread"] = bps.astype(np.float64) * out["mid"].astype(np.float64) / 1e4
     if "last_return" not in out.columns:
         out["last_return"] = out["ret_b1"] if "ret_b1" in out.columns else nan
-    if "recent_vol" not in out.columns:
-        ev_ns = utc_ns(out["event_timestamp"])
-        tmp = pd.DataFrame(
-            {
-                "s": out["symbol"].to_numpy(),
-                "d": day_numbers(ev_ns, tz),
-                "t": ev_ns,
-                "r": out["last_return"].to_numpy(dtype=np.float64),
-            },
-            index=out.index,
-        ).sort_values(["s", "d", "t"], kind="stable")
-        vol = tmp.groupby(["s", "d"], sort=False)["r"].transform(
-            lambda r: r.shift(1).rolling(vol_rows, min_periods=5).std()
+    if "recent_vol" not in out.columns:  # THE function the live scorer streams
+        out["recent_vol"] = recent_vol(
+            out["symbol"].to_numpy(),
+            utc_ns(out["event_timestamp"]),
+            out["last_return"].to_numpy(dtype=np.float64),
+            tz=tz,
+            rows=vol_rows,
         )
-        out["recent_vol"] = vol.reindex(out.index)
     return out
 
 
@@ -593,9 +611,13 @@ def run_experiment(
     # -- backtests -------------------------------------------------------------------------
     t = time.perf_counter()
     bt_cfg = cfg.backtest_config()
-    backtest = None
+    backtest = backtest_sized = None
     if len(pred):
-        backtest = run_backtest(_backtest_frame(ds, pred, "p"), cfg.decision, bt_cfg)
+        bt_frame = _backtest_frame(ds, pred, "p")
+        backtest = run_backtest(bt_frame, cfg.decision, bt_cfg)
+        sized_cfg = cfg.sized_backtest_config()
+        if sized_cfg is not None:
+            backtest_sized = run_backtest(bt_frame, cfg.decision, sized_cfg)
         if cfg.baseline_backtests:
             for entry in baselines:
                 prefix = f"p_{entry['kind']}"
@@ -666,6 +688,7 @@ def run_experiment(
         timings=timings,
         predictions=pred,
         n_rows=len(ds),
+        backtest_sized=backtest_sized,
     )
 
 
