@@ -35,8 +35,9 @@ class IngestConfig(dg.Config):
     # so the run overhead is small, and a failed day fails alone)
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
     description=(
-        "One session day of canonical ticks (symbol, ts UTC, seq, top of book after the event, "
-        "trade price/size), validated, written to the Parquet lake partitioned by date/symbol and "
+        "One trading day (of the run's market) of canonical ticks (symbol, ts UTC, seq, top of "
+        "book after the event, trade price/size), validated, written to the Parquet lake "
+        "partitioned by date/symbol and "
         "to the Postgres tick store when TICKML_PG_URL is set. Rejected rows go to the "
         "quarantine with their reason and source position."
     ),
@@ -58,7 +59,8 @@ def raw_ticks(
     pipeline: PipelineConfigResource,
 ) -> dg.MaterializeResult:
     day = dt.date.fromisoformat(context.partition_key)
-    spec = tick_source.spec(validation=pipeline.load().validation)
+    run_config = pipeline.load()
+    spec = tick_source.spec(validation=run_config.validation, market=run_config.market)
     store = tick_store.store()
     try:
         s = ingest_day(spec, day, lake.ticks(), store)

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from tickml.ingest import SourceSpec
 from tickml.lake import TickLake
+from tickml.market import Market
 from tickml.settings import Settings
 from tickml.workdir import Workdir
 
@@ -45,8 +46,9 @@ class TickSourceResource(dg.ConfigurableResource):
         default=0.0, description="Simulator: strength of the planted predictable component."
     )
 
-    def spec(self, validation: Any | None = None) -> SourceSpec:
-        """The source; ``validation``: plausibility bounds (the run config's ``validation``)."""
+    def spec(self, validation: Any | None = None, market: Market | None = None) -> SourceSpec:
+        """The source; ``validation``: plausibility bounds (the run config's ``validation``);
+        ``market``: the run's market (None: the source's own)."""
         sim: dict[str, Any] = {
             "n_symbols": self.sim_n_symbols,
             "seed": self.sim_seed,
@@ -58,21 +60,28 @@ class TickSourceResource(dg.ConfigurableResource):
             symbols=tuple(self.symbols) if self.symbols else None,
             out_of_order_tolerance=self.out_of_order_tolerance,
             sim=sim,
+            market=market,
             **({"validation": validation} if validation is not None else {}),
         )
 
 
 class PipelineConfigResource(dg.ConfigurableResource):
-    """The run configuration (features, labels, experiment): a YAML file, or the defaults."""
+    """The run configuration (market, features, labels, experiment): a YAML file, or the
+    defaults; without a market section, the market of the run's tick source."""
 
     path: str | None = Field(
         default=None, description="YAML run config (see `tickml config`); empty = defaults."
+    )
+    source: str = Field(
+        default="simulator",
+        description="The kind of the tick source raw_ticks reads: a configuration without a "
+        "market section takes its market (binance: 24/7 UTC; tickml.sources).",
     )
 
     def load(self) -> Any:
         from tickml.config import RunConfig
 
-        return RunConfig.load(self.path)
+        return RunConfig.load(self.path).for_source(self.source)
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -337,14 +346,17 @@ def resource_set(
         )
         if secrets_from_env:  # required in prod: a run without it fails, naming the variable
             tick_store = TickStoreResource(url=dg.EnvVar(Settings.env_name("pg_url")))
+    source = source or TickSourceResource(
+        kind=settings.source, path=str(settings.ticks) if settings.ticks else None
+    )
     return {
-        "tick_source": source or TickSourceResource(
-            kind=settings.source, path=str(settings.ticks) if settings.ticks else None
-        ),
+        "tick_source": source,
         "lake": LakeResource(root=str(layout.lake)),
         "tick_store": tick_store,
         "feast": feast,
-        "pipeline": PipelineConfigResource(path=config_path or settings.run_config_path()),
+        "pipeline": PipelineConfigResource(
+            path=config_path or settings.run_config_path(), source=source.kind
+        ),
         "registry": ModelRegistryResource(root=str(layout.models)),
         "mlflow": MlflowResource(
             tracking_uri=secret("mlflow_tracking_uri"),

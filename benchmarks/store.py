@@ -156,7 +156,7 @@ def _csv_copy(conn: psycopg.Connection[Any], table: str, ticks: pd.DataFrame) ->
             for i in range(0, len(ticks), 100_000):
                 part = ticks.iloc[i : i + 100_000]
                 arrays = [pa.array(part["symbol"].to_numpy(), pa.string())]
-                arrays.append(pa.array(part["ts"].dt.floor("us")))
+                arrays.append(pa.array(part["ts"].dt.ceil("us")))  # as the store rounds
                 arrays.append(pa.array(part["seq"].to_numpy()))
                 arrays += [pa.array(part[c].to_numpy(), from_pandas=True) for c in FLOAT_COLUMNS]
                 buf = io.BytesIO()

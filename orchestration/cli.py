@@ -7,6 +7,7 @@ It lives in ``orchestration`` rather than ``tickml`` because some commands drive
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import importlib
 import inspect
@@ -120,7 +121,8 @@ def _source_spec(
     ticks: Path | None, source: str | None, symbols: str | None = None,
     tolerance: str | None = None,
 ) -> Any:
-    from tickml.ingest import SOURCE_KINDS, SourceSpec
+    from tickml.ingest import SourceSpec
+    from tickml.sources import SOURCE_KINDS
 
     kind = _guess_source(ticks, source)
     if kind not in SOURCE_KINDS:
@@ -199,6 +201,11 @@ def _ingest(
 
     finite(signal_strength, "--signal-strength", 0.0)
     spec = _source_spec(ticks, source, symbols, tolerance)
+    # the run's market (its configuration's market section, else the source's own): the days
+    # listed here, the partitions checked and the days raw_ticks writes are the same days
+    config = Path(config_path) if config_path else settings.config
+    spec = dataclasses.replace(spec, market=config_value(config).for_source(spec.kind).market)
+    settings = settings.model_copy(update={"source": spec.kind, "config": config})
     pg_url_value(settings.pg_url)
     workdir = settings.layout.root
     if workdir.exists() and not workdir.is_dir():
@@ -330,9 +337,11 @@ def _demo_live(ticks: Path | None, source: str | None, days: int, sim_symbols: i
     if kind == "simulator":
         day = simulated_days(dt.date(2024, 1, 2), days + 1)[-1]
     else:
+        from tickml.config import RunConfig
         from tickml.ingest import SourceSpec
 
-        day = available_days(SourceSpec(kind=kind, path=ticks))[-1]
+        market = RunConfig.load(settings.layout.config_file).market  # the demo run's market
+        day = available_days(SourceSpec(kind=kind, path=ticks, market=market))[-1]
     out.print(f"live path: replaying {day} through feed -> Redis Streams -> materializers -> "
               "Feast Redis online store -> scorer (lockstep, full speed)...")
     from live.state import ForeignState
@@ -384,7 +393,8 @@ def _run_pipeline(
 
     t0 = time.perf_counter()
     layout = settings.layout
-    base = config_value(config or settings.config)
+    kind = _source_spec(ticks, source, symbols).kind
+    base = config_value(config or settings.config).for_source(kind)
     try:
         cfg = base.with_overrides(
             horizons_value(horizons) if horizons else None,

@@ -151,16 +151,23 @@ def test_2_a_bad_symbol_is_quarantined_and_the_day_survives(tmp_path, binance_ro
 
 @pytest.mark.integration
 @pytest.mark.timeout(240)
-def test_3_ticks_after_utc_midnight_are_stored_in_their_own_day(tmp_path, binance_root):
+def test_3_ticks_after_utc_midnight_are_stored_in_their_own_day(
+    tmp_path, binance_root, fresh_pg_url
+):
     reader = sum(read_binance_capture(f).n_valid for f in sorted(binance_root.glob("*.gz")))
     assert reader == 210_751
     spec = SourceSpec(kind="binance", path=binance_root)
+    assert spec.day_market.tz == "UTC" and not spec.day_market.has_session  # 24/7 by default
     assert source_totals(spec) == (210_751, 0)
     lake = TickLake(tmp_path / "lake")
-    per_day = {s.day: s.n_ticks for s in _ingest_all(spec, lake)}
-    assert sum(per_day.values()) == 210_751
-    assert per_day[dt.date(2024, 8, 9)] == 55_281 + 34  # the 34 after midnight of the 8th's
-    assert sum(len(lake.read_day(d)) for d in lake.days()) == 210_751
+    with TickStore(fresh_pg_url) as store:
+        per_day = {s.day: s.n_ticks for s in _ingest_all(spec, lake, store)}
+        assert sum(per_day.values()) == 210_751
+        assert per_day[dt.date(2024, 8, 9)] == 55_281 + 34  # the 34 after midnight of the 8th's
+        # the lake and the store hold the same days, each with the ingest's count
+        assert {d: len(lake.read_day(d)) for d in lake.days()} == per_day
+        assert {d: store.count(d, tz="UTC") for d in per_day} == per_day
+        assert store.count() == 210_751
 
 
 @pytest.mark.integration

@@ -41,7 +41,7 @@ def sim_ticks(close: dt.time = dt.time(10, 0)) -> pd.DataFrame:
 
 def expected(ticks: pd.DataFrame) -> pd.DataFrame:
     out = ticks[list(TICK_COLUMNS)].copy()
-    out["ts"] = out["ts"].dt.floor("us")  # the store keeps microseconds
+    out["ts"] = out["ts"].dt.ceil("us")  # the store keeps microseconds, rounded up
     return out.sort_values(["symbol", "ts", "seq"], kind="stable").reset_index(drop=True)
 
 

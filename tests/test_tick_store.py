@@ -53,9 +53,9 @@ def _ticks(symbols=("AAA", "BBB"), n=5, day=DAY, start_hour=15) -> pd.DataFrame:
 
 
 def _expected(frame: pd.DataFrame) -> pd.DataFrame:
-    """What the store should give back: ts floored to the microsecond, canonical order."""
+    """What the store should give back: ts rounded up to the microsecond, canonical order."""
     out = frame.copy()
-    out["ts"] = out["ts"].dt.floor("us")
+    out["ts"] = out["ts"].dt.ceil("us")
     return out.sort_values(["symbol", "ts", "seq"], kind="stable").reset_index(drop=True)
 
 
@@ -129,7 +129,7 @@ def test_binary_encoder_matches_struct_pack():
     expected = b""
     for row in frame.itertuples(index=False):
         sym = row.symbol.encode()
-        us = row.ts.value // 1000 - PG_EPOCH_OFFSET_US  # floor, also before 1970
+        us = -(-row.ts.value // 1000) - PG_EPOCH_OFFSET_US  # ceiling, also before 1970
         expected += struct.pack(">hi", 9, len(sym)) + sym
         expected += struct.pack(">iqiq", 8, us, 8, row.seq)
         for c in FLOAT_COLUMNS:
@@ -217,7 +217,8 @@ def test_partitions_created_per_day_on_demand(store, pg_url):
         pg_url, "SELECT tableoid::regclass::text, count(*) FROM ticks GROUP BY 1 ORDER BY 1"
     )
     assert placed == [(f"ticks_{DAY:%Y%m%d}", 2), (f"ticks_{nxt:%Y%m%d}", 1)]
-    assert store.count(DAY) == 2 and store.count(nxt) == 1
+    # a tick exactly at midnight is in its UTC partition but in the day that ends there
+    assert store.count(DAY) == 3 and store.count(nxt) == 0
     # asking again is a no-op, also from a fresh store without the cache
     store.ensure_partitions([DAY, nxt])
     other = TickStore(pg_url)
@@ -350,7 +351,8 @@ def test_write_day_in_a_local_time_zone_spans_two_utc_partitions(store):
     store.write_day(prev_day_late, dt.date(2024, 1, 8), tz="America/New_York")
     for _ in range(2):
         store.write_day(t, day, tz="America/New_York")
-    assert store.partitions() == [dt.date(2024, 1, 8), day, dt.date(2024, 1, 10)]
+    # partitions are created where ticks go (19:00 EST on Jan 8 is Jan 9 UTC)
+    assert store.partitions() == [day, dt.date(2024, 1, 10)]
     assert store.count(day, tz="America/New_York") == 4
     assert store.count(dt.date(2024, 1, 8), tz="America/New_York") == 1  # not deleted
     _assert_same(store.read(day, tz="America/New_York"), _expected(t))
@@ -367,7 +369,7 @@ def test_failed_write_day_leaves_the_previous_day_intact(store):
         store.write_day(dup, DAY)
     # two ticks that differ only below the microsecond collide in the store
     sub_us = good.copy()
-    sub_us.loc[1, ["ts", "seq"]] = [good.loc[0, "ts"] + pd.Timedelta(1, "ns"), good.loc[0, "seq"]]
+    sub_us.loc[1, ["ts", "seq"]] = [good.loc[0, "ts"] - pd.Timedelta(1, "ns"), good.loc[0, "seq"]]
     with pytest.raises(ValueError, match="microsecond"):
         store.write_day(sub_us, DAY)
     with pytest.raises(ValueError, match="outside"):
@@ -401,14 +403,14 @@ def test_round_trip_is_exact_for_odd_symbols_and_values(store):
     t.loc[3, "price"] = 1.7976931348623157e308
     t.loc[4, "price"] = np.inf
     t.loc[5, "bid"] = -np.inf
-    t.loc[6, "ts"] = t.loc[6, "ts"] + pd.Timedelta(999, "ns")  # truncated to the µs
+    t.loc[6, "ts"] = t.loc[6, "ts"] + pd.Timedelta(1, "ns")  # rounded up to the µs
     t.loc[7, "seq"] = -(2**63)
     t.loc[8, "seq"] = 2**63 - 1
     store.write_day(t, DAY)
     back = store.read(DAY)
     _assert_same(back, _expected(t))
     assert back.loc[back.index[back.symbol == "ÄÖ€"][0], "ts"].nanosecond == 0
-    # the same through a [start, end) window and a symbol filter
+    # the same through a (start, end] window and a symbol filter
     window = store.read(
         (pd.Timestamp(DAY, tz="UTC"), pd.Timestamp(DAY, tz="UTC") + pd.Timedelta(days=1)),
         symbols=[INJECTION, "😀"],
@@ -546,7 +548,8 @@ _FLOATS = st.one_of(
 _ROWS = st.lists(
     st.tuples(
         _SYMBOLS,
-        st.one_of(st.integers(0, DAY_NS - 1), st.sampled_from([0, 999, 1000, DAY_NS - 1])),
+        # the day is (midnight, next midnight]: the next midnight itself belongs to it
+        st.one_of(st.integers(1, DAY_NS), st.sampled_from([1, 999, 1000, 1001, DAY_NS])),
         st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(0, 2)),
         _FLOATS,
         _FLOATS,
@@ -583,8 +586,10 @@ def test_random_frames_round_trip_exactly_or_fail_cleanly(pg_url, rows, keep_bas
     frame = frame.astype({c: "float64" for c in FLOAT_COLUMNS})
     base = _ticks(("BASE",), n=3, day=HDAY)
     with TickStore(pg_url) as s:
-        s.ensure_partitions([HDAY])
-        s.conn.execute(f"TRUNCATE ticks_{HDAY:%Y%m%d}")
+        # the day's last instant (midnight) is stored in the next UTC day's partition
+        after = HDAY + dt.timedelta(days=1)
+        s.ensure_partitions([HDAY, after])
+        s.conn.execute(f"TRUNCATE ticks_{HDAY:%Y%m%d}, ticks_{after:%Y%m%d}")
         s.write_day(base, HDAY)
         replaced = sorted(set(frame["symbol"]) | (set() if keep_base else {"BASE"}))
         kept = base[~base["symbol"].isin(replaced)]

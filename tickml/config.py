@@ -5,8 +5,10 @@
 
 - ``market``: :class:`tickml.market.Market` (time zone of the trading day, session open and
   close). Set once: every other section (features, labels, walk-forward folds, decision gates),
-  the simulator, the live workers and the Dagster daily partitions and schedules take their
-  day and session from here;
+  the ingest (the day every tick is stored under), the simulator, the live workers and the
+  Dagster daily partitions and schedules take their day and session from here. Without a
+  market section a run takes its tick source's market (:meth:`RunConfig.for_source`,
+  :func:`tickml.sources.source_market`: Binance 24/7 UTC, the others New York);
 - ``features``: :class:`tickml.features.FeatureConfig` (families, windows, sampling interval,
   session, leader symbol, fracdiff d);
 - ``labels``: :class:`tickml.labels.LabelConfig` (horizons, barriers, traps, path quality);
@@ -28,6 +30,7 @@ from tickml.features import FeatureConfig
 from tickml.labels import LabelConfig
 from tickml.market import MARKET_KEYS, Market
 from tickml.models.experiment import ExperimentConfig
+from tickml.sources import source_market
 from tickml.validation import ValidationConfig
 
 #: the sections that take the market, as paths into the run configuration
@@ -128,6 +131,22 @@ class RunConfig(BaseModel):
     def experiment_config(self) -> ExperimentConfig:
         return self.experiment
 
+    @property
+    def sets_market(self) -> bool:
+        """Whether the configuration has a market section (not only the default)."""
+        return "market" in self.model_fields_set
+
+    def for_source(self, kind: str) -> RunConfig:
+        """This configuration for a run on tick source ``kind``: unchanged when it has a
+        market section; otherwise every section on the source's own market
+        (:func:`tickml.sources.source_market`; Binance: 24/7 UTC)."""
+        market = source_market(kind, self.market if self.sets_market else None)
+        if market == self.market:
+            return self
+        data = self.model_dump(exclude=_section_markets())
+        data["market"] = market.model_dump()
+        return RunConfig.model_validate(data)
+
     @classmethod
     def load(cls, path: str | Path | None) -> RunConfig:
         if path is None:
@@ -149,6 +168,18 @@ class RunConfig(BaseModel):
         if interval:
             data["features"]["interval"] = interval
         return RunConfig.model_validate(data)
+
+
+def _section_markets() -> dict[str, Any]:
+    """A ``model_dump`` exclusion of the sections' own market fields (they follow the market
+    section)."""
+    out: dict[str, Any] = {}
+    for path in MARKET_SECTIONS:
+        node = out
+        for key in path:
+            node = node.setdefault(key, {})
+        node["market"] = True
+    return out
 
 
 def _parent(data: dict[str, Any], path: tuple[str, ...]) -> tuple[dict[str, Any] | None, str]:

@@ -1,12 +1,14 @@
 """Which day each tick and each quarantine record belongs to, so that no row is lost.
 
-A tick belongs to the calendar day of its own timestamp in the partition time zone, whatever file
-it came from (a Binance capture named ``*_20240808`` that runs past midnight UTC holds ticks of
-the 9th). A quarantine record belongs to the day of its timestamp when that is a day of the
-source (a day with valid ticks; with none at all, a day of the records' plausible timestamps);
-a record without a usable time (an unparseable line, an absurd ``ts=-5``) goes to its file's day
-when the file name carries one, else to the source's first day. Every row of a source therefore
-lands in exactly one day, and the per-day counts add up to the reader's.
+A tick belongs to the trading day of its own timestamp in the run's market (the one rule of
+:mod:`tickml.market`: the day (local midnight, next local midnight], so a tick exactly at
+midnight belongs to the day that ends there), whatever file it came from (a Binance capture
+named ``*_20240808`` that runs past midnight UTC holds ticks of the 9th). A quarantine record
+belongs to the day of its timestamp when that is a day of the source (a day with valid ticks;
+with none at all, a day of the records' plausible timestamps); a record without a usable time
+(an unparseable line, an absurd ``ts=-5``) goes to its file's day when the file name carries
+one, else to the source's first day. Every row of a source therefore lands in exactly one day,
+and the per-day counts add up to the reader's.
 """
 
 from __future__ import annotations
@@ -17,18 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from tickml.market import Market, day_numbers, utc_ns
 from tickml.schema import ValidationResult, reason_counts
 from tickml.validation import DEFAULT_RULES, ValidationConfig
 
 _NAT = np.iinfo(np.int64).min
 
 
-def local_days(ts: pd.Series, tz: str) -> np.ndarray:
-    """datetime64[D] of each timestamp's calendar day in ``tz`` (NaT stays NaT)."""
-    if ts.empty:
-        return np.zeros(0, dtype="datetime64[D]")
-    local = pd.DatetimeIndex(ts).tz_convert(tz).tz_localize(None)
-    return np.asarray(local.to_numpy(dtype="datetime64[ns]")).astype("datetime64[D]")
+def trading_days(ts_ns: np.ndarray, market: Market) -> np.ndarray:
+    """datetime64[D] of the market's trading day of each UTC ns time (:mod:`tickml.market`)."""
+    return day_numbers(ts_ns, market.tz).astype("datetime64[D]")
 
 
 def parse_day(value: str | None, what: str = "day") -> dt.date | None:
@@ -74,21 +74,23 @@ class DaySplit:
 
 def split_days(
     res: ValidationResult,
-    tz: str,
+    market: Market,
     file_days: dict[str, dt.date] | None = None,
     rules: ValidationConfig = DEFAULT_RULES,
 ) -> DaySplit:
-    """Assign every tick and record of ``res`` to one day (see the module documentation).
+    """Assign every tick and record of ``res`` to one trading day of ``market`` (see the
+    module documentation).
 
     ``file_days``: the day a source file's name carries (quarantine ``source`` -> day)."""
-    tick_day = local_days(res.ticks["ts"], tz)
+    tick_day = trading_days(utc_ns(res.ticks["ts"]), market)
     q = res.quarantine
     rec_day = np.full(len(q), np.datetime64("NaT"), dtype="datetime64[D]")
     if len(q):
         ts_ns = q["ts"].to_numpy(dtype="datetime64[ns]").view(np.int64)
         lo, hi = rules.ts_bounds()
         plausible = (ts_ns != _NAT) & (ts_ns >= lo) & (ts_ns <= hi)
-        own = local_days(q["ts"], tz)
+        own = np.full(len(q), np.datetime64("NaT"), dtype="datetime64[D]")
+        own[plausible] = trading_days(ts_ns[plausible], market)
         known = np.unique(tick_day) if len(tick_day) else np.unique(own[plausible])
         usable = plausible & np.isin(own, known)
         rec_day[usable] = own[usable]

@@ -21,12 +21,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
 from tickml.days import DaySplit, split_days
+from tickml.errors import UsageError
 from tickml.lake import TickLake
+from tickml.market import Market, utc_ns
 from tickml.schema import (
     ValidationResult,
     check_tolerance,
@@ -34,37 +36,24 @@ from tickml.schema import (
     empty_ticks,
     reason_counts,
 )
+from tickml.sources import (
+    DEFAULT_TOLERANCE,
+    WHOLE_SOURCE_KINDS,
+    check_kind,
+    source_market,
+)
 from tickml.validation import DEFAULT_RULES, ValidationConfig, check_symbol
 
 log = logging.getLogger(__name__)
-
-SourceKind = Literal["simulator", "equity-ticks", "binance", "canonical"]
-SOURCE_KINDS: tuple[str, ...] = ("simulator", "equity-ticks", "binance", "canonical")
-
-#: the exchange time zone each source's "day" is cut in
-SESSION_TZ: dict[str, str] = {
-    "simulator": "America/New_York",
-    "equity-ticks": "America/New_York",
-    "binance": "UTC",
-    "canonical": "UTC",
-}
-
-
-#: sources read whole and split by day (tickml.days); the others are read one day at a time
-WHOLE_SOURCE_KINDS: tuple[str, ...] = ("binance", "canonical")
-
-#: out-of-order tolerance per source when none is given: Binance's bookTicker and trade streams
-#: interleave up to ~30 ms out of exchange-time order; files and the simulator are sorted.
-DEFAULT_TOLERANCE: dict[str, str] = {
-    "simulator": "0s", "equity-ticks": "0s", "binance": "1s", "canonical": "0s",
-}
 
 
 @dataclass(frozen=True)
 class SourceSpec:
     """Where ticks come from. ``path`` is required for every kind but ``simulator``.
 
-    ``validation``: the plausibility bounds readers apply (:mod:`tickml.validation`)."""
+    ``validation``: the plausibility bounds readers apply (:mod:`tickml.validation`);
+    ``market``: the run configuration's market section (None: the configuration has none,
+    the source's own market applies: :func:`tickml.sources.source_market`)."""
 
     kind: str = "simulator"
     path: Path | None = None
@@ -72,10 +61,10 @@ class SourceSpec:
     out_of_order_tolerance: str | None = None  # None: the source's default (DEFAULT_TOLERANCE)
     sim: dict[str, Any] = field(default_factory=dict)
     validation: ValidationConfig = DEFAULT_RULES
+    market: Market | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in SOURCE_KINDS:
-            raise ValueError(f"unknown source {self.kind!r}; choose one of {SOURCE_KINDS}")
+        check_kind(self.kind)
         if self.kind != "simulator":
             if self.path is None:
                 raise ValueError(f"source {self.kind!r} needs a path (--ticks PATH)")
@@ -88,6 +77,11 @@ class SourceSpec:
     @property
     def tolerance(self) -> str:
         return self.out_of_order_tolerance or DEFAULT_TOLERANCE[self.kind]
+
+    @property
+    def day_market(self) -> Market:
+        """The market whose trading days the source's ticks are stored under."""
+        return source_market(self.kind, self.market)
 
 
 def available_days(spec: SourceSpec) -> list[dt.date]:
@@ -158,7 +152,8 @@ def source_split(spec: SourceSpec) -> DaySplit:
         from tickml.readers.canonical import source_files
 
         named, files = [], source_files(root)
-    key = (spec.kind, str(root), spec.tolerance, spec.validation, _fingerprint(files))
+    market = spec.day_market
+    key = (spec.kind, str(root), spec.tolerance, spec.validation, market, _fingerprint(files))
     if key not in _SPLIT_CACHE:
         _SPLIT_CACHE.clear()  # one source at a time: a whole capture set can be large
         if spec.kind == "binance":
@@ -170,7 +165,7 @@ def source_split(spec: SourceSpec) -> DaySplit:
                 files, out_of_order_tolerance=spec.tolerance, rules=spec.validation
             )
         file_days = {str(f): d for f, d in named if d is not None}
-        _SPLIT_CACHE[key] = split_days(res, SESSION_TZ[spec.kind], file_days, spec.validation)
+        _SPLIT_CACHE[key] = split_days(res, market, file_days, spec.validation)
     return _SPLIT_CACHE[key]
 
 
@@ -190,24 +185,43 @@ def _read_binance_all(files: Sequence[Path], spec: SourceSpec) -> ValidationResu
 
 
 def load_day(spec: SourceSpec, day: dt.date) -> ValidationResult:
-    """Read (or simulate) one day of the source as validated canonical ticks."""
+    """Read (or simulate) one trading day of the source as validated canonical ticks.
+
+    The sources read whole are split by the market's days; the equity files and the simulator
+    deliver a day per call, which must be the market's day: a tick outside it is a market
+    that conflicts with the source (:class:`~tickml.errors.UsageError`, one line)."""
     symbols = list(spec.symbols) if spec.symbols else None
+    if spec.kind in WHOLE_SOURCE_KINDS:
+        return source_split(spec).day(day, symbols)
+    res: ValidationResult
     if spec.kind == "equity-ticks":
         from tickml.readers.equity import read_equity_day
 
-        return read_equity_day(
+        res = read_equity_day(
             Path(str(spec.path)), day, symbols, out_of_order_tolerance=spec.tolerance,
             rules=spec.validation,
         )
-    if spec.kind in WHOLE_SOURCE_KINDS:
-        return source_split(spec).day(day, symbols)
-    from tickml.simulator import SimConfig, simulate_day
+    else:
+        from tickml.simulator import SimConfig, simulate_day
 
-    sim = simulate_day(SimConfig(**spec.sim), day)
-    ticks = sim.ticks
-    if symbols:
-        ticks = ticks[ticks["symbol"].isin(symbols)].reset_index(drop=True)
-    return ValidationResult(ticks, empty_quarantine(), {})
+        ticks = simulate_day(SimConfig(**spec.sim, market=spec.day_market), day).ticks
+        if symbols:
+            ticks = ticks[ticks["symbol"].isin(symbols)].reset_index(drop=True)
+        res = ValidationResult(ticks, empty_quarantine(), {})
+    _check_in_day(spec, day, res.ticks)
+    return res
+
+
+def _check_in_day(spec: SourceSpec, day: dt.date, ticks: pd.DataFrame) -> None:
+    market = spec.day_market
+    try:
+        market.check_in_day(utc_ns(ticks["ts"]), day)
+    except ValueError as exc:
+        raise UsageError(
+            f"{spec.kind} {day}: {exc}: the market conflicts with the source, whose days are "
+            "New York trading days; set market.tz to a time zone where they fall on the same "
+            "date (America/New_York)"
+        ) from None
 
 
 @dataclass
@@ -234,20 +248,26 @@ def ingest_day(
 ) -> IngestSummary:
     """Load one day, write ticks + quarantine to the lake and, if given, the Postgres store.
 
-    Idempotent: re-ingesting a day replaces that day's lake partition and tick-store rows
-    (only ``spec.symbols`` when given). All or nothing: the lake day is written aside first,
+    The day is a trading day of ``spec.day_market`` in the lake, the store and the quarantine
+    alike (:mod:`tickml.market`: (local midnight, next local midnight]).
+    Idempotent: re-ingesting a day replaces exactly that day's lake partition and tick-store
+    rows (only ``spec.symbols`` when given). All or nothing: the lake day is written aside first,
     then the store (one transaction), and only then swapped in; any failure leaves the lake
     and the store as they were.
     """
     t0 = time.perf_counter()
     res = load_day(spec, day)
     ticks = res.ticks
-    staged = lake.stage_day(ticks, day, res.quarantine, symbols=spec.symbols)
+    market = spec.day_market
+    staged = lake.stage_day(ticks, day, res.quarantine, symbols=spec.symbols, market=market)
     try:
         if store is not None:
             store.ensure_schema()
             with store.conn.transaction():  # ticks and quarantine: one transaction
-                store.write_day(ticks, day, symbols=spec.symbols, tz=SESSION_TZ[spec.kind])
+                store.write_day(
+                    ticks, day, symbols=spec.symbols, tz=market.tz,
+                    whole_day=spec.symbols is None,  # as the lake: the day becomes `ticks`
+                )
                 if not res.quarantine.empty:
                     store.write_quarantine(
                         res.quarantine, replace_sources=sorted(set(res.quarantine["source"])),

@@ -1,12 +1,16 @@
 """The Parquet tick lake: ``ROOT/ticks/date=YYYY-MM-DD/symbol=SYM/part-0.parquet``.
 
-Hive-style partitions by session date and symbol, so the offline side (features, Feast's file
+Hive-style partitions by trading day and symbol, so the offline side (features, Feast's file
 source, ad-hoc DuckDB/pyarrow queries) reads exactly the days and symbols it needs. A day is
 replaced atomically: every file is written into a hidden folder beside the day's, which is then
 swapped in (``renameat2(RENAME_EXCHANGE)`` on Linux), so a failed or interrupted re-ingest leaves
 the previous day byte for byte, and re-ingesting a day is idempotent. Symbols become folder
 names only when :func:`tickml.validation.symbol_error` accepts them. Quarantine records live
 beside: ``ROOT/quarantine/date=YYYY-MM-DD/part-0.parquet``.
+
+A day is a trading day of the run's market (:mod:`tickml.market`: (local midnight, next local
+midnight]), assigned by the ingest (:mod:`tickml.days`); given the market, the lake refuses a
+tick outside the day it is written under.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tickml.atomic import atomic_write, exchange, link_tree, write_aside
+from tickml.market import Market, utc_ns
 from tickml.schema import TICK_SCHEMA, empty_quarantine, empty_ticks, ticks_to_arrow
 from tickml.validation import check_symbol
 
@@ -50,7 +55,11 @@ class TickLake:
 
     # -- writing ---------------------------------------------------------------------------
     def write_day(
-        self, ticks: pd.DataFrame, day: dt.date, symbols: Sequence[str] | None = None
+        self,
+        ticks: pd.DataFrame,
+        day: dt.date,
+        symbols: Sequence[str] | None = None,
+        market: Market | None = None,
     ) -> int:
         """Replace one day of canonical ticks atomically; returns the number of rows written.
 
@@ -58,7 +67,7 @@ class TickLake:
         otherwise only those symbols are replaced and the others are kept. See
         :meth:`stage_day`: nothing of the previous day changes unless every file was written.
         """
-        staged = self.stage_day(ticks, day, symbols=symbols)
+        staged = self.stage_day(ticks, day, symbols=symbols, market=market)
         staged.commit()
         return staged.rows
 
@@ -68,16 +77,20 @@ class TickLake:
         day: dt.date,
         quarantine: pd.DataFrame | None = None,
         symbols: Sequence[str] | None = None,
+        market: Market | None = None,
     ) -> StagedDay:
         """Write a day aside (a hidden folder beside the day's) without touching the day.
 
         :meth:`StagedDay.commit` swaps it in (one ``renameat2(RENAME_EXCHANGE)`` on Linux, two
         renames elsewhere) and replaces the quarantine file; :meth:`StagedDay.discard` drops it.
-        A symbol that is not an allowed partition name raises ``ValueError`` before anything is
-        written; any error while writing removes the staged files and leaves the day as it was.
+        A symbol that is not an allowed partition name, or (given the ``market``) a tick
+        outside the market's ``day``, raises ``ValueError`` before anything is written; any
+        error while writing removes the staged files and leaves the day as it was.
         """
         for s in pd.unique(ticks["symbol"]) if len(ticks) else []:
             _safe_symbol(str(s))
+        if market is not None:
+            market.check_in_day(utc_ns(ticks["ts"]), day)
         day_dir = self.day_dir(day)
         day_dir.parent.mkdir(parents=True, exist_ok=True)
         stage = day_dir.with_name(f".{day_dir.name}.{uuid.uuid4().hex}.staging")

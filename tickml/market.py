@@ -89,18 +89,20 @@ class Market(BaseModel):
         return cls(tz=tz, session_open=None, session_close=None)
 
     @classmethod
-    def of_run_config(cls, path: str | os.PathLike[str] | None) -> Market:
-        """The ``market`` section of a run configuration YAML (None: the default market);
-        the whole file is validated where it is used (:class:`tickml.config.RunConfig`)."""
+    def of_run_config(cls, path: str | os.PathLike[str] | None) -> Market | None:
+        """The ``market`` section of a run configuration YAML; None without a file or when
+        the file has no such section (the run then takes its source's market:
+        :func:`tickml.sources.source_market`). The whole file is validated where it is used
+        (:class:`tickml.config.RunConfig`)."""
         if path is None:
-            return cls()
+            return None
         p = Path(path)
         if not p.exists():
             raise FileNotFoundError(f"config file {p} does not exist")
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{p}: expected a mapping at the top level")
-        return cls.model_validate(data.get("market") or {})
+        return cls.model_validate(data["market"] or {}) if "market" in data else None
 
     @property
     def has_session(self) -> bool:
@@ -121,6 +123,19 @@ class Market(BaseModel):
 
     def day_of(self, ts: int) -> DayBounds:
         return self.day_bounds(self.local_day(ts))
+
+    def check_in_day(self, ts: np.ndarray, day: dt.date) -> None:
+        """``ValueError`` unless every UTC ns time lies in the day (start, end] of ``day``."""
+        start, end = day_span(day, self.tz)
+        ts = np.asarray(ts, dtype=np.int64)
+        outside = (ts <= start) | (ts > end)
+        if outside.any():
+            first = pd.Timestamp(int(ts[outside.argmax()]), tz="UTC").tz_convert(self.tz)
+            lo, hi = (pd.Timestamp(t, tz="UTC").tz_convert(self.tz) for t in (start, end))
+            raise ValueError(
+                f"{int(outside.sum()):,} of {len(ts):,} ticks lie outside the day {day} "
+                f"({self.tz}: ({lo}, {hi}]), first at {first}"
+            )
 
     def days_between(self, ts_min: int, ts_max: int) -> list[dt.date]:
         """Every local date from the one holding ``ts_min`` to the one holding ``ts_max``."""
@@ -214,6 +229,12 @@ def local_days(ts: np.ndarray, tz: str) -> tuple[np.ndarray, list[dt.date]]:
         return numbers, []
     uniq, codes = np.unique(numbers, return_inverse=True)
     return codes.astype(np.int64), [EPOCH + dt.timedelta(days=int(n)) for n in uniq]
+
+
+def day_span(day: dt.date, tz: str) -> tuple[int, int]:
+    """UTC ns (start, end) of the local date ``day``: the day is the interval (start, end]."""
+    b = _bounds(tz, day, None, None)
+    return b.start, b.end
 
 
 def day_end_ns(numbers: np.ndarray, tz: str) -> np.ndarray:

@@ -23,6 +23,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tickml.market import Market
+from tickml.sources import source_market
 from tickml.workdir import Workdir
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -159,9 +160,11 @@ class Settings(BaseSettings):
         return str(self.config) if self.config else None
 
     def market(self) -> Market:
-        """The market section of the run configuration (TICKML_CONFIG; default: New York,
-        09:30-16:00): the time zone of the daily partitions and the schedules."""
-        return Market.of_run_config(self.config)
+        """The run's market: the run configuration's market section (TICKML_CONFIG), else
+        the market of the source `dagster dev` ingests (TICKML_SOURCE: Binance 24/7 UTC, the
+        others New York 09:30-16:00; :func:`tickml.sources.source_market`): the time zone of
+        the daily partitions and the schedules."""
+        return source_market(self.source, Market.of_run_config(self.config))
 
     def with_workdir(self, workdir: Path | None) -> Settings:
         """These settings with another working directory (a command's --workdir)."""

@@ -337,7 +337,9 @@ def _symbol_ticks(
     lots = np.where(block, np.floor(block_lots), lots)
     price = np.where(is_trade, np.where(buy, ask, bid), np.nan)
     size = np.where(is_trade, lot * lots, 0.0)
-    ts = open_ns + np.round(t * 1e9).astype(np.int64)
+    # (open, close]: a tick exactly at the open would belong to the day before when the
+    # session is the whole day (tickml.market)
+    ts = open_ns + np.maximum(np.round(t * 1e9).astype(np.int64), 1)
     return {
         "ts": ts,
         "bid": bid,

@@ -17,9 +17,16 @@ Tables (created by :meth:`TickStore.ensure_schema`, idempotently):
     re-ingested day is replaced, not duplicated.
 
 Timestamps: PostgreSQL stores microseconds, the canonical tick nanoseconds. Ticks are written
-with their timestamp **truncated to the microsecond** (floor, i.e. towards the earlier instant;
-the real vendor data is millisecond-resolution, so nothing is lost there). Two ticks of one
-symbol that differ only below the microsecond and share a ``seq`` therefore collide on the key.
+with their timestamp **rounded up to the microsecond** (ceiling, towards the later instant; the
+real vendor data is millisecond-resolution, so nothing changes there). Rounding up keeps two
+rules exact: a stored tick is never earlier than the event (no look-ahead), and a tick lies in
+a trading day (local midnight, next local midnight] (:mod:`tickml.market`) exactly when its
+stored time does, since midnights are whole microseconds. Two ticks of one symbol that differ
+only below the microsecond and share a ``seq`` therefore collide on the key.
+
+Days: every day window of the store (replace, read, count of a day) is the trading day of
+:mod:`tickml.market` in the given time zone, ``(start, end]``; the physical partitions stay UTC
+days, ``[00:00, next 00:00)`` (PostgreSQL's range partitions), so a day can touch two of them.
 
 Floats: NaN is stored as SQL NULL (there is never a ``'NaN'`` in the store) and read back as NaN;
 infinities and every finite float64 (subnormals, ``-0.0``) round-trip bit-exactly because
@@ -62,6 +69,7 @@ import psycopg
 from psycopg import sql
 from psycopg.copy import LibpqWriter, QueuedLibpqWriter
 
+from tickml.market import Market, day_span
 from tickml.redact import redact
 from tickml.schema import FLOAT_COLUMNS, QUARANTINE_COLUMNS, REJECT_REASONS, TICK_COLUMNS
 
@@ -166,7 +174,7 @@ class PreparedTicks:
     def utc_days(self) -> list[dt.date]:
         if not len(self):
             return []
-        days = np.unique(np.floor_divide(self.ts_ns, _DAY_NS))
+        days = np.unique(np.floor_divide(stored_us(self.ts_ns), _DAY_NS // 1000))
         return [dt.date(1970, 1, 1) + dt.timedelta(days=int(d)) for d in days]
 
 
@@ -266,7 +274,7 @@ def encode_copy_binary(prep: PreparedTicks, start: int = 0, stop: int | None = N
     rec["sl"] = row_lens
     rec["sym"] = np.array(prep.symbol_bytes, dtype=f"S{width}")[codes]
     rec["tl"] = 8
-    rec["ts"] = np.floor_divide(prep.ts_ns[start:stop], 1000) - PG_EPOCH_OFFSET_US
+    rec["ts"] = stored_us(prep.ts_ns[start:stop]) - PG_EPOCH_OFFSET_US
     rec["ql"] = 8
     rec["seq"] = prep.seq[start:stop]
     mask: np.ndarray | None = None
@@ -290,6 +298,31 @@ def encode_copy_binary(prep: PreparedTicks, start: int = 0, stop: int | None = N
     return raw[mask] if mask is not None else raw.reshape(-1)
 
 
+def _targets(
+    prep: PreparedTicks, symbols: Sequence[str] | None, whole_day: bool
+) -> list[str] | None:
+    """The symbols a day write replaces (None: every symbol; see ``TickStore.write_day``)."""
+    if whole_day:
+        if symbols is not None:
+            raise ValueError("give symbols or whole_day, not both")
+        return None
+    if symbols is None:
+        return list(prep.symbols)
+    targets = [str(s) for s in symbols]
+    extra = sorted(set(prep.symbols) - set(targets))
+    if extra:
+        raise ValueError(f"ticks hold symbols not listed in symbols: {extra[:10]}")
+    for s in targets:
+        if "\x00" in s:
+            raise ValueError(f"symbol {s!r} contains a NUL character")
+    return targets
+
+
+def stored_us(ts_ns: np.ndarray) -> np.ndarray:
+    """The microseconds a tick's UTC ns time is stored as: rounded up (see the module text)."""
+    return -np.floor_divide(-np.asarray(ts_ns, dtype=np.int64), 1000)
+
+
 def _copy_chunks(prep: PreparedTicks, chunk_rows: int = COPY_CHUNK_ROWS) -> Iterator[memoryview]:
     for i in range(0, len(prep), chunk_rows):
         yield encode_copy_binary(prep, i, min(i + chunk_rows, len(prep))).data
@@ -306,16 +339,16 @@ def _to_utc(value: Any, tz: str) -> pd.Timestamp:
 
 
 def day_window(day: dt.date | str, tz: str = "UTC") -> tuple[pd.Timestamp, pd.Timestamp]:
-    """``[start, end)`` in UTC of the calendar day ``day`` in time zone ``tz``."""
-    d = pd.Timestamp(day).date()
-    lo = pd.Timestamp(d).tz_localize(tz).tz_convert("UTC")
-    hi = pd.Timestamp(d + dt.timedelta(days=1)).tz_localize(tz).tz_convert("UTC")
-    return lo, hi
+    """``(start, end]`` in UTC of the trading day ``day`` in time zone ``tz``
+    (:func:`tickml.market.day_span`)."""
+    start, end = day_span(pd.Timestamp(day).date(), tz)
+    return pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC")
 
 
 def _utc_days_between(lo: pd.Timestamp, hi: pd.Timestamp) -> list[dt.date]:
-    last = (hi - pd.Timedelta(1, "us")).date()
-    out, d = [], lo.date()
+    """The UTC days (partitions) that hold stored times in ``(lo, hi]``."""
+    last = hi.date()
+    out, d = [], (lo + pd.Timedelta(1, "us")).date()
     while d <= last:
         out.append(d)
         d += dt.timedelta(days=1)
@@ -518,9 +551,10 @@ class TickStore:
         days: list[dt.date],
         lo: pd.Timestamp,
         hi: pd.Timestamp,
-        targets: list[str],
+        targets: list[str] | None,
     ) -> tuple[list[dt.date], int]:
-        """Remove the rows of ``targets`` in ``[lo, hi)``; (truncated partitions, rows deleted).
+        """Remove the rows of ``targets`` (None: of every symbol) in ``(lo, hi]``; (truncated
+        partitions, rows deleted).
 
         A DELETE leaves every old row as a dead tuple whose index entry each new row with the
         same key then has to check: re-writing a day that way ran ~5x slower than writing it
@@ -530,25 +564,24 @@ class TickStore:
         """
         truncated: list[dt.date] = []
         deleted = 0
-        target_set = set(targets)
+        target_set = None if targets is None else set(targets)
+        window: sql.Composable = sql.SQL("ts > %s AND ts <= %s")
+        params: list[Any] = [lo.to_pydatetime(), hi.to_pydatetime()]
+        if targets is not None:
+            window = sql.SQL("{} AND symbol = ANY(%s)").format(window)
+            params.append(targets)
         for d in days:
             part = sql.Identifier(partition_name(d))
-            p_lo = pd.Timestamp(d, tz="UTC")
-            p_hi = p_lo + pd.Timedelta(days=1)
             cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(part))
             ranges = cur.execute(_symbol_ranges_sql(part)).fetchall()
             if all(
-                sym in target_set and t_min >= lo and t_max < hi for sym, t_min, t_max in ranges
+                (target_set is None or sym in target_set) and t_min > lo and t_max <= hi
+                for sym, t_min, t_max in ranges
             ):
                 cur.execute(sql.SQL("TRUNCATE {}").format(part))
                 truncated.append(d)
                 continue
-            cur.execute(
-                sql.SQL("DELETE FROM {} WHERE ts >= %s AND ts < %s AND symbol = ANY(%s)").format(
-                    part
-                ),
-                (max(lo, p_lo).to_pydatetime(), min(hi, p_hi).to_pydatetime(), targets),
-            )
+            cur.execute(sql.SQL("DELETE FROM {} WHERE {}").format(part, window), params)
             deleted += cur.rowcount
         return truncated, deleted
 
@@ -558,14 +591,17 @@ class TickStore:
         day: dt.date | str,
         symbols: Sequence[str] | None = None,
         tz: str = "UTC",
+        whole_day: bool = False,
     ) -> int:
         """Replace the ticks of ``day`` for ``symbols`` with ``ticks``; rows written.
 
-        ``day`` is the calendar day in ``tz`` (default UTC; ``"America/New_York"`` for a US
-        equity session day), i.e. the window ``[day 00:00, next day 00:00)`` there.
+        ``day`` is the trading day in ``tz`` (default UTC; ``"America/New_York"`` for a US
+        equity session day), i.e. the window ``(day 00:00, next day 00:00]`` there
+        (:mod:`tickml.market`).
         ``symbols`` defaults to the symbols in ``ticks``; pass it explicitly to also clear
-        symbols that have no ticks any more. In ONE transaction: delete the window's rows of
-        those symbols, then COPY ``ticks``. Re-writing a day never duplicates rows; on any error
+        symbols that have no ticks any more, or ``whole_day`` to replace every symbol (the day
+        becomes exactly ``ticks``). In ONE transaction: delete the window's rows of those
+        symbols, then COPY ``ticks``. Re-writing a day never duplicates rows; on any error
         (including a duplicate ``(symbol, ts, seq)`` in ``ticks``) nothing changes.
 
         Raises ``ValueError`` before touching the database when a value cannot be stored, a
@@ -574,31 +610,16 @@ class TickStore:
         t0 = time.perf_counter()
         prep = prepare_ticks(ticks)
         lo, hi = day_window(day, tz)
-        if len(prep):
-            lo_ns, hi_ns = lo.value, hi.value
-            outside = (prep.ts_ns < lo_ns) | (prep.ts_ns >= hi_ns)
-            if outside.any():
-                first = pd.Timestamp(int(prep.ts_ns[np.argmax(outside)]), tz="UTC")
-                raise ValueError(
-                    f"{int(outside.sum())} ticks lie outside {day} ({tz}) = [{lo}, {hi}), "
-                    f"first at {first}"
-                )
-        if symbols is None:
-            targets = list(prep.symbols)
-        else:
-            targets = [str(s) for s in symbols]
-            extra = sorted(set(prep.symbols) - set(targets))
-            if extra:
-                raise ValueError(f"ticks hold symbols not listed in symbols: {extra[:10]}")
-        if not targets:
+        Market.all_day(tz).check_in_day(prep.ts_ns, pd.Timestamp(day).date())
+        targets = _targets(prep, symbols, whole_day)
+        if targets == []:
             log.info("write_day %s: no ticks and no symbols, nothing to do", day)
             return 0
-        for s in targets:
-            if "\x00" in s:
-                raise ValueError(f"symbol {s!r} contains a NUL character")
         conn = self._ready()
-        days = _utc_days_between(lo, hi)
-        self.ensure_partitions(days)
+        self.ensure_partitions(prep.utc_days())
+        # the partitions the window touches that exist (a missing one holds nothing to clear)
+        existing = set(self.partitions())
+        days = [d for d in _utc_days_between(lo, hi) if d in existing]
         t1 = time.perf_counter()
         try:
             with conn.transaction(), conn.cursor() as cur:
@@ -623,12 +644,12 @@ class TickStore:
             ) from exc
         t2 = time.perf_counter()
         log.info(
-            "write_day %s (%s): %d ticks, %d symbols, truncated %s, deleted %d, %.3f s "
+            "write_day %s (%s): %d ticks, %s symbols, truncated %s, deleted %d, %.3f s "
             "(%.0f ticks/s, prepare %.3f s)",
             day,
             tz,
             len(prep),
-            len(targets),
+            "all" if targets is None else len(targets),
             [partition_name(d) for d in truncated],
             deleted,
             t2 - t0,
@@ -795,7 +816,8 @@ class TickStore:
         symbols: Sequence[str] | None = None,
         tz: str = "UTC",
     ) -> pd.DataFrame:
-        """Canonical ticks of a day (in ``tz``) or of ``[start, end)``, sorted by symbol, ts, seq.
+        """Canonical ticks of a trading day (in ``tz``: :mod:`tickml.market`) or of
+        ``(start, end]``, sorted by symbol, ts, seq.
 
         Naive ``start``/``end`` are taken in ``tz``. NULLs come back as NaN. Read with a binary
         COPY of fixed-width rows (NULL floats sent as NaN, symbols fetched as per-symbol counts
@@ -803,7 +825,7 @@ class TickStore:
         """
         conn = self._ready()
         lo, hi = self._window(when, tz)
-        where: sql.Composable = sql.SQL("ts >= %s AND ts < %s")
+        where: sql.Composable = sql.SQL("ts > %s AND ts <= %s")
         params: list[Any] = [lo, hi]
         if symbols is not None:
             where = sql.SQL("{} AND symbol = ANY(%s)").format(where)
@@ -845,7 +867,7 @@ class TickStore:
         params: list[Any] = []
         if day is not None:
             lo, hi = self._window(day, tz)
-            clauses.append(sql.SQL("ts >= %s AND ts < %s"))
+            clauses.append(sql.SQL("ts > %s AND ts <= %s"))
             params += [lo, hi]
         if symbol is not None:
             clauses.append(sql.SQL("symbol = %s"))
