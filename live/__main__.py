@@ -74,6 +74,7 @@ def feed_events(args: argparse.Namespace, feature_config):  # noqa: ANN001, ANN2
         return feed.iter_sync()
     from live.feeds import ReplayFeed
     from tickml.ingest import SourceSpec, load_day
+    from tickml.market import Market
 
     spec = SourceSpec(
         kind=args.source,
@@ -89,6 +90,7 @@ def feed_events(args: argparse.Namespace, feature_config):  # noqa: ANN001, ANN2
                 if args.sim_minutes else {}
             ),
         },
+        market=Market.of_run_config(args.config),  # None: the source's own (tickml.sources)
     )
     day = dt.date.fromisoformat(args.day) if args.day else dt.date(2013, 10, 8)
     ticks = load_day(spec, day).ticks

@@ -174,13 +174,15 @@ def check_spec(spec: ReplaySpec) -> None:
 
 def _check_file_day(spec: ReplaySpec, day: dt.date | None) -> None:
     from tickml.ingest import SourceSpec, available_days
+    from tickml.market import Market
 
     if not spec.ticks:
         raise UsageError(f"--source {spec.source} needs --ticks PATH")
     if not os.path.exists(spec.ticks):
         raise UsageError(f"--ticks {spec.ticks}: no such file or folder")
     kind = "binance" if spec.source == "binance-replay" else spec.source
-    days = available_days(SourceSpec(kind=kind, path=Path(spec.ticks)))
+    market = Market.of_run_config(spec.config)  # the feed splits the source by these days
+    days = available_days(SourceSpec(kind=kind, path=Path(spec.ticks), market=market))
     if day is None:
         raise UsageError(f"--day is needed: {spec.ticks} holds {_days_text(days)}")
     if day not in days:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 
 from assets.resources import TickSourceResource
@@ -68,6 +69,32 @@ def test_simulator_days_through_dagster_into_lake_and_postgres(tmp_path, dagster
 
     inst = dg.DagsterInstance.get()
     assert len(inst.get_runs()) == 3
+
+
+def test_raw_ticks_takes_the_run_configurations_market(tmp_path, dagster_home, fresh_pg_url):
+    """The simulator trades the configured market's session, and the lake and the store file
+    the day under that market's days (the default configuration: New York, as before)."""
+    from tickml.store.postgres import TickStore
+
+    day = dt.date(2024, 1, 5)
+    london = tmp_path / "london.yaml"
+    london.write_text(
+        "market: {tz: Europe/London, session_open: '08:00', session_close: '16:30'}\n"
+    )
+    src = TickSourceResource(kind="simulator", sim_n_symbols=2)
+    settings = Settings(workdir=tmp_path, pg_url=fresh_pg_url, config=None)
+    [row] = materialize_days([day], settings, src, config_path=str(london))
+    ticks = TickLake(tmp_path / "lake").read_day(day)
+    local = ticks["ts"].dt.tz_convert("Europe/London")
+    assert row["n_ticks"] == len(ticks) > 1000
+    assert local.min() > pd.Timestamp("2024-01-05 08:00", tz="Europe/London")
+    assert local.max() <= pd.Timestamp("2024-01-05 16:30", tz="Europe/London")
+    with TickStore(fresh_pg_url) as store:
+        assert store.count(day=day, tz="Europe/London") == len(ticks)
+    materialize_days([day], settings.model_copy(update={"workdir": tmp_path / "ny"}), src)
+    ny = TickLake(tmp_path / "ny" / "lake").read_day(day)["ts"].dt.tz_convert("America/New_York")
+    assert ny.min() > pd.Timestamp("2024-01-05 09:30", tz="America/New_York")
+    assert ny.max() <= pd.Timestamp("2024-01-05 16:00", tz="America/New_York")
 
 
 @pytest.mark.slow

@@ -198,3 +198,23 @@ def test_the_simulator_trades_the_runs_market():
     assert local.max() <= pd.Timestamp("2024-03-05 16:00", tz="Europe/London")
     default = load_day(SourceSpec(kind="simulator", sim={"n_symbols": 2}), D).ticks
     assert default["ts"].dt.tz_convert("America/New_York").min().hour == 9
+
+
+@pytest.mark.unit
+def test_the_live_feed_replays_the_configured_markets_day(tmp_path):
+    """`python -m live feed --config F`: the simulated day is the configured market's session
+    (without a market section: the source's own, New York)."""
+    import argparse
+
+    from live.__main__ import feed_events
+
+    london = tmp_path / "london.yaml"
+    london.write_text("market: {tz: Europe/London}\n")
+    base = dict(source="simulator", ticks=None, day="2024-03-05", symbols=None, sim_symbols=2,
+                signal_strength=0.0, seed=7, speed=None, max_seconds=None)
+    for config, tz in ((str(london), "Europe/London"), (None, "America/New_York")):
+        args = argparse.Namespace(**base, config=config)
+        feed = feed_events(args, RunConfig.load(config).features)
+        local = feed.frame["ts"].dt.tz_convert(tz)
+        assert local.min() > pd.Timestamp("2024-03-05 09:30", tz=tz)
+        assert local.max() <= pd.Timestamp("2024-03-05 16:00", tz=tz)
