@@ -1,17 +1,11 @@
 """Real Dagster runs of the ingestion graph (sqlite instance in tmp, real Postgres tick store)."""
 
 import datetime as dt
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pandas as pd
 import pytest
+from _servers import dagster_dev, graphql
 
 from assets.resources import TickSourceResource
 from orchestration.runner import materialize_days
@@ -116,50 +110,15 @@ def test_real_equity_day_through_dagster(tmp_path, dagster_home, equity_root, pg
     assert ((hours >= 13) & (hours < 20)).mean() > 0.9
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_dagster_dev_serves_the_asset_graph(tmp_path):
     """`dagster dev` with the project's workspace.yaml starts and lists raw_ticks over GraphQL."""
-    port = _free_port()
-    # `dagster dev` runs in a child process: its settings are this environment
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "TICKML_WORKDIR": str(tmp_path / "w")}
-    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml",
-         "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
+    with dagster_dev(tmp_path) as base:
         query = "{ assetNodes { assetKey { path } groupName description } }"
-        deadline = time.time() + 120
-        nodes = None
-        while time.time() < deadline:
-            try:
-                resp = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query},
-                                  timeout=5)
-                data = resp.json().get("data") or {}
-                if data.get("assetNodes"):
-                    nodes = data["assetNodes"]
-                    break
-            except (httpx.HTTPError, ValueError):
-                pass
-            time.sleep(1)
-        assert nodes, "dagster dev did not serve the asset graph within 120 s"
-        raw = [n for n in nodes if n["assetKey"]["path"] == ["raw_ticks"]]
-        assert raw and raw[0]["groupName"] == "ingestion"
-        assert "canonical ticks" in raw[0]["description"]
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        nodes = graphql(base, query)["assetNodes"]
+    raw = [n for n in nodes if n["assetKey"]["path"] == ["raw_ticks"]]
+    assert raw and raw[0]["groupName"] == "ingestion"
+    assert "canonical ticks" in raw[0]["description"]
 
 
 @pytest.mark.slow

@@ -3,17 +3,12 @@ rendered by Debian's Chromium, shows the asset catalog and the asset graph with 
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
+from _servers import dagster_dev
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 #: The project's assets, as the UI must list them (every asset of orchestration.jobs.ASSETS:
@@ -39,51 +34,13 @@ def _chromium() -> str:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def dagster_ui(tmp_path_factory):
     """`dagster dev -w workspace.yaml` on a free port; yields its base URL once GraphQL answers
     with the asset graph (the code location is loaded)."""
     _chromium()  # skip (or fail under CI) before starting a server for nothing
-    tmp = tmp_path_factory.mktemp("ui")
-    port = _free_port()
-    # `dagster dev` runs in a child process: its settings are this environment
-    env = {**os.environ, "DAGSTER_HOME": str(tmp), "TICKML_WORKDIR": str(tmp / "w")}
-    env.pop("TICKML_SCHEDULES", None)
-    (tmp / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml",
-         "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        query = "{ assetNodes { assetKey { path } } }"
-        deadline = time.time() + 120
-        ready = False
-        while time.time() < deadline and not ready:
-            try:
-                resp = httpx.post(f"{base}/graphql", json={"query": query}, timeout=5)
-                ready = bool((resp.json().get("data") or {}).get("assetNodes"))
-            except (httpx.HTTPError, ValueError):
-                pass
-            if not ready:
-                time.sleep(1)
-        assert ready, "dagster dev did not serve the asset graph within 120 s"
+    with dagster_dev(tmp_path_factory.mktemp("ui")) as base:
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 def _browser(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
