@@ -295,3 +295,27 @@ def test_save_experiment_result(tmp_path: Path, panel: pd.DataFrame) -> None:
         )
     ok, why = reg.promotion_decision(m, None)
     assert isinstance(ok, bool) and why
+
+
+@pytest.mark.unit
+def test_direction_regressor_round_trip(tmp_path: Path, panel: pd.DataFrame) -> None:
+    """The direction model (a regression, classes == ()) saves, loads and predicts the same."""
+    from tickml.models.train import predict_value, train_regressor
+
+    tr, va = panel.iloc[:2000], panel.iloc[2000:2800]
+    target = np.sign(tr["fwd_return_short"].to_numpy()) * 0.5
+    model = train_regressor(tr, target, va, np.sign(va["fwd_return_short"]) * 0.5, FAST,
+                            PANEL_FEATURES)  # fmt: skip
+    assert model.is_regression and model.n_outputs == 1 and model.classes == ()
+    reg = ModelRegistry(tmp_path / "reg")
+    version = reg.save({"direction": model})
+    loaded = reg.load(version)
+    assert loaded.direction is not None and loaded.direction.is_regression
+    x = panel[PANEL_FEATURES].iloc[2800:]
+    before, after = predict_value(model, x), predict_value(loaded.direction, x)
+    assert before.shape == (len(x),) and np.array_equal(before, after)
+    assert np.std(before) > 0  # it learned something from the signed target
+    classifier = train_model(tr, tr["label_short"], va, va["label_short"], CLASSES_5, FAST,
+                             PANEL_FEATURES)  # fmt: skip
+    with pytest.raises(ValueError, match="regression"):
+        predict_value(classifier, x)

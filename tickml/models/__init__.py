@@ -23,7 +23,14 @@ from tickml.models.registry import (
     promotion_decision,
 )
 from tickml.models.selection import SelectionConfig, SelectionResult
-from tickml.models.train import TrainConfig, TrainedModel, predict_proba, train_model
+from tickml.models.train import (
+    TrainConfig,
+    TrainedModel,
+    predict_proba,
+    predict_value,
+    train_model,
+    train_regressor,
+)
 
 __all__ = [
     "ExperimentConfig",
@@ -38,8 +45,10 @@ __all__ = [
     "add_market_columns",
     "dataset_hash",
     "predict_proba",
+    "predict_value",
     "prepare_dataset",
     "promotion_decision",
     "run_experiment",
     "train_model",
+    "train_regressor",
 ]

@@ -7,6 +7,8 @@ Layout::
       v1/
         short.txt              LightGBM text model (5-class, short horizon)
         long.txt               LightGBM text model (3-class, long horizon)
+        direction.txt          optional LightGBM regression model (the direction model:
+                               classes [], one raw output = its prediction)
         manifest.json          see below
         runtime/               compiled inference (tickml.models.runtime): short.so, long.so,
                                runtime.json (hashes, versions); built at promotion
@@ -72,7 +74,8 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 MANIFEST = "manifest.json"
 CHAMPION = "champion.json"
-MODEL_NAMES: tuple[str, ...] = ("short", "long")
+#: "short" (5-class), "long" (3-class) and the optional "direction" regression model
+MODEL_NAMES: tuple[str, ...] = ("short", "long", "direction")
 _VERSION_RE = re.compile(r"^v(\d+)$")
 _OOS_KEYS = (
     "n",
@@ -234,6 +237,11 @@ class RegisteredModels:
     @property
     def long(self) -> TrainedModel:
         return self.models["long"]
+
+    @property
+    def direction(self) -> TrainedModel | None:
+        """The direction (regression) model, when the version has one."""
+        return self.models.get("direction")
 
     @property
     def features(self) -> list[str]:
@@ -455,7 +463,7 @@ class ModelRegistry:
                 raise RegistryError(f"{version}: {entry['file']} features differ from the manifest")
             found = re.search(rb"^num_class=(\d+)$", raw, flags=re.MULTILINE)
             n_class = int(found.group(1)) if found else 1
-            if n_class != len(classes):
+            if n_class != max(1, len(classes)):
                 raise RegistryError(
                     f"{version}: {entry['file']} has {n_class} classes, manifest {len(classes)}"
                 )

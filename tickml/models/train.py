@@ -152,6 +152,16 @@ class TrainedModel:
     def n_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def is_regression(self) -> bool:
+        """A regression model (the direction model): no classes, one raw output per row."""
+        return len(self.classes) == 0
+
+    @property
+    def n_outputs(self) -> int:
+        """Raw scores per row: one per class, 1 for a regression model."""
+        return max(1, len(self.classes))
+
     def size(self) -> dict[str, int]:
         """Rounds, trees and total leaves (what inference latency scales with)."""
         dump = self.booster.dump_model(num_iteration=-1)
@@ -275,7 +285,7 @@ def _fit(
     best = int(booster.best_iteration) if valid_sets and booster.best_iteration > 0 else None
     score = None
     if best is not None:
-        score = float(booster.best_score["val"]["multi_logloss"])
+        score = float(booster.best_score["val"][params["metric"]])
     best = best or int(booster.current_iteration())
     if best < booster.current_iteration():
         booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
@@ -360,6 +370,88 @@ def train_model(
         logit_offset=offset,
         info=info,
     )
+
+
+def train_regressor(
+    x_train: Any,
+    y_train: Any,
+    x_val: Any,
+    y_val: Any,
+    config: TrainConfig | None = None,
+    features: Sequence[str] | None = None,
+    objective: Literal["huber", "regression"] = "huber",
+) -> TrainedModel:
+    """Train a LightGBM regression model (the direction model) with early stopping on
+    ``(x_val, y_val)``: same knobs, seeds and determinism as :func:`train_model`, no class
+    weights and no logit offset; the result has ``classes == ()`` and
+    :func:`predict_value` gives its prediction. Rows with a non-finite target are dropped.
+    ``huber`` (default) bounds the pull of the heavy-tailed return targets (``alpha`` 1.0 in
+    the target's units: meant for volatility-normalized returns)."""
+    cfg = config or TrainConfig()
+    xt, names = _as_matrix(x_train, features)
+    yt = np.asarray(y_train, dtype=np.float64)
+    if yt.size != xt.shape[0]:
+        raise ValueError(f"{xt.shape[0]} training rows but {yt.size} targets")
+    keep = np.isfinite(yt)
+    xt, yt = xt[keep], yt[keep]
+    if yt.size == 0:
+        raise ValueError("no training rows with a finite target")
+    xv = yv = None
+    if x_val is not None:
+        xv_, _ = _as_matrix(x_val, names if isinstance(x_val, pd.DataFrame) else None)
+        if xv_.shape[1] != xt.shape[1]:
+            raise ValueError(f"validation has {xv_.shape[1]} features, training {xt.shape[1]}")
+        yv_ = np.asarray(y_val, dtype=np.float64)
+        if yv_.size != xv_.shape[0]:
+            raise ValueError(f"{xv_.shape[0]} validation rows but {yv_.size} targets")
+        kv = np.isfinite(yv_)
+        if kv.any():
+            xv, yv = xv_[kv], yv_[kv]
+    params = lgb_params(cfg, 1)
+    del params["num_class"]
+    params["objective"] = objective
+    params["metric"] = "huber" if objective == "huber" else "l2"
+    if objective == "huber":
+        params["alpha"] = 1.0
+    wt = np.ones(yt.size)
+    wv = None if yv is None else np.ones(yv.size)
+    booster, best, score = _fit(
+        params, xt, yt, wt, xv, yv, wv, names, cfg.n_estimators, cfg.early_stopping_rounds
+    )
+    info: dict[str, Any] = {
+        "n_train": int(yt.size),
+        "n_val": 0 if yv is None else int(yv.size),
+        "target_mean_train": float(yt.mean()),
+        "target_std_train": float(yt.std()),
+        f"val_{params['metric']}": score,
+        "early_stopped": bool(xv is not None and best < cfg.n_estimators),
+    }
+    return TrainedModel(
+        booster=booster,
+        classes=(),
+        features=tuple(names),
+        best_iteration=best,
+        params={k_: v for k_, v in params.items() if k_ != "verbosity"},
+        logit_offset=None,
+        info=info,
+    )
+
+
+def predict_value(model: TrainedModel, x: Any) -> np.ndarray:
+    """(n,) predictions of a regression model (raw score = prediction for l2 and huber).
+
+    ``x`` as in :func:`predict_proba`."""
+    if not model.is_regression:
+        raise ValueError("predict_value needs a regression model (classes == ())")
+    if isinstance(x, pd.DataFrame):
+        m, _ = _as_matrix(x, model.features)
+    else:
+        m = np.asarray(x, dtype=np.float64)
+        if m.ndim != 2 or m.shape[1] != len(model.features):
+            raise ValueError(f"expected (n, {len(model.features)}) features, got {m.shape}")
+    if m.shape[0] == 0:
+        return np.zeros(0)
+    return np.asarray(model.booster.predict(m, raw_score=True), dtype=np.float64).reshape(-1)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
