@@ -16,6 +16,7 @@ from tickml.models.ensemble import (
     ensemble_score,
     fit_regime_ensemble,
     regime_of,
+    weights_table,
 )
 
 pytestmark = pytest.mark.unit
@@ -85,6 +86,17 @@ def test_thin_regime_uses_pooled_weights() -> None:
     part = fit_regime_ensemble(scores, target, vol, cfg)
     np.testing.assert_array_equal(part.weights[1], ens.weights[1])
     np.testing.assert_array_equal(part.weights[2], part.pooled_weights)
+    table = weights_table(part)
+    assert [(t["regime"], t["n_rows"], t["uses_pooled"]) for t in table] == [
+        (0, 0, True),
+        (1, 1_800, False),
+        (2, 1_200, True),
+        ("pooled", 3_000, True),
+    ]
+    assert (table[1]["vol_from"], table[1]["vol_to"]) == (0.5, 2.0)
+    assert table[0]["vol_from"] is None and table[2]["vol_to"] is None
+    assert [table[1][c] for c in part.components] == part.weights[1].tolist()
+    assert json.loads(json.dumps(table)) == table
 
 
 def test_nan_components_count_as_zero_and_nan_targets_are_not_fitted() -> None:

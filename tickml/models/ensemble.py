@@ -24,7 +24,8 @@ return) on the standardized components:
   weights (one fit on all fitting rows).
 
 Whether the ensemble is kept (it must beat its parts out of sample) is the caller's decision, made
-on fitting rows only; :func:`component_ics` gives each part's IC for that comparison.
+on fitting rows only; :func:`component_ics` gives each part's IC for that comparison, and
+:func:`weights_table` the weights per regime for the report.
 """
 
 from __future__ import annotations
@@ -233,3 +234,36 @@ def component_ics(
 ) -> dict[str, float | None]:
     """Spearman IC of each component with the forward return (rows where both are finite)."""
     return {name: spearman_ic(s, fwd_return) for name, s in scores.items()}
+
+
+def weights_table(ens: RegimeEnsemble) -> list[dict[str, Any]]:
+    """One row per regime, then the pooled weights: the report's "weights per regime" table.
+
+    ``vol_from`` / ``vol_to`` bound the regime (``None``: unbounded); ``uses_pooled`` is true
+    where the regime's weights are the pooled ones (a thin regime, or a single regime).
+    """
+    edges: list[float | None] = [None, *ens.thresholds, None]
+    rows: list[dict[str, Any]] = []
+    for r in range(ens.n_regimes):
+        rows.append(
+            {
+                "regime": r,
+                "vol_from": edges[r],
+                "vol_to": edges[r + 1],
+                "n_rows": ens.n_rows[r],
+                "uses_pooled": bool(np.array_equal(ens.weights[r], ens.pooled_weights)),
+                **{c: float(w) for c, w in zip(ens.components, ens.weights[r], strict=True)},
+            }
+        )
+    pooled = zip(ens.components, ens.pooled_weights, strict=True)
+    rows.append(
+        {
+            "regime": "pooled",
+            "vol_from": None,
+            "vol_to": None,
+            "n_rows": sum(ens.n_rows),
+            "uses_pooled": True,
+            **{c: float(w) for c, w in pooled},
+        }
+    )
+    return rows
