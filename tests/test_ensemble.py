@@ -140,7 +140,7 @@ def test_constant_component_gets_no_weight() -> None:
 def test_json_round_trip_is_exact() -> None:
     scores, target, vol = _two_regimes(3_000, seed=8)
     ens = fit_regime_ensemble(scores, target, vol)
-    back = RegimeEnsemble.from_dict(json.loads(json.dumps(ens.to_dict())))
+    back = RegimeEnsemble.from_dict(json.loads(json.dumps(ens.to_dict(), allow_nan=False)))
     assert back.to_dict() == ens.to_dict()
     assert back.components == ens.components and back.thresholds == ens.thresholds
     assert back.scales == ens.scales and back.n_rows == ens.n_rows
