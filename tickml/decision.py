@@ -11,17 +11,35 @@ Inputs per call (arrays aligned with ``symbols``):
 * ``p_short``: short-horizon model probabilities, (n, 5) in :data:`SHORT_CLASSES` order
   (UP, DOWN, FLAT, TRAP_UP, TRAP_DOWN); ``None`` when the model is unavailable;
 * ``p_long``: long-horizon model probabilities, (n, 3) in :data:`LONG_CLASSES` order;
+* ``direction``: optional, the direction model's prediction (n,) (a regression of the
+  volatility-normalized forward return over the short horizon; units: volatilities);
 * ``last_return``: the mid return over the last sampling interval;
 * ``recent_vol``: recent volatility of interval returns (same units);
 * ``feature_age``: seconds between ``timestamp`` and the features' event timestamp.
 
-Outputs per symbol (:class:`Decisions`): ``score = P_short(UP) - P_short(DOWN)`` (NaN when the
-row was not scored), ``long_score = P_long(UP) - P_long(DOWN)``, the decision (+1 LONG, -1
-SHORT, 0 NONE) and the gate.
+Outputs per symbol (:class:`Decisions`): ``score`` (NaN when the row was not scored): the
+direction model's prediction when ``direction`` is given, else ``P_short(UP) - P_short(DOWN)``;
+``long_score = P_long(UP) - P_long(DOWN)``, the decision (+1 LONG, -1 SHORT, 0 NONE) and the
+gate.
 
-**How the long model enters**: only as a veto. It never creates a trade and never changes the
-score: with ``require_agreement`` the long score must have the same (strict) sign as the short
-score and ``P_long(direction) >= long_min_confidence``. Without it the long model is ignored.
+**The role of each model**:
+
+* **without a direction model** (``direction`` None; a champion of two classifiers): the short
+  5-class model calls the trade: its direction is the sign of ``score``, its confidence
+  ``P_short(direction)`` and ``|score|`` (gate ``min_confidence``);
+* **with a direction model** (``direction`` given): the direction model calls the trade:
+  ``score`` IS its prediction, the direction its sign, and ``|direction| < min_direction``
+  (or 0) is ``min_confidence``; the short 5-class model becomes the **trap detector**: with
+  ``max_trap_prob`` set, a long whose ``P_short(TRAP_UP)`` (a short: ``P_short(TRAP_DOWN)``)
+  is >= ``max_trap_prob`` is blocked (gate ``trap``: the move likely runs its way, then
+  reverses); the short probabilities' own direction and confidence are not used. A row whose
+  direction is NaN has no model (as a row with non-finite short probabilities has without
+  one): ``no_model`` / ``fallback``; so has a row whose short probabilities are non-finite when
+  the trap gate is on;
+* **the long 3-class model** is the **horizon confirmation**, in both cases only a veto: it
+  never creates a trade and never changes the score: with ``require_agreement`` the long score
+  must have the same (strict) sign as ``score`` and ``P_long(direction) >=
+  long_min_confidence``. Without it the long model is ignored.
 
 Gates, in the order they are applied (the first that applies names the outcome):
 
@@ -31,7 +49,10 @@ Gates, in the order they are applied (the first that applies names the outcome):
                    long ones under ``require_agreement``) and the fallback is off
 ``fallback``       model unavailable, "last move persists" decided: LONG if the last return
                    > 0, SHORT if < 0 (subject to the risk gates below); NONE when it is 0/NaN
-``min_confidence`` ``P_short(direction) < min_confidence`` or ``|score| < min_score`` (or 0)
+``min_confidence`` ``P_short(direction) < min_confidence`` or ``|score| < min_score`` (or 0);
+                   with a direction model: ``|direction| < min_direction`` (or 0)
+``trap``           with a direction model and ``max_trap_prob``: the short model's probability
+                   of the trap in the trade's direction is >= ``max_trap_prob``
 ``disagree``       ``require_agreement`` and the long model does not back the direction
 ``circuit_breaker`` the share of scored symbols with one score sign exceeds
                    ``circuit_breaker_share`` (with at least ``circuit_breaker_min_symbols``
@@ -82,6 +103,7 @@ GATES: tuple[str, ...] = (
     "stale",
     "no_model",
     "min_confidence",
+    "trap",
     "disagree",
     "circuit_breaker",
     "no_trade_window",
@@ -95,6 +117,7 @@ GATES: tuple[str, ...] = (
     STALE,
     NO_MODEL,
     MIN_CONFIDENCE,
+    TRAP,
     DISAGREE,
     CIRCUIT_BREAKER,
     NO_TRADE_WINDOW,
@@ -139,6 +162,21 @@ class DecisionConfig(OnMarket):
         le=1.0,
         description="minimum |score| (P(UP) - P(DOWN) of the short model); a zero score never "
         "trades",
+    )
+    min_direction: float = Field(
+        default=0.1,
+        ge=0.0,
+        description="with a direction model: minimum |direction| (its prediction of the "
+        "volatility-normalized forward return, in volatilities) to trade; a zero prediction "
+        "never trades. 0.1 is set a priori (a tenth of the horizon's volatility), not tuned",
+    )
+    max_trap_prob: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="with a direction model: block a trade when the short model's probability "
+        "of the trap in its direction (TRAP_UP for a long, TRAP_DOWN for a short) is >= this "
+        "(gate 'trap'; None: off, the short model is not consulted)",
     )
     require_agreement: bool = Field(
         default=True,
@@ -430,6 +468,7 @@ def decide(
     recent_vol: Any = None,
     feature_age: Any = None,
     breaker_counts: tuple[int, int, int] | None = None,
+    direction: Any = None,
 ) -> Decisions:
     """Decide for every symbol at ``timestamp`` and update ``state`` (see the module doc).
 
@@ -437,7 +476,8 @@ def decide(
     state. A missing ``p_short`` (None) means the model is unavailable for every symbol.
     ``breaker_counts``: the circuit breaker's (scored, up, down) over the whole universe when
     this call sees only a part of it (the sum of :func:`breaker_counts` of every part; None: the
-    call's own symbols are the universe).
+    call's own symbols are the universe). ``direction``: the direction model's prediction (n,)
+    (None: no direction model, the short model calls the trade; see the module doc).
     """
     ts = ts_ns(timestamp)
     if state.last_ts_ns is not None and ts < state.last_ts_ns:
@@ -452,6 +492,7 @@ def decide(
     ret = _column(last_return, n, "last_return")
     vol = _column(recent_vol, n, "recent_vol")
     age = _column(feature_age, n, "feature_age")
+    dirn = _column(direction, n, "direction")
 
     # a new local day resets the daily counts
     day = state._day
@@ -469,19 +510,15 @@ def decide(
     else:
         stale = ~(age <= pd.Timedelta(config.max_feature_age).total_seconds())
     nan = np.full(n, np.nan)
-    if ps is None:
-        score = nan
-        p_dir = nan
-    else:
-        score = ps[:, 0] - ps[:, 1]
-        p_dir = np.where(score > 0, ps[:, 0], ps[:, 1])
     long_score = nan if pl is None else pl[:, 0] - pl[:, 1]
-    available = np.isfinite(score)
+    trap: np.ndarray | None
+    if dirn is None:
+        score, available, confident, trap = _short_signal(config, ps, n)
+    else:
+        score, available, confident, trap = _direction_signal(config, ps, dirn)
     if config.require_agreement:
         available &= np.isfinite(long_score)
     direction = np.sign(score)
-    confident = (p_dir >= config.min_confidence) & (np.abs(score) >= config.min_score)
-    confident &= direction != 0
     if config.require_agreement and pl is not None:
         pl_dir = np.where(direction > 0, pl[:, 0], pl[:, 1])
         agree = (np.sign(long_score) == direction) & (pl_dir >= config.long_min_confidence)
@@ -499,6 +536,8 @@ def decide(
         gate[:] = NO_MODEL
     gate[available] = _CANDIDATE
     gate[available & ~agree] = DISAGREE
+    if trap is not None:
+        gate[available & trap] = TRAP
     gate[available & ~confident] = MIN_CONFIDENCE
     gate[stale] = STALE
     want = np.where(available, direction, fb_dir).astype(np.int8)
@@ -561,6 +600,36 @@ def decide(
     )
 
 
+def _short_signal(
+    config: DecisionConfig, ps: np.ndarray | None, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, None]:
+    """The short model calls the trade: (score, available, confident, no trap gate)."""
+    if ps is None:
+        score = p_dir = np.full(n, np.nan)
+    else:
+        score = ps[:, 0] - ps[:, 1]
+        p_dir = np.where(score > 0, ps[:, 0], ps[:, 1])
+    confident = (p_dir >= config.min_confidence) & (np.abs(score) >= config.min_score)
+    confident &= score != 0
+    return score, np.isfinite(score), confident, None
+
+
+def _direction_signal(
+    config: DecisionConfig, ps: np.ndarray | None, dirn: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """The direction model calls the trade, the short model detects traps: (score, available,
+    confident, trap)."""
+    available = np.isfinite(dirn)
+    confident = (np.abs(dirn) >= config.min_direction) & (dirn != 0)
+    if config.max_trap_prob is None:
+        return dirn, available, confident, None
+    if ps is None:
+        return dirn, np.zeros(dirn.size, dtype=bool), confident, None
+    p_trap = np.where(dirn > 0, ps[:, 3], ps[:, 4])  # TRAP_UP for a long, TRAP_DOWN a short
+    available &= np.isfinite(ps).all(axis=1)
+    return dirn, available, confident, p_trap >= config.max_trap_prob
+
+
 def _breaker_counts(score: np.ndarray, scored: np.ndarray) -> tuple[int, int, int]:
     return int(scored.sum()), int((score[scored] > 0).sum()), int((score[scored] < 0).sum())
 
@@ -570,16 +639,24 @@ def breaker_counts(
     p_short: Any,
     p_long: Any = None,
     feature_age: Any = None,
+    direction: Any = None,
 ) -> tuple[int, int, int]:
     """(scored, up, down) of one part of the universe, as :func:`decide` counts them for the
     circuit breaker: rows with a model score (and a long score under ``require_agreement``) and
-    fresh features, by the sign of ``P_short(UP) - P_short(DOWN)``. Parts' counts add up."""
-    if p_short is None:
+    fresh features, by the sign of the score (``P_short(UP) - P_short(DOWN)``, or ``direction``
+    when given, as :func:`decide` takes it). Parts' counts add up."""
+    if p_short is None and direction is None:
         return 0, 0, 0
-    ps = np.asarray(p_short, dtype=np.float64)
-    n = len(ps)
-    score = ps[:, 0] - ps[:, 1] if n else np.zeros(0)
-    available = np.isfinite(score)
+    ps = None if p_short is None else np.asarray(p_short, dtype=np.float64)
+    if direction is None:
+        assert ps is not None
+        n = len(ps)
+        score = ps[:, 0] - ps[:, 1] if n else np.zeros(0)
+        available = np.isfinite(score)
+    else:
+        dirn = np.asarray(direction, dtype=np.float64)
+        n = dirn.size
+        score, available, _, _ = _direction_signal(config, ps, dirn)
     if config.require_agreement:
         pl = None if p_long is None else np.asarray(p_long, dtype=np.float64)
         available &= np.zeros(n, bool) if pl is None else np.isfinite(pl[:, 0] - pl[:, 1])
