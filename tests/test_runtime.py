@@ -55,12 +55,15 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> ModelRegistry:
     tr, va = _frame(3000, 1), _frame(800, 2)
     cfg = TrainConfig(n_estimators=40, num_leaves=15, min_child_samples=10)
     models = {
-        "short": train_model(tr, tr["label_short"], va, va["label_short"], CLASSES_5, cfg,
-                             FEATURES),
-        "long": train_model(tr, tr["label_long"], va, va["label_long"], CLASSES_3, cfg,
-                            FEATURES[::-1][:8]),
-        "direction": train_regressor(tr, tr["target_direction"], va, va["target_direction"],
-                                     cfg, FEATURES[2:10]),
+        "short": train_model(
+            tr, tr["label_short"], va, va["label_short"], CLASSES_5, cfg, FEATURES
+        ),
+        "long": train_model(
+            tr, tr["label_long"], va, va["label_long"], CLASSES_3, cfg, FEATURES[::-1][:8]
+        ),
+        "direction": train_regressor(
+            tr, tr["target_direction"], va, va["target_direction"], cfg, FEATURES[2:10]
+        ),
     }
     reg = ModelRegistry(tmp_path_factory.mktemp("reg"))
     reg.set_champion(reg.save(models))  # promotion builds the compiled runtime
@@ -135,7 +138,9 @@ def test_fallback_to_lightgbm_says_why_and_stays_exact(
 
 
 def test_no_compiler_means_no_artifact_and_a_logged_fallback(
-    registry: ModelRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    registry: ModelRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     reg = _copy(registry, tmp_path)
