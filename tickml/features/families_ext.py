@@ -72,11 +72,12 @@ def session(c: FeatureConfig) -> list[FeatureDef]:
 
 def stationarity(c: FeatureConfig) -> list[FeatureDef]:
     fam, d, w, wt = "stationarity", c.fracdiff_d, c.fracdiff_width, c.fracdiff_tick_width
+    dt_ = c.fracdiff_tick_d
     return [
         clock_def(f"fracdiff_b{w}", fam, f"fractionally differenced log price (d={d:g}, "
                   f"{w}-bar fixed window) on bar closes", "fracdiff_bar", start=w,
                   nan_when=f"fewer than {w} bars since the first tick of the day"),
-        ring_def(f"fracdiff_t{wt}", fam, f"fractionally differenced log price (d={d:g}, "
+        ring_def(f"fracdiff_t{wt}", fam, f"fractionally differenced log price (d={dt_:g}, "
                  f"{wt}-tick fixed window) on ticks", "fracdiff_tick", "lm", (0, wt - 1)),
     ]  # fmt: skip
 

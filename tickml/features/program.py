@@ -228,7 +228,7 @@ def compile_program(config: FeatureConfig) -> Program:
         elif d.op.startswith("tw_"):
             prog[i, L.C_SI] = wins.index(d.start)
     fd_bar = fracdiff_weights(cfg.fracdiff_d, cfg.fracdiff_width)
-    fd_tick = fracdiff_weights(cfg.fracdiff_d, cfg.fracdiff_tick_width)
+    fd_tick = fracdiff_weights(cfg.fracdiff_tick_d, cfg.fracdiff_tick_width)
     P = np.zeros(L.P_LEN, dtype=np.int64)  # noqa: N806
     off = L.N_F_SCALARS
     # rings of values, cumulative sums and sums of squares, then the newest values; a trade
