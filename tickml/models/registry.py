@@ -394,6 +394,7 @@ class ModelRegistry:
                 "n_folds": sel["n_folds"],
                 "fold_spearman_mean": sel["fold_spearman_mean"],
                 "table": sel["table"],
+                "stability": sel["stability"],
             }
         else:
             raise TypeError(
