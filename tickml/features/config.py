@@ -18,6 +18,7 @@ Family = Literal[
     "stationarity",
     "cross_asset",
     "regime",
+    "normalized",
 ]
 ALL_FAMILIES: tuple[Family, ...] = (
     "price",
@@ -28,6 +29,7 @@ ALL_FAMILIES: tuple[Family, ...] = (
     "stationarity",
     "cross_asset",
     "regime",
+    "normalized",
 )
 
 #: fracdiff orders chosen by :func:`tickml.features.fracdiff_choice.choose_fracdiff_orders`

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tickml.features.config import FeatureConfig
 from tickml.features.defs import BPS, FeatureDef, clock_def, ref_def, ring_def
 from tickml.features.families import Builder, W, microstructure, order_flow, price
+from tickml.features.families_norm import normalized
 
 PRE = "no tick in the session yet (rows before the open)"
 NO_TRADE = "no trade in the session yet"
@@ -131,4 +132,5 @@ FAMILY_BUILDERS: dict[str, Builder] = {
     "stationarity": stationarity,
     "cross_asset": cross_asset,
     "regime": regime,
+    "normalized": normalized,
 }
