@@ -5,8 +5,10 @@ at most ``reference_max_rows`` feature-table rows; without a champion, the ``ref
 feature-table days before the partition; with neither (the first day) the report is skipped
 (status ``skipped``, check passed with "no reference yet"), it does not fail. Recent window:
 the day's features as pushed online (``<lake>/online_log/date=D/shard=S/*.parquet``) when
-logged, else its batch table (``tickml.monitoring``). The champion's scores on both sides give
-the prediction statistics; its recent out-of-sample IC comes from ``champion_evaluation``.
+logged, else its batch table (``tickml.monitoring``). The champion's decision-model scores
+(``tickml.monitoring.decision_model``: the direction model when it decides, else the short
+model's P(UP)-P(DOWN)) on both sides give the prediction statistics; its recent
+out-of-sample IC, of the same model, comes from ``champion_evaluation``.
 Outputs ``<workdir>/reports/drift/<day>.html`` (Evidently) and ``<day>.json`` (the summary);
 ``drift_sensor`` reads the metadata to decide on a retrain.
 """
@@ -28,7 +30,13 @@ from assets.resources import LakeResource, ModelRegistryResource, PipelineConfig
 from tickml.drift import DriftConfig, drift_summary
 from tickml.features import feature_names
 from tickml.models.registry import RegisteredModels
-from tickml.monitoring import Reference, champion_scores, recent_window, reference_window
+from tickml.monitoring import (
+    Reference,
+    champion_scores,
+    decision_model,
+    recent_window,
+    reference_window,
+)
 from tickml.workdir import Workdir
 
 PREDICTION_COLUMNS = ("prediction", "score")
@@ -86,8 +94,8 @@ def _top_psi_markdown(summary: dict[str, Any]) -> str:
 def champion_recent_ic(
     layout: Workdir, day: dt.date, champion: str | None, min_rows: int
 ) -> tuple[float | None, str]:
-    """The champion's recent out-of-sample IC from ``champion_evaluation`` (None when it
-    does not apply) and a sentence saying why."""
+    """The champion's recent out-of-sample IC from ``champion_evaluation`` (its decision
+    model's; None when it does not apply) and a sentence naming the model and saying why."""
     if champion is None:
         return None, "no champion"
     ev = read_evaluation(layout, day)
@@ -96,24 +104,27 @@ def champion_recent_ic(
     if ev.get("champion") != champion:
         return None, f"champion_evaluation of {day} scored {ev.get('champion')}, not {champion}"
     n = int(ev.get("n_out_of_sample") or 0)
+    # the model champion_evaluation scored (its decision model); older records: the short one
+    who = ev.get("scored_by") or f"champion {champion} short model, P(UP)-P(DOWN)"
     if ev.get("ic") is None:
-        return None, f"champion {champion}: IC undefined over {n} out-of-sample rows"
+        return None, f"{who}: IC undefined over {n} out-of-sample rows"
     if n < min_rows:
-        return None, f"champion {champion}: {n} out-of-sample rows < min_ic_rows {min_rows}"
-    return float(ev["ic"]), f"champion {champion}: IC over {n} out-of-sample rows"
+        return None, f"{who}: {n} out-of-sample rows < min_ic_rows {min_rows}"
+    return float(ev["ic"]), f"{who}: IC over {n} out-of-sample rows"
 
 
 def _scores(
     champ: RegisteredModels | None, reference: pd.DataFrame, recent: pd.DataFrame
 ) -> tuple[Any, Any, str]:
-    """Prediction scores of both windows: the champion's, else a logged score column."""
-    short = champ.models.get("short") if champ is not None else None
-    if champ is not None and short is not None:
+    """Prediction scores of both windows: the champion's decision model's
+    (``tickml.monitoring.decision_model``), else a logged score column."""
+    if champ is not None:
         try:
+            scorer = decision_model(champ)
             return (
-                champion_scores(short, reference),
-                champion_scores(short, recent),
-                f"champion {champ.version} short model, P(UP)-P(DOWN)",
+                champion_scores(scorer.model, reference),
+                champion_scores(scorer.model, recent),
+                scorer.label,
             )
         except ValueError as exc:
             return None, None, f"champion {champ.version} not scored: {exc}"
@@ -292,8 +303,10 @@ def report_result(layout: Workdir, day: dt.date, summary: dict[str, Any]) -> dg.
         "Data drift of the day's features (as pushed online when logged, else the batch "
         "table) against the champion's training window (without a champion: the days before): "
         "Evidently data-drift report (HTML, linked), PSI per feature, adversarial validation "
-        "AUC, the champion's prediction statistics and recent out-of-sample IC, and a retrain "
-        "flag read by drift_sensor. Skipped, not failed, while there is no reference yet."
+        "AUC, the champion's prediction statistics and recent out-of-sample IC (both of its "
+        "decision model: the direction model when it decides, else the short model's "
+        "P(UP)-P(DOWN)), and a retrain flag read by drift_sensor. Skipped, not failed, while "
+        "there is no reference yet."
     ),
     check_specs=[
         dg.AssetCheckSpec(

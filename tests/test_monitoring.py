@@ -6,7 +6,9 @@ planted signal (``signal_strength=1``): a LightGBM short model trained on three 
 The champion is evaluated on a fourth day of the same market (its edge holds: IC well above 0)
 and on a fifth day whose returns respond to the signal with the opposite sign (labels and
 forward returns flipped: the features look the same, the edge is gone, IC below 0), and on
-a day whose returns are shuffled across rows (IC about 0).
+a day whose returns are shuffled across rows (IC about 0). A second registry holds a version
+with a direction model (a LightGBM regression of the standardized forward return) beside the
+short one: its recent IC is the direction model's.
 """
 
 import datetime as dt
@@ -20,15 +22,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tickml.evaluation.metrics import direction_score, spearman_ic
 from tickml.features import FeatureConfig, compute_features, feature_names
 from tickml.labels import LabelConfig, make_labels
 from tickml.lake import FeatureTables, LabelTables, online_log_dir, read_online_log
 from tickml.models import prepare_dataset
 from tickml.models.registry import ModelRegistry
-from tickml.models.train import TrainConfig, train_model
+from tickml.models.train import (
+    TrainConfig,
+    predict_proba,
+    predict_value,
+    train_model,
+    train_regressor,
+)
 from tickml.monitoring import (
     REFERENCE_CHAMPION,
     REFERENCE_PRIOR_DAYS,
+    decision_model,
     recent_ic,
     recent_window,
     reference_window,
@@ -108,7 +118,40 @@ def market(tmp_path_factory):
     reg = ModelRegistry(work / "models")
     version = reg.save({"short": model}, metadata={"training_window": window})
     reg.set_champion(version)
-    return {"work": work, "lake": lake, "frames": frames, "registry": reg, "version": version}
+    return {
+        "work": work,
+        "lake": lake,
+        "frames": frames,
+        "registry": reg,
+        "version": version,
+        "dataset": ds,
+        "names": names,
+        "validation": val,
+        "window": window,
+    }
+
+
+@pytest.fixture(scope="module")
+def direction_champion(market):
+    """A second registry whose champion has a direction model (a LightGBM regression of the
+    forward return over its training-window standard deviation) beside the market champion's
+    short model, and no ``oos.decision_model`` in its manifest."""
+    ds, names, val = market["dataset"], market["names"], market["validation"]
+    target = ds["fwd_return_short"] / ds.loc[~val, "fwd_return_short"].std()
+    direction = train_regressor(
+        ds.loc[~val, names],
+        target[~val],
+        ds.loc[val, names],
+        target[val],
+        TrainConfig(n_estimators=100),
+        names,
+    )
+    short = market["registry"].load(market["version"]).short
+    reg = ModelRegistry(market["work"] / "models_direction")
+    window = {"training_window": market["window"]}
+    version = reg.save({"short": short, "direction": direction}, metadata=window)
+    reg.set_champion(version)
+    return reg, version
 
 
 def write_online_log(lake, day: dt.date, feats: pd.DataFrame, shards: int = 2) -> int:
@@ -229,6 +272,90 @@ def test_champion_recent_ic_good_flipped_shuffled_and_in_sample(market):
     assert inside["ic"] is None and inside["n_out_of_sample"] == 0
     assert inside["n_in_training_window"] == inside["n_labelled"] > 2000
     assert training_cutoff(champ.manifest) > tr_feats["event_timestamp"].max()
+
+
+def _oos_ic(scores: np.ndarray, feats: pd.DataFrame, labels: pd.DataFrame) -> float | None:
+    """IC of per-row scores of ``feats`` with the day's forward returns, computed here."""
+    frame = feats[["symbol", "event_timestamp"]].assign(score=scores)
+    merged = frame.merge(labels[["symbol", "event_timestamp", "fwd_return_short"]])
+    merged = merged[np.isfinite(merged["fwd_return_short"])]
+    return spearman_ic(merged["score"], merged["fwd_return_short"])
+
+
+@pytest.mark.unit
+def test_recent_ic_scores_the_decision_model(market, direction_champion):
+    feats, labels = market["frames"][GOOD_DAY]
+    # a version with a direction model: its prediction is the score
+    reg, version = direction_champion
+    champ = reg.load(version)
+    chosen = decision_model(champ)
+    assert chosen.name == "direction" and chosen.model is champ.direction
+    assert chosen.label == f"champion {version} direction model, prediction"
+    got = recent_ic(chosen.model, champ.manifest, feats, labels)
+    want = _oos_ic(predict_value(champ.direction, feats), feats, labels)
+    assert got["ic"] == pytest.approx(want, abs=1e-12) and got["ic"] > 0.1, got
+    assert got["score_mean"] == pytest.approx(np.nanmean(predict_value(champ.direction, feats)))
+    short_ic = recent_ic(champ.short, champ.manifest, feats, labels)["ic"]
+    assert abs(got["ic"] - short_ic) > 1e-6  # another model's score, not the short one's
+    flip = recent_ic(chosen.model, champ.manifest, feats, flipped(labels))
+    assert flip["ic"] == pytest.approx(-got["ic"])
+    # the manifest names the decision model: that one, even beside a direction model
+    named = reg.save(
+        {"short": champ.short, "direction": champ.direction},
+        metadata={"training_window": market["window"], "oos": {"decision_model": "short"}},
+    )
+    assert decision_model(reg.load(named)).name == "short"
+    absent = reg.save(
+        {"short": champ.short},
+        metadata={"training_window": market["window"], "oos": {"decision_model": "direction"}},
+    )
+    with pytest.raises(ValueError, match="names decision model 'direction'"):
+        decision_model(reg.load(absent))
+    # two classifiers (no direction model): the short model's P(UP) - P(DOWN), as before
+    two = market["registry"].load(market["version"])
+    plain = decision_model(two)
+    assert plain.name == "short" and plain.model is two.short
+    assert plain.label == f"champion {market['version']} short model, P(UP)-P(DOWN)"
+    score = direction_score(predict_proba(two.short, feats), two.short.classes)
+    ic = recent_ic(plain.model, two.manifest, feats, labels)["ic"]
+    assert ic == pytest.approx(_oos_ic(np.asarray(score), feats, labels), abs=1e-12)
+
+
+@pytest.mark.integration
+def test_champion_evaluation_names_and_scores_the_direction_model(
+    market, direction_champion, tmp_path
+):
+    """The asset scores the champion's direction model and says so; the drift report's note
+    (what the drift sensor's IC threshold reads) names it too."""
+    from assets.champion import champion_evaluation
+    from assets.drift import champion_recent_ic
+    from assets.resources import LakeResource, ModelRegistryResource
+
+    feats, labels = market["frames"][GOOD_DAY]
+    lake = tmp_path / "lake"
+    FeatureTables(lake).write_day(feats, GOOD_DAY)
+    LabelTables(lake).write_day(labels, GOOD_DAY)
+    reg, version = direction_champion
+    res = dg.materialize(
+        [champion_evaluation],
+        partition_key=GOOD_DAY.isoformat(),
+        instance=dg.DagsterInstance.ephemeral(),
+        resources={
+            "lake": LakeResource(root=str(lake)),
+            "registry": ModelRegistryResource(root=str(reg.root)),
+        },
+    )
+    assert res.success
+    md = {k: v.value for k, v in res.asset_materializations_for_node("champion_evaluation")[0]
+          .metadata.items()}  # fmt: skip
+    champ = reg.load(version)
+    want = recent_ic(champ.direction, champ.manifest, feats, labels)["ic"]
+    assert md["model"] == "direction" and md["ic"] == pytest.approx(want)
+    assert md["scored_by"] == f"champion {version} direction model, prediction"
+    layout = LakeResource(root=str(lake)).layout
+    ic, note = champion_recent_ic(layout, GOOD_DAY, version, min_rows=200)
+    assert ic == pytest.approx(want)
+    assert note.startswith(f"champion {version} direction model, prediction: IC over ")
 
 
 # ------------------------------------------------------------------ assets + sensor

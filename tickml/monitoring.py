@@ -7,11 +7,14 @@
   days before the partition. Neither: no reference yet.
 * **Recent window**: the day's features as they were pushed online (the live materializer's
   log, :func:`tickml.lake.read_online_log`) when a log exists, else the day's batch table.
-* **Champion recent IC**: Spearman correlation of the champion's short-model score
-  ``P(UP) - P(DOWN)`` on the recent rows with ``fwd_return_short`` of the day's labels, over
-  the rows after the champion's training window only (``event_timestamp`` after the window's
-  ``label_end_max``, else its ``end``): rows it never saw, whose label horizons do not overlap
-  the labels it learned from.
+* **Champion's decision model** (:func:`decision_model`): the model whose score the champion
+  decides on, the one the promotion gate judged: the manifest's ``oos["decision_model"]`` when
+  it names one, else the direction model (a regression, scored by its prediction) when the
+  version has one, else the short model, scored ``P(UP) - P(DOWN)``.
+* **Champion recent IC**: Spearman correlation of the decision model's score on the recent
+  rows with ``fwd_return_short`` of the day's labels, over the rows after the champion's
+  training window only (``event_timestamp`` after the window's ``label_end_max``, else its
+  ``end``): rows it never saw, whose label horizons do not overlap the labels it learned from.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import pandas as pd
 
 from tickml.evaluation.metrics import direction_score, spearman_ic
 from tickml.lake import DayTables, FeatureTables, read_online_log
+from tickml.models.registry import RegisteredModels
 from tickml.models.train import TrainedModel, predict_proba, predict_value
 
 REFERENCE_CHAMPION = "champion_training_window"
@@ -150,6 +154,36 @@ def recent_window(root: str | os.PathLike[str], day: dt.date) -> tuple[pd.DataFr
     return (tables.read_day(day) if tables.has_day(day) else pd.DataFrame()), RECENT_BATCH
 
 
+@dataclass(frozen=True)
+class DecisionModel:
+    """The champion's decision model: its name in the version, the model, and a label for
+    metadata and notes (e.g. ``"champion v3 direction model, prediction"``)."""
+
+    name: str
+    model: TrainedModel
+    label: str
+
+
+def decision_model(champ: RegisteredModels) -> DecisionModel:
+    """The model whose score the champion decides on (module docstring): the manifest's
+    ``oos["decision_model"]``, else ``"direction"`` when the version has that model, else
+    ``"short"``. Raises ``ValueError`` when the version lacks that model."""
+    oos = champ.manifest.get("oos")
+    named = oos.get("decision_model") if isinstance(oos, Mapping) else None
+    if named:
+        name, why = str(named), "its manifest names decision model"
+    else:
+        name = "direction" if champ.direction is not None else "short"
+        why = "its decision model is"
+    if name not in champ.models:
+        raise ValueError(
+            f"champion {champ.version}: {why} {name!r}, the version has {sorted(champ.models)}"
+        )
+    model = champ.models[name]
+    how = "prediction" if model.is_regression else "P(UP)-P(DOWN)"
+    return DecisionModel(name, model, f"champion {champ.version} {name} model, {how}")
+
+
 def champion_scores(model: TrainedModel, frame: pd.DataFrame) -> np.ndarray:
     """The decision's score per row of ``frame``: the short model's ``P(UP) - P(DOWN)``, or,
     for a regression model (the direction model), its prediction."""
@@ -172,7 +206,8 @@ def recent_ic(
     labels: pd.DataFrame,
     return_column: str = "fwd_return_short",
 ) -> dict[str, Any]:
-    """The champion's out-of-sample IC on the recent rows (module docstring).
+    """The out-of-sample IC of ``model`` (the champion's decision model,
+    :func:`decision_model`) on the recent rows (module docstring).
 
     Returns ``{"ic", "n_scored", "n_labelled", "n_in_training_window", "n_out_of_sample",
     "cutoff", "score_mean", "score_std"}``; ``ic`` is None when undefined (fewer than 3
