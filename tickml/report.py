@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 METRICS = ("n", "log_loss", "balanced_accuracy", "directional_accuracy", "macro_f1", "pr_auc",
-           "ic", "ic_ci95")
+           "ic", "ic_ci95", "n_ic", "n_days")
 
 
 def _fmt(v: Any) -> str:
@@ -136,12 +136,15 @@ def plot_ic_by_fold(ic_by_fold: Any) -> bytes | None:
     return _png(fig)
 
 
-def _metric_table(rows: list[dict[str, Any]], title: str) -> str:
-    head = "".join(f"<th>{m}</th>" for m in ("name", "horizon", *METRICS))
+def _metric_table(rows: list[dict[str, Any]], title: str, decision_model: Any = None) -> str:
+    """One row per model or baseline (``kind`` says which: lightgbm, lightgbm_regression,
+    ensemble, logistic, momentum, rule); the decision model is marked."""
+    head = "".join(f"<th>{m}</th>" for m in ("name", "kind", "horizon", *METRICS))
     body = ""
     for r in rows:
         oos = r.get("oos") or {}
-        cells = [r.get("name"), r.get("horizon")] + [oos.get(m) for m in METRICS]
+        name = str(r.get("name")) + (" (decision score)" if r.get("name") == decision_model else "")
+        cells = [name, r.get("kind"), r.get("horizon")] + [oos.get(m) for m in METRICS]
         body += "<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in cells) + "</tr>"
     return f"<h2>{title}</h2><table><tr>{head}</tr>{body}</table>"
 
@@ -181,9 +184,13 @@ margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right;font
 figure{{display:inline-block;margin:.5em}}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>All metrics are out of sample (purged walk-forward test folds). IC = Spearman rank correlation
-of score = P(UP) - P(DOWN) with the forward return, 95% interval from a block bootstrap by day.</p>
-{_metric_table(result.get("models") or [], "Models")}
-{_metric_table(result.get("baselines") or [], "Baselines (same folds)")}
+of the score with the forward return (classifiers: P(UP) - P(DOWN); the direction model: its
+prediction of the volatility-normalized return; rules: the feature's last value; ensemble: its
+combined score), 95% interval from a block bootstrap by day; n_ic rows and n_days days. Score
+models and rules are scored on the rows of the short model; they have no class probabilities,
+hence no log loss.</p>
+{_metric_table([*(result.get("models") or []), *(result.get("baselines") or [])],
+               "Models and baselines (same folds)", result.get("decision_model"))}
 <h2>Backtest (same decision function and position book as the live worker, costs included)</h2>
 <p>Unit size: every position one notional. Sized: volatility-scaled positions under the caps and
 the portfolio risk limit (the execution config's <code>sized</code> book, what the shadow ledger

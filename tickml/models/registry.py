@@ -385,6 +385,8 @@ class ModelRegistry:
             facts["horizons"] = {m["model"]: m["horizon"] for m in d_models}
             oos: dict[str, Any] = {m["model"]: _oos_summary(m["oos"]) for m in d_models}
             oos["baselines"] = {b["name"]: _oos_summary(b["oos"]) for b in source.baselines}
+            if getattr(source, "decision_model", None):
+                oos["decision_model"] = source.decision_model
             facts["oos"] = oos
             facts["training_window"] = source.training_window
             facts["data_hash"] = source.data_hash
