@@ -1,4 +1,5 @@
-"""Out-of-sample metrics: hand-computed values, extremes, IC block-bootstrap coverage."""
+"""Out-of-sample metrics: hand-computed values, extremes, the IC block bootstrap (the per-day IC
+and its t-interval: tests/test_ic_interval.py)."""
 
 from __future__ import annotations
 
@@ -46,8 +47,12 @@ def test_hand_computed_tiny_case(tiny):
     assert rep["pr_auc_per_class"] == pytest.approx({"UP": 0.75, "DOWN": 0.5, "FLAT": 0.5})
     assert rep["pr_auc"] == pytest.approx((0.75 + 0.5 + 0.5) / 3)
     # score = [.3, -.3, .3, -.6] -> ranks [3.5, 2, 3.5, 1]; returns -> [3, 1, 2, 4]
-    assert rep["ic"] == pytest.approx(-1.5 / math.sqrt(4.5 * 5))
-    assert rep["n_days"] == 2 and rep["ic_ci95"] is not None
+    assert rep["ic_pooled"] == pytest.approx(-1.5 / math.sqrt(4.5 * 5))
+    assert rep["ic_ci95_bootstrap"] is not None
+    # two rows a day: no day has a defined IC, so the mean per-day IC and its interval are None
+    assert rep["n_days"] == 2 and rep["n_ic_days"] == 0
+    assert rep["ic"] is None and rep["ic_ci95"] is None
+    assert rep["ic_per_day"] == {"d1": None, "d2": None}
     cal = rep["calibration"]
     assert cal["brier"] == pytest.approx((0.26 + 0.38 + 0.78 + 1.34) / 4)
     assert cal["per_class"]["UP"]["ece"] == pytest.approx((0.4 + 0.2 + 0.5 + 0.9) / 4)
@@ -64,8 +69,8 @@ def test_given_predictions_and_score_override_argmax(tiny):
     )
     assert rep["n_directional_calls"] == 1 and rep["directional_accuracy"] == 1.0
     assert rep["balanced_accuracy"] == pytest.approx((0.5 + 0 + 1) / 3)
-    assert rep["ic"] == pytest.approx(1.0)
-    assert rep["ic_ci95"] is None  # no days given
+    assert rep["ic"] == pytest.approx(1.0) and rep["ic_pooled"] == rep["ic"]
+    assert rep["ic_ci95"] is None and rep["n_ic_days"] == 0  # no days given
 
 
 def test_perfect_predictor_gives_the_best_values():
@@ -80,6 +85,7 @@ def test_perfect_predictor_gives_the_best_values():
     assert rep["balanced_accuracy"] == 1.0 and rep["macro_f1"] == 1.0
     assert rep["pr_auc"] == 1.0 and rep["directional_accuracy"] == 1.0
     assert rep["ic"] == pytest.approx(1.0) and rep["ic_ci95"] == pytest.approx([1.0, 1.0])
+    assert rep["ic_ci95_bootstrap"] == pytest.approx([1.0, 1.0]) and rep["n_ic_days"] == 10
     assert rep["calibration"]["brier"] == 0.0 and rep["calibration"]["ece"] == 0.0
 
 
@@ -100,7 +106,8 @@ def test_random_predictor_gives_chance_values():
     assert rep["n_directional_calls_zero_return"] > 0.25 * rep["n_directional_calls"]
     assert abs(rep["ic"]) < 0.03
     lo, hi = rep["ic_ci95"]
-    assert lo < 0 < hi
+    assert lo < 0 < hi and rep["n_ic_days"] == 20
+    assert rep["ic"] == pytest.approx(np.mean(list(rep["ic_per_day"].values())))
     share = rep["class_share"]
     for c in C3:
         assert rep["pr_auc_per_class"][c] == pytest.approx(share[c], abs=0.02)
@@ -185,9 +192,12 @@ def test_report_by_fold_splits_rows_and_pools():
     assert out["pooled"]["n"] == n and out["pooled"]["n_days"] == 6
     assert [f["fold"] for f in out["folds"]] == [0, 1, 2]
     assert [f["n"] for f in out["folds"]] == [200, 200, 200]
-    one = classification_report_oos(y[200:400], p[200:400], C3, fwd_return=r[200:400])
+    one = classification_report_oos(
+        y[200:400], p[200:400], C3, fwd_return=r[200:400], day=day[200:400], n_boot=100
+    )
     assert out["folds"][1]["log_loss"] == pytest.approx(one["log_loss"])
     assert out["folds"][1]["ic"] == pytest.approx(one["ic"])
+    assert out["folds"][1]["ic_ci95"] == pytest.approx(one["ic_ci95"])
     json.dumps(out, allow_nan=False)
 
 

@@ -3,7 +3,8 @@
 * :mod:`tickml.models.train`: :class:`TrainConfig`, :func:`train_model`, :func:`predict_proba`;
 * :mod:`tickml.models.selection`: per-fold SHAP importance and its stability across folds;
 * :mod:`tickml.models.experiment`: :func:`run_experiment` (evaluation.json via ``to_dict()``);
-* :mod:`tickml.models.registry`: :class:`ModelRegistry` (text models + manifest, no pickle).
+* :mod:`tickml.models.registry`: :class:`ModelRegistry` (text models + manifest, no pickle);
+* :mod:`tickml.models.promotion`: :func:`promotion_decision` (the champion gate).
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from tickml.models.experiment import (
     prepare_dataset,
     run_experiment,
 )
+from tickml.models.promotion import promotion_decision
 from tickml.models.registry import (
     ModelRegistry,
     RegisteredModels,
     RegistryError,
     dataset_hash,
-    promotion_decision,
 )
 from tickml.models.selection import SelectionConfig, SelectionResult
 from tickml.models.train import (

@@ -28,20 +28,9 @@ metrics of each model and baseline), ``backtest``, ``selection`` (top of the SHA
 Loading checks every file's sha256 against the manifest and that the booster's features and
 classes match it: a corrupted or missing file is a :class:`RegistryError` that names it.
 
-Promotion rule (:func:`promotion_decision`, the blocking check before ``set_champion``), on
-the short model's pooled out-of-sample metrics:
-
-* every candidate must clear an absolute bar: at least :data:`MIN_OOS_DAYS` out-of-sample days
-  (with fewer, a day-block bootstrap has a handful of distinct resamples and its interval means
-  little), the lower end of its IC's 95% interval (day-block bootstrap) is > 0, and its log
-  loss is below the momentum baseline's on the same rows (a model that does not beat "the last
-  move persists" frequencies is not a model);
-* with a champion, the challenger must also have a strictly higher IC *and* a strictly lower log
-  loss than the champion, with the same horizons and classes (otherwise the numbers are not
-  comparable and a person decides).
-
-Caveat: champion and challenger metrics come from their own evaluation windows; the rule
-compares what each run measured, not a head-to-head on the same rows.
+Promotion rule: :func:`tickml.models.promotion.promotion_decision` (re-exported here), the
+blocking check before ``set_champion``; it judges the decision model's pooled out-of-sample IC,
+its Student-t interval over days and its log loss (see that module).
 """
 
 from __future__ import annotations
@@ -67,6 +56,7 @@ import numpy as np
 import pandas as pd
 
 from tickml.market import utc_ns
+from tickml.models.promotion import promotion_decision
 from tickml.models.train import TrainedModel
 
 log = logging.getLogger(__name__)
@@ -87,6 +77,10 @@ _OOS_KEYS = (
     "pr_auc",
     "ic",
     "ic_ci95",
+    "n_ic_days",
+    "ic_per_day",
+    "ic_pooled",
+    "ic_ci95_bootstrap",
     "n_ic",
     "n_days",
 )
@@ -385,8 +379,8 @@ class ModelRegistry:
             facts["horizons"] = {m["model"]: m["horizon"] for m in d_models}
             oos: dict[str, Any] = {m["model"]: _oos_summary(m["oos"]) for m in d_models}
             oos["baselines"] = {b["name"]: _oos_summary(b["oos"]) for b in source.baselines}
-            if getattr(source, "decision_model", None):
-                oos["decision_model"] = source.decision_model
+            if getattr(source, "decision_model", None):  # the model whose score decides
+                oos["decision_model"] = str(source.decision_model)
             facts["oos"] = oos
             facts["training_window"] = source.training_window
             facts["data_hash"] = source.data_hash
@@ -580,85 +574,3 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _metric(manifest: Mapping[str, Any] | None, *keys: str) -> Any:
-    cur: Any = manifest
-    for k in keys:
-        if not isinstance(cur, Mapping):
-            return None
-        cur = cur.get(k)
-    return cur
-
-
-#: fewest out-of-sample days whose IC interval the promotion rule trusts
-MIN_OOS_DAYS = 5
-
-
-def promotion_decision(
-    challenger: Mapping[str, Any], champion: Mapping[str, Any] | None
-) -> tuple[bool, list[str]]:
-    """(promote?, reasons) under the rule of the module docstring (short model, pooled OOS)."""
-    reasons: list[str] = []
-    ok = True
-    n_days = _metric(challenger, "oos", "short", "n_days")
-    if n_days is None or n_days < MIN_OOS_DAYS:
-        ok = False
-        reasons.append(
-            f"{n_days} out-of-sample days: fewer than {MIN_OOS_DAYS}, the IC interval is not "
-            "evidence"
-        )
-    ic = _metric(challenger, "oos", "short", "ic")
-    ci = _metric(challenger, "oos", "short", "ic_ci95")
-    ll = _metric(challenger, "oos", "short", "log_loss")
-    mom_ll = _metric(challenger, "oos", "baselines", "momentum_short", "log_loss")
-    if ic is None or ll is None:
-        return False, ["challenger has no out-of-sample IC / log loss for the short model"]
-    if ci is None:
-        ok = False
-        reasons.append(f"IC {ic:.4f} has no 95% interval (fewer than two out-of-sample days)")
-    elif not ci[0] > 0:
-        ok = False
-        reasons.append(f"IC {ic:.4f}: 95% interval [{ci[0]:.4f}, {ci[1]:.4f}] does not exclude 0")
-    else:
-        reasons.append(f"IC {ic:.4f}: 95% interval [{ci[0]:.4f}, {ci[1]:.4f}] excludes 0")
-    if mom_ll is None:
-        ok = False
-        reasons.append("no momentum baseline log loss to compare with")
-    elif not ll < mom_ll:
-        ok = False
-        reasons.append(f"log loss {ll:.4f} does not beat the momentum baseline's {mom_ll:.4f}")
-    else:
-        reasons.append(f"log loss {ll:.4f} beats the momentum baseline's {mom_ll:.4f}")
-    if champion is None:
-        reasons.append("no champion: first model, judged on the absolute bar only")
-        return ok, reasons
-    name = champion.get("version", "champion")
-    if challenger.get("horizons") != champion.get("horizons"):
-        ok = False
-        reasons.append(
-            f"horizons differ from {name} ({challenger.get('horizons')} vs "
-            f"{champion.get('horizons')}): not comparable, decide manually"
-        )
-    for m in MODEL_NAMES:
-        a = _metric(challenger, "models", m, "classes")
-        b = _metric(champion, "models", m, "classes")
-        if a != b:
-            ok = False
-            reasons.append(f"{m} classes differ from {name} ({a} vs {b}): not comparable")
-    c_ic = _metric(champion, "oos", "short", "ic")
-    c_ll = _metric(champion, "oos", "short", "log_loss")
-    if c_ic is None or c_ll is None:
-        reasons.append(f"{name} has no IC / log loss: the challenger only needs the absolute bar")
-        return ok, reasons
-    if ic > c_ic:
-        reasons.append(f"IC {ic:.4f} > {name}'s {c_ic:.4f}")
-    else:
-        ok = False
-        reasons.append(f"IC {ic:.4f} does not beat {name}'s {c_ic:.4f}")
-    if ll < c_ll:
-        reasons.append(f"log loss {ll:.4f} < {name}'s {c_ll:.4f}")
-    else:
-        ok = False
-        reasons.append(f"log loss {ll:.4f} does not beat {name}'s {c_ll:.4f}")
-    return ok, reasons
