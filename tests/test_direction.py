@@ -115,9 +115,15 @@ def test_rules_are_signed_feature_values_and_score_metrics_match_scipy() -> None
     ret = 0.3 * scores["microprice"] + rng.standard_normal(n)
     day = np.repeat(np.arange(4), n // 4)
     m = score_metrics(scores["microprice"], ret, day, n_boot=200)
-    assert m["ic"] == pytest.approx(stats.spearmanr(scores["microprice"], ret).statistic)
-    assert m["ic"] > 0 and m["ic_ci95"][0] < m["ic"] < m["ic_ci95"][1]
-    assert m["n_days"] == 4 and m["n_ic"] == n
+    # the classifiers' IC definitions: mean per-day IC with its t interval, pooled beside it
+    sc = scores["microprice"]
+    per_day = [stats.spearmanr(sc[day == k], ret[day == k]).statistic for k in range(4)]
+    assert m["ic"] == pytest.approx(np.mean(per_day))
+    assert m["ic_pooled"] == pytest.approx(stats.spearmanr(sc, ret).statistic)
+    half = stats.t.ppf(0.975, 3) * np.std(per_day, ddof=1) / 2.0
+    assert m["ic_ci95"] == pytest.approx([np.mean(per_day) - half, np.mean(per_day) + half])
+    assert m["ic"] > 0 and m["ic_ci95_bootstrap"] is not None
+    assert m["n_days"] == m["n_ic_days"] == 4 and m["n_ic"] == n
     calls = scores["microprice"] != 0
     acc = np.mean(np.sign(scores["microprice"][calls]) == np.sign(ret[calls]))
     assert m["directional_accuracy"] == pytest.approx(acc)

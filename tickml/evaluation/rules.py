@@ -16,11 +16,13 @@ A missing value (no book) scores 0 (no opinion), so a rule is scored on exactly 
 models are. The rules are evaluated on the same out-of-sample rows and folds as the models
 (``<rule>_short`` against the short horizon's forward return).
 
-:func:`score_report` gives a score's out-of-sample metrics: Spearman IC (rows where score and
-return are finite) with its day-block interval (:func:`tickml.evaluation.metrics.
-ic_block_bootstrap`, the same as the classifiers'), directional accuracy of ``sign(score)``
-(rows with a non-zero score and a non-zero return), the rows and days; pooled and per fold. A
-score has no class probabilities, hence no log loss or calibration.
+:func:`score_report` gives a score's out-of-sample metrics with the classifiers' IC keys and
+definitions (:mod:`tickml.evaluation.metrics`): ``ic`` the mean per-day Spearman IC and
+``ic_ci95`` its Student-t interval over days (:func:`tickml.evaluation.ic_interval.ic_by_day`),
+``ic_per_day``, ``n_ic_days``, ``ic_pooled`` (Spearman over all rows) and
+``ic_ci95_bootstrap`` (the day-block bootstrap, for comparison); plus the directional accuracy
+of ``sign(score)`` (rows with a non-zero score and a non-zero return), the rows and days;
+pooled and per fold. A score has no class probabilities, hence no log loss or calibration.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tickml.evaluation.ic_interval import ic_by_day
 from tickml.evaluation.metrics import ic_block_bootstrap, spearman_ic
 
 #: rule name -> feature column (its last value; positive means up)
@@ -65,22 +68,21 @@ def score_metrics(
     if s.shape != r.shape:
         raise ValueError(f"{s.size} scores but {r.size} returns")
     ok = np.isfinite(s) & np.isfinite(r)
-    if day is not None:
-        d = np.asarray(day)
-        ic, ci, _ = ic_block_bootstrap(s, r, d, n_boot=n_boot, seed=seed)
-        n_days = int(pd.Series(d[ok]).nunique())
+    out: dict[str, Any] = {"n": int(s.size), "ic": None, "ic_ci95": None, "ic_per_day": {}}
+    out.update(n_ic_days=0, ic_pooled=spearman_ic(s, r), ic_ci95_bootstrap=None, n_days=0)
+    if day is None:
+        out["ic"] = out["ic_pooled"]
     else:
-        ic, ci, n_days = spearman_ic(s, r), None, 0
+        d = np.asarray(day)
+        per_day = ic_by_day(s, r, d)
+        out.update(ic=per_day.ic, ic_ci95=per_day.ci, ic_per_day=per_day.per_day)
+        out["n_ic_days"] = per_day.n_days
+        out["n_days"] = int(pd.Series(d).nunique())
+        if n_boot > 0:
+            _, out["ic_ci95_bootstrap"], _ = ic_block_bootstrap(s, r, d, n_boot=n_boot, seed=seed)
     acc, n_calls = _directional(s, r)
-    return {
-        "n": int(s.size),
-        "ic": ic,
-        "ic_ci95": ci,
-        "n_ic": int(ok.sum()),
-        "n_days": n_days,
-        "directional_accuracy": acc,
-        "n_directional_calls": n_calls,
-    }
+    out.update(n_ic=int(ok.sum()), directional_accuracy=acc, n_directional_calls=n_calls)
+    return out
 
 
 def score_report(

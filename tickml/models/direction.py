@@ -85,6 +85,11 @@ class DirectionConfig(BaseModel):
         default="huber",
         description="LightGBM objective: huber (alpha = 1 target sd) or plain l2 regression",
     )
+    train: TrainConfig | None = Field(
+        default=None,
+        description="LightGBM knobs of the direction model (None: the experiment's, as the "
+        "classifiers)",
+    )
     vol_rows: int = Field(
         default=30,
         ge=2,
@@ -155,7 +160,7 @@ def fit_direction(
         scaler.transform(y[train_rows]),
         x.iloc[val_rows] if val_rows.size else None,
         scaler.transform(y[val_rows]) if val_rows.size else None,
-        train,
+        config.train or train,
         list(features),
         objective=config.objective,
     )
