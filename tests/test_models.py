@@ -318,7 +318,7 @@ def test_run_experiment_shape_and_bookkeeping(small_sim: tuple[pd.DataFrame, lis
     text = json.dumps(out, allow_nan=False)
     assert len(text) < 5_000_000
     assert [c[1] for c in calls] == list(range(1, len(res.folds) + 4))
-    assert [m["name"] for m in out["models"]] == ["short", "long", "direction"]
+    assert [m["name"] for m in out["models"]] == ["short", "long", "direction", "ensemble"]
     assert {b["name"] for b in out["baselines"]} == {
         "logistic_short",
         "logistic_long",
@@ -329,7 +329,12 @@ def test_run_experiment_shape_and_bookkeeping(small_sim: tuple[pd.DataFrame, lis
     }
     assert out["decision_model"] == "direction"
     scores = [m for m in out["models"] + out["baselines"] if not m["classes"]]
-    assert {m["name"] for m in scores} == {"direction", "microprice_short", "imbalance_short"}
+    assert {m["name"] for m in scores} == {
+        "direction",
+        "ensemble",
+        "microprice_short",
+        "imbalance_short",
+    }
     short_rows = res.model("short")["oos"]["n"]
     for m in scores:  # score models and rules: the short model's rows, no probabilities
         assert m["horizon"] == "5m" and m["oos"]["n"] == short_rows
@@ -338,6 +343,19 @@ def test_run_experiment_shape_and_bookkeeping(small_sim: tuple[pd.DataFrame, lis
         assert len(m["per_fold"]) == len(res.folds)
         assert all(f"ic_{m['name']}" in row for row in out["ic_by_fold"])
     assert len(res.model("direction")["fold_models"]) == len(res.folds)
+    # the regime ensemble: one fit per fold on its validation slice, weights per regime
+    ens = res.model("ensemble")
+    assert ens["served"] is False and len(ens["fold_weights"]) == len(res.folds)
+    for fw in ens["fold_weights"]:
+        assert [w["regime"] for w in fw["weights"]] == [0, 1, 2, "pooled"]
+        assert set(fw["model"]["components"]) == {
+            "short",
+            "long",
+            "direction",
+            "microprice",
+            "imbalance",
+        }
+        assert all(w[c] >= 0 for w in fw["weights"] for c in fw["model"]["components"])
     for m in out["models"] + out["baselines"]:
         assert m["horizon"] in ("5m", "10m")
         if not m["classes"]:
@@ -450,6 +468,9 @@ def test_run_experiment_fold_is_independent_of_its_test_rows(
     changed.loc[test_idx, "label_short"] = rng.permutation(changed.loc[test_idx, "label_short"])
     b = run_experiment(changed, feats, cfg)
     assert a.fold_features[0] == b.fold_features[0]
+    # the ensemble's weights come from the fold's validation slice, never its test rows
+    wa, wb = a.model("ensemble")["fold_weights"][0], b.model("ensemble")["fold_weights"][0]
+    assert wa["model"] == wb["model"]
     pd.testing.assert_series_equal(
         a.fold_importances[0].importance, b.fold_importances[0].importance, check_exact=True
     )

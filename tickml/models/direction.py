@@ -122,20 +122,24 @@ class TargetScaler:
         return {"low": self.low, "high": self.high, "scale": self.scale}
 
 
-def normalized_return(ds: pd.DataFrame, momentum_col: str, vol_rows: int = 30) -> np.ndarray:
-    """``fwd_return_short / recent_vol`` per row (NaN where either is unknown or vol <= 0).
-
-    Volatility: the ``recent_vol`` column, else :func:`tickml.volatility.recent_vol` of
-    ``momentum_col`` (earlier rows of the symbol's day only)."""
+def volatility(ds: pd.DataFrame, momentum_col: str, vol_rows: int = 30) -> np.ndarray:
+    """The volatility known at each row: the ``recent_vol`` column, else
+    :func:`tickml.volatility.recent_vol` of ``momentum_col`` (earlier rows of the symbol's day
+    only)."""
     if "recent_vol" in ds.columns:
-        vol = ds["recent_vol"].to_numpy(dtype=np.float64)
-    else:
-        vol = recent_vol(
-            ds["symbol"].to_numpy(),
-            utc_ns(ds["event_timestamp"]),
-            ds[momentum_col].to_numpy(dtype=np.float64),
-            rows=vol_rows,
-        )
+        return ds["recent_vol"].to_numpy(dtype=np.float64)
+    return recent_vol(
+        ds["symbol"].to_numpy(),
+        utc_ns(ds["event_timestamp"]),
+        ds[momentum_col].to_numpy(dtype=np.float64),
+        rows=vol_rows,
+    )
+
+
+def normalized_return(ds: pd.DataFrame, momentum_col: str, vol_rows: int = 30) -> np.ndarray:
+    """``fwd_return_short / volatility`` per row (NaN where either is unknown or vol <= 0;
+    :func:`volatility`)."""
+    vol = volatility(ds, momentum_col, vol_rows)
     fwd = ds["fwd_return_short"].to_numpy(dtype=np.float64)
     ok = np.isfinite(vol) & (vol > 0) & np.isfinite(fwd)
     out = np.full(fwd.size, np.nan)

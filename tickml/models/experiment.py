@@ -96,7 +96,9 @@ from tickml.models.direction import (
     fold_entry,
     normalized_return,
     predict_direction,
+    volatility,
 )
+from tickml.models.ensemble import EnsembleConfig
 from tickml.models.registry import dataset_hash
 from tickml.models.scores import score_entry
 from tickml.models.selection import (
@@ -106,6 +108,7 @@ from tickml.models.selection import (
     aggregate_importance,
     fold_importance,
 )
+from tickml.models.stacking import ENSEMBLE, fold_ensemble
 from tickml.models.train import TrainConfig, TrainedModel, predict_proba, train_model
 from tickml.volatility import recent_vol
 
@@ -193,6 +196,12 @@ class ExperimentConfig(BaseModel):
         default_factory=DirectionConfig,
         description="the direction model (the decision score): a regression of the "
         "volatility-normalized short-horizon return (tickml.models.direction)",
+    )
+    ensemble: EnsembleConfig | None = Field(
+        default_factory=EnsembleConfig,
+        description="the regime ensemble of the direction model, both classifiers and the "
+        "plain rules, fitted per fold on its validation slice (tickml.models.stacking); "
+        "reported, not served (None: off)",
     )
     rule_baselines: bool = Field(
         default=True,
@@ -504,7 +513,14 @@ def run_experiment(
     parts: list[pd.DataFrame] = []
     fold_models: dict[str, list[dict[str, Any]]] = {"short": [], "long": [], DIRECTION: []}
     use_direction = cfg.direction.enabled
-    y_dir = normalized_return(ds, mom_col, cfg.direction.vol_rows) if use_direction else None
+    use_ensemble = cfg.ensemble is not None
+    y_norm = vol = None
+    if use_direction or use_ensemble:
+        y_norm = normalized_return(ds, mom_col, cfg.direction.vol_rows)
+        vol = volatility(ds, mom_col, cfg.direction.vol_rows)
+    y_dir = y_norm if use_direction else None
+    rules = rule_scores(ds) if cfg.rule_baselines else {}
+    ensemble_folds: list[dict[str, Any]] = []
     t_sel = t_train = t_base = 0.0
     infer: dict[str, list[float]] = {"short": [0.0, 0.0], "long": [0.0, 0.0]}  # seconds, rows
     for f in folds:
@@ -528,6 +544,8 @@ def run_experiment(
         )
         x_test = x_all.iloc[test]
         learn = np.sort(np.concatenate([tr, va]))
+        val_sc = {r: v[va] for r, v in rules.items()}
+        test_sc = {r: v[test] for r, v in rules.items()}
         for name, (lab, ret, cls) in HORIZONS.items():
             part[lab] = ds[lab].to_numpy(dtype=object)[test]
             part[ret] = ds[ret].to_numpy(dtype=np.float64)[test]
@@ -547,6 +565,9 @@ def run_experiment(
             infer[name][0] += time.perf_counter() - t
             infer[name][1] += len(test)
             part[_prob_cols(f"p_{name}", cls)] = p
+            if use_ensemble:
+                val_sc[name] = direction_score(predict_proba(model, x_all.iloc[va]), cls)
+                test_sc[name] = direction_score(p, cls)
             fold_models[name].append(
                 {
                     "fold": f.fold,
@@ -577,13 +598,22 @@ def run_experiment(
             t_train += time.perf_counter() - t
             part[DIRECTION] = predict_direction(dmodel, x_test)
             fold_models[DIRECTION].append(fold_entry(dmodel, f.fold))
+            if use_ensemble:
+                val_sc[DIRECTION] = predict_direction(dmodel, x_all.iloc[va])
+                test_sc[DIRECTION] = part[DIRECTION].to_numpy()
+        if cfg.ensemble is not None and y_norm is not None and vol is not None:
+            fitted = fold_ensemble(
+                f.fold, val_sc, y_norm[va], vol[va], test_sc, vol[test], cfg.ensemble
+            )
+            part[ENSEMBLE] = np.nan if fitted is None else fitted[0]
+            if fitted is not None:
+                ensemble_folds.append(fitted[1])
         parts.append(part)
         tick(f"fold {f.fold + 1}/{len(folds)}")
     timings["selection"] = t_sel
     timings["training"] = t_train
     timings["baselines"] = t_base
     pred = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    rules = rule_scores(ds) if cfg.rule_baselines else {}
     for rule, values in rules.items():
         pred[f"score_{rule}"] = values[pred["row"].to_numpy(dtype=np.int64)] if len(pred) else []
 
@@ -652,6 +682,12 @@ def run_experiment(
         entry = score_entry(pred, DIRECTION, name=DIRECTION, kind="lightgbm_regression",
                             model=DIRECTION, **score_kw)  # fmt: skip
         entry["fold_models"] = fold_models[DIRECTION]
+        models.append(entry)
+    if use_ensemble and len(pred):
+        entry = score_entry(pred, ENSEMBLE, name=ENSEMBLE, kind="ensemble", model=ENSEMBLE,
+                            **score_kw)  # fmt: skip
+        entry["fold_weights"] = ensemble_folds
+        entry["served"] = False
         models.append(entry)
     for rule in rules:
         baselines.append(score_entry(pred, f"score_{rule}", name=f"{rule}_short", kind="rule",
