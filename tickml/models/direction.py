@@ -35,17 +35,19 @@ Roles of the three models in the decision (:func:`tickml.decision.decide`) and t
 (which calls the same function):
 
 * **direction model** (this module): the decision score. Its prediction is the row's
-  ``direction`` input; the entry gate compares it with the decision thresholds, its sign is the
-  side (long above, short below);
-* **short 5-class model** (barrier labels at the short horizon): trap detection. A high
-  ``P(TRAP_UP)`` / ``P(TRAP_DOWN)`` on the side the score wants vetoes the entry (a move that
-  touches the barrier and reverts is what the direction score cannot see);
-* **long 3-class model** (barrier labels at the long horizon): horizon confirmation. It vetoes
-  an entry when it calls the opposite direction at the longer horizon.
+  ``direction`` input: the decision's ``score`` is that prediction, the side its sign, and
+  ``|direction| < min_direction`` stops the entry (gate ``min_confidence``);
+* **short 5-class model** (barrier labels at the short horizon): the trap detector. With
+  ``max_trap_prob`` set, a long whose ``P_short(TRAP_UP)`` (a short: ``P_short(TRAP_DOWN)``) is
+  >= ``max_trap_prob`` is blocked (gate ``trap``: the move likely runs its way, then reverses);
+  its own direction and confidence are not used when a direction model decides;
+* **long 3-class model** (barrier labels at the long horizon): horizon confirmation, only a
+  veto: with ``require_agreement`` its ``P(UP) - P(DOWN)`` must have the score's sign and
+  ``P_long(direction) >= long_min_confidence`` (gate ``disagree``).
 
-The vetoes and thresholds live in :class:`tickml.decision.DecisionConfig`; without a
-``direction`` input (a model version without a direction model) the decision falls back to the
-short model's ``P(UP) - P(DOWN)``.
+The thresholds are :class:`tickml.decision.DecisionConfig` fields; without a ``direction``
+input (a model version without a direction model, or a row it did not score) the decision
+falls back to the short model's ``P(UP) - P(DOWN)`` as before.
 """
 
 from __future__ import annotations
