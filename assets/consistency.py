@@ -127,7 +127,8 @@ def online_consistency(
             if v and v in reg.versions()
         }
     )
-    models = {v: reg.load(v).short for v in versions}
+    # the model whose output is the live score: the direction model when the version has one
+    models = {v: m.direction or m.short for v, m in ((v, reg.load(v)) for v in versions)}
     tol = config.tolerance()
     report = consistency_report(batch, online, feature_names(fcfg), signals, models, tol)
     report.update(day=day.isoformat(), status="ok", written_at=dt.datetime.now(dt.UTC).isoformat())

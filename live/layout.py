@@ -1,11 +1,13 @@
 """Packed model-vector layouts: which values the materializers pack for the scorer, per champion.
 
 A :class:`VectorLayout` is the champion's model inputs (its FeatureService: every feature any of
-its models uses, in manifest order) plus the columns the decision and the position book need
-(:data:`DECISION_COLUMNS`: ``ret_b1``, the last interval's return; :data:`MARKET_COLUMNS`:
-``mid``, ``spread``, ``bid_size``, ``ask_size`` of the last book, :mod:`tickml.execution.market`),
-float64 (the exact values the models were trained on: live scores equal offline scores without
-retraining on rounded values). With 70 selected features a vector is 75 values instead of 198.
+its models uses, in manifest order: the short, long and, when the version has one, direction
+model's; the registry's manifest ``features`` is their union) plus the columns the decision and
+the position book need (:data:`DECISION_COLUMNS`: ``ret_b1``, the last interval's return;
+:data:`MARKET_COLUMNS`: ``mid``, ``spread``, ``bid_size``, ``ask_size`` of the last book,
+:mod:`tickml.execution.market`), float64 (the exact values the models were trained on: live
+scores equal offline scores without retraining on rounded values). With 70 selected features a
+vector is 75 values instead of 198.
 
 Each layout is its own Feast view in Feast's Redis layout: view ``model_vector_<digest>``
 (:attr:`VectorLayout.view`; the digest covers the column names and the dtype), one packed

@@ -15,6 +15,12 @@ written); until then the old models score the old layout (see :mod:`live.layout`
 scorers (``LiveConfig.scorers``) split the shards and keep the circuit breaker universe-wide
 (:mod:`live.scaleout`).
 
+Direction model: when the champion has one (``direction`` in the registry version), it is
+evaluated on the same vectors (the layout holds its features: the manifest's feature list is
+every model's), its prediction goes to :func:`~tickml.decision.decide` as ``direction`` (it then
+is the score; the short model detects traps, the long one confirms) and is stored with the
+signal (``direction`` on the stream and in ``live_signals``). Without one, nothing changes.
+
 Signals: every actionable decision goes to the ``<prefix>:signals`` stream at once (that is the
 latency the histogram measures: interval close -> signals published), then every scored row to
 PostgreSQL ``live_signals`` (with model version, feature timestamp and latency). Last, one
@@ -52,6 +58,7 @@ from tickml.models.inference import Inference
 from tickml.volatility import RecentVol
 
 log = logging.getLogger(__name__)
+
 
 class Scorer:
     def __init__(
@@ -172,17 +179,23 @@ class Scorer:
         t_vol = time.perf_counter()
         ps = np.full((n, 5), np.nan)
         pl = np.full((n, 3), np.nan)
+        dirn = np.full(n, np.nan)  # the direction model's prediction (NaN: none, not scored)
         # a vector newer than b (a replay running ahead) is not b's: never score the future
         ok = (age >= 0) & (age <= self.dc.max_feature_age.total_seconds()) & (ev >= 0)
         age = np.where(age < 0, np.inf, age)
         if self.models is not None and ok.any():
             probs = self.models.predict(x[ok])
             ps[ok], pl[ok] = probs["short"], probs["long"]
+            if "direction" in probs:
+                dirn[ok] = probs["direction"]
         t_model = time.perf_counter()
         have = self.models is not None
+        direction = dirn if self.models is not None and "direction" in self.models.models else None
         counts = None
         if self.cfg.scorers > 1:
-            mine = breaker_counts(self.dc, ps if have else None, pl if have else None, age)
+            mine = breaker_counts(
+                self.dc, ps if have else None, pl if have else None, age, direction
+            )
             counts = self.breaker.total(b, mine)
         t_cb = time.perf_counter()
         d = decide(
@@ -196,6 +209,7 @@ class Scorer:
             recent_vol=rvol,
             feature_age=age,
             breaker_counts=counts,
+            direction=direction,
         )
         t_decide = time.perf_counter()
         parts = {
@@ -206,7 +220,7 @@ class Scorer:
             "breaker_ms": (t_cb - t_model) * 1e3,
             "decide_ms": (t_decide - t_cb) * 1e3,
         }
-        latency = self._publish(b, syms, d, close_wall_ns, parts)
+        latency = self._publish(b, syms, d, close_wall_ns, parts, direction)
         metrics.boundary_scored(
             b,
             ev,
@@ -223,7 +237,7 @@ class Scorer:
                 "publish": parts["publish_ms"] / 1e3,
             },
         )
-        out = Scored(b, syms, d, ps, pl, ev, self.version, latency, parts)
+        out = Scored(b, syms, d, ps, pl, ev, self.version, latency, parts, dirn)
         if self.signals is not None:
             self.signals.write(out)
         market = {k: x[:, lay.index(k)] for k in MARKET_COLUMNS}
@@ -233,10 +247,17 @@ class Scorer:
         return out
 
     def _publish(
-        self, b: int, syms: list[str], d: Decisions, close_wall_ns: int, parts: dict[str, float]
+        self,
+        b: int,
+        syms: list[str],
+        d: Decisions,
+        close_wall_ns: int,
+        parts: dict[str, float],
+        direction: np.ndarray | None = None,
     ) -> float:
-        """Actionable signals to the stream (latency ends when they are sent), then the
-        boundary's record with the latency and its parts."""
+        """Actionable signals to the stream (latency ends when they are sent; with a direction
+        model each carries its prediction, field ``direction``), then the boundary's record
+        with the latency and its parts."""
         t0 = time.perf_counter()
         act = np.flatnonzero(d.decision != 0)
         version = (self.version or "").encode()
@@ -247,11 +268,14 @@ class Scorer:
             scores = [repr(v).encode() for v in d.score[act].tolist()]
             sym = [syms[i].encode() for i in act.tolist()]
             bb = b"%d" % b
+            extra: list[tuple[bytes, ...]] = [()] * len(act)
+            if direction is not None:
+                extra = [(b"direction", repr(v).encode()) for v in direction[act].tolist()]
             payload = b"".join(
                 resp(b"XADD", stream, b"MAXLEN", b"~", b"100000", b"*", b"symbol", s, b"b", bb,
-                     b"decision", dn, b"gate", g, b"score", sc, b"model_version", version)
-                for s, dn, g, sc in zip(sym, names, gates, scores, strict=True)
-            )
+                     b"decision", dn, b"gate", g, b"score", sc, b"model_version", version, *ex)
+                for s, dn, g, sc, ex in zip(sym, names, gates, scores, extra, strict=True)
+            )  # fmt: skip
             roundtrip(self.r, payload, len(act))
         latency = (time.time_ns() - close_wall_ns) / 1e9
         parts["publish_ms"] = (time.perf_counter() - t0) * 1e3

@@ -34,6 +34,9 @@ class Scored:
     model_version: str | None
     latency_s: float
     extra: dict[str, float] = field(default_factory=dict)
+    #: the direction model's prediction per symbol (NaN: no direction model, or not scored)
+    direction: np.ndarray | None = None
+
 
 DDL = """
 CREATE TABLE IF NOT EXISTS live_signals (
@@ -49,8 +52,11 @@ CREATE TABLE IF NOT EXISTS live_signals (
     feature_ts timestamptz,
     latency_ms double precision,
     written_at timestamptz NOT NULL DEFAULT now(),
+    direction double precision,
     PRIMARY KEY (symbol, event_timestamp, model_version)
 );
+-- the direction model's prediction (NULL: none); added to tables made before it existed
+ALTER TABLE live_signals ADD COLUMN IF NOT EXISTS direction double precision;
 """
 
 _SIG_COLS = (
@@ -65,6 +71,7 @@ _SIG_COLS = (
     "gate",
     "feature_ts",
     "latency_ms",
+    "direction",
 )
 
 
@@ -118,6 +125,9 @@ class SignalStore(PgSink):
         ts = pg_ts(res.boundary_ns)
         version = res.model_version or ""
         rows = self._pending["live_signals"]
+        direction = res.direction
+        if direction is None:
+            direction = np.full(len(res.symbols), np.nan)
         for i, s in enumerate(res.symbols):
             fts = int(res.feature_ts[i])
             rows.append(
@@ -133,6 +143,7 @@ class SignalStore(PgSink):
                     str(gates[i]),
                     pg_ts(fts) if fts >= 0 else None,
                     res.latency_s * 1e3,
+                    _f(direction[i]),
                 )
             )
         self.flush()

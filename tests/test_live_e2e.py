@@ -3,13 +3,16 @@
 IBM (quotes + trades) and SPY (trades, the cross-asset leader) on 2013-10-08, replayed at full
 speed in lockstep through feed -> Redis Streams bus (2 shards) -> materializer processes ->
 Feast's Redis online store -> scorer process (a LightGBM champion) -> signals -> shadow ledger
-process, and the bus -> tick writer -> PostgreSQL tick store. Checked against the batch path on
-the same ticks:
+process, and the bus -> tick writer -> PostgreSQL tick store. The champion of that replay has
+a direction model beside the two classifiers (the decision's score is its prediction); the
+second replay's has none (the two-classifier decision). Checked against the batch path on the
+same ticks:
 
 - every tick is in the tick store exactly once;
 - the rows the materializers pushed online (their offline log, and Feast's online store for the
   last boundary) equal ``compute_features`` on the same ticks, bit for bit;
-- every scored signal carries the probabilities the offline model gives for that row;
+- every scored signal carries the probabilities (and the direction prediction) the offline models
+  give for that row;
 - the nightly ``online_consistency`` asset on that day reports 0 mismatches (features and
   scores) and the drift report links to it;
 - a real Prometheus scraping every worker and the reports exporter evaluates every recording
@@ -58,7 +61,13 @@ from tickml.features import FeatureConfig, compute_features, feature_names
 from tickml.labels import CLASSES_3, CLASSES_5, make_labels
 from tickml.lake import FeatureTables, TickLake
 from tickml.models.registry import ModelRegistry
-from tickml.models.train import TrainConfig, predict_proba, train_model
+from tickml.models.train import (
+    TrainConfig,
+    predict_proba,
+    predict_value,
+    train_model,
+    train_regressor,
+)
 from tickml.readers.equity import read_equity_day
 from tickml.shadow import backtest_frame, compare_fills
 
@@ -77,6 +86,8 @@ RUN = {
             "require_agreement": False,
             "cooldown": "PT3M",
             "max_trades_per_day": None,
+            # with the direction champion: the short model blocks likely traps (gate "trap")
+            "max_trap_prob": 0.1,
         },
         "sized": {
             "sizing": "volatility",
@@ -118,8 +129,13 @@ def run_config(tmp_path_factory) -> tuple[str, RunConfig]:  # noqa: ANN001
     return str(path), RunConfig.load(path)
 
 
-def train_champion(root: Path, ticks: pd.DataFrame, batch: pd.DataFrame) -> ModelRegistry:
-    """A small real champion (trained on this day: the test checks plumbing, not edge)."""
+def train_champion(
+    root: Path, ticks: pd.DataFrame, batch: pd.DataFrame, direction: bool = False
+) -> ModelRegistry:
+    """A small real champion (trained on this day: the test checks plumbing, not edge); with
+    ``direction``, a direction model too (a regression of the day's centred forward return in
+    units of its standard deviation, on partly other features so the layout grows, fitted on the
+    whole day without early stopping: it must call both sides, not find an edge)."""
     labels = make_labels(ticks, batch[["symbol", "event_timestamp"]])
     ds = batch.merge(labels, on=["symbol", "event_timestamp"])
     feats = list(dict.fromkeys(feature_names(FeatureConfig())[:40] + ["spread_bps", "ret_b1"]))
@@ -145,6 +161,11 @@ def train_champion(root: Path, ticks: pd.DataFrame, batch: pd.DataFrame) -> Mode
             feats,
         ),
     }
+    if direction:
+        dfeats = list(dict.fromkeys(feature_names(FeatureConfig())[30:60] + ["ret_b1"]))
+        fwd = ds["fwd_return_short"]
+        y = (fwd - fwd.mean()) / fwd.std()
+        models["direction"] = train_regressor(ds[dfeats], y, None, None, cfg, dfeats)
     reg = ModelRegistry(root)
     reg.set_champion(reg.save(models))
     return reg
@@ -250,7 +271,8 @@ def replayed(
     ports = {n: _prom.free_port() for n in [*names, "exporter"]}
     with ExitStack() as stack:
         pg = stack.enter_context(_temp_db())
-        r = Replayed(root, pg, REDIS_URL, {}, train_champion(root / "registry", ticks, batch))
+        reg = train_champion(root / "registry", ticks, batch, direction=True)
+        r = Replayed(root, pg, REDIS_URL, {}, reg)
         TickLake(root / "lake").write_day(ticks, DAY)  # the stored ticks (raw_ticks' lake)
         before = read_equity_day(equity_root, DAY - dt.timedelta(days=1), symbols=SYMBOLS).ticks
         FeatureTables(root / "lake").write_day(compute_features(before), DAY - dt.timedelta(days=1))
@@ -343,7 +365,7 @@ def test_real_day_through_live_path(
         sig = pd.DataFrame(
             conn.execute(
                 "SELECT symbol, event_timestamp, feature_ts, p_short, p_long, score, decision, "
-                "gate, model_version FROM live_signals"
+                "gate, model_version, direction FROM live_signals"
             ).fetchall(),
             columns=[
                 "symbol",
@@ -355,6 +377,7 @@ def test_real_day_through_live_path(
                 "decision",
                 "gate",
                 "model_version",
+                "direction",
             ],
         )
     assert len(sig) == 780 and out["boundaries"] == 390
@@ -365,6 +388,10 @@ def test_real_day_through_live_path(
     assert len(rows) == 780
     np.testing.assert_array_equal(np.vstack(rows["p_short"]), predict_proba(champ.short, rows))
     np.testing.assert_array_equal(np.vstack(rows["p_long"]), predict_proba(champ.long, rows))
+    assert champ.direction is not None  # the direction model: its prediction is the score
+    want_dir = predict_value(champ.direction, rows)
+    np.testing.assert_array_equal(rows["direction"].to_numpy(np.float64), want_dir)
+    np.testing.assert_array_equal(rows["score"].to_numpy(np.float64), want_dir)
     assert out["close_to_signal_ms"]["p50"] is not None
     runtimes = {f[b"runtime"] for _, f in client.xrange("tickml:signals:boundaries")}
     assert runtimes == {b"tl2cgen"}  # scored by the compiled runtime
@@ -386,10 +413,22 @@ def shadow_equals_backtest(
     """The backtest of the day's batch rows vs what the live path stored: decisions (every
     row), fills and net P&L, all exactly equal."""
     rows = batch.sort_values(KEY).reset_index(drop=True)
+    direction = None if champ.direction is None else predict_value(champ.direction, rows)
     frame = backtest_frame(
-        rows, ticks, predict_proba(champ.short, rows), predict_proba(champ.long, rows)
+        rows,
+        ticks,
+        predict_proba(champ.short, rows),
+        predict_proba(champ.long, rows),
+        direction=direction,
     )
     res = run_backtest(frame, run.experiment.decision, run.experiment.sized_backtest_config())
+    if direction is not None:  # the direction model called the trades (the score is its own)
+        by_key = rows[KEY].assign(direction=direction).merge(res.decisions, on=KEY)
+        np.testing.assert_array_equal(by_key["score"].to_numpy(), by_key["direction"].to_numpy())
+        traded = res.decisions[res.decisions["gate"] == "traded"]
+        side = traded["decision"].map({"LONG": 1.0, "SHORT": -1.0}).to_numpy()
+        assert len(traded) and (np.sign(traded["score"].to_numpy()) == side).all()
+        assert set(side) == {-1.0, 1.0} and res.metrics["gate_counts"].get("trap", 0) > 0
     with psycopg.connect(pg_url) as conn:
         sig = pd.DataFrame(
             conn.execute(

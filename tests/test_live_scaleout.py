@@ -8,7 +8,8 @@ boundary and symbol: decision, gate, score and probabilities equal; the circuit 
 on some boundaries where either half alone would have decided otherwise (the exchange matters);
 the promotion switches both configurations at the same boundary, the first one every shard
 announced with the new champion, and every score equals the offline model of the version it
-names on the layout of that version.
+names on the layout of that version. The new champion has a direction model (its prediction is
+the score and the circuit breaker counts its signs, exchanged between the scorers).
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ from tickml.decision import DecisionConfig, breaker_counts
 from tickml.features import FeatureConfig, feature_names
 from tickml.labels import CLASSES_3, CLASSES_5
 from tickml.models.registry import ModelRegistry
-from tickml.models.train import TrainConfig, predict_proba, train_model
+from tickml.models.train import (
+    TrainConfig,
+    predict_proba,
+    predict_value,
+    train_model,
+    train_regressor,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +62,7 @@ STEP = 60 * 10**9
 SWITCH = 6  # the first boundary every shard announces with v2
 
 
-def _models(features: list[str], seed: int) -> dict:
+def _models(features: list[str], seed: int, direction: list[str] | None = None) -> dict:
     rng = np.random.default_rng(seed)
     x = pd.DataFrame(rng.standard_normal((3000, len(features))), columns=features)
     s = x[features[0]] + 0.5 * x[features[1]] + 0.5 * rng.standard_normal(len(x))
@@ -64,10 +71,15 @@ def _models(features: list[str], seed: int) -> dict:
     long_ = np.select([s > 0.2, s < -0.2], ["UP", "DOWN"], "FLAT")
     cfg = TrainConfig(n_estimators=20, num_leaves=7, seed=seed)
     h = 2000
-    return {
+    out = {
         "short": train_model(x[:h], short[:h], x[h:], short[h:], CLASSES_5, cfg, features),
         "long": train_model(x[:h], long_[:h], x[h:], long_[h:], CLASSES_3, cfg, features),
     }
+    if direction:  # a direction model on its own features (its first two drive its target)
+        xd = pd.DataFrame(rng.standard_normal((3000, len(direction))), columns=direction)
+        y = xd[direction[0]] + 0.5 * xd[direction[1]] + 0.5 * rng.standard_normal(len(xd))
+        out["direction"] = train_regressor(xd[:h], y[:h], xd[h:], y[h:], cfg, direction)
+    return out
 
 
 def _vectors(k: int) -> np.ndarray:
@@ -143,8 +155,9 @@ def _frame(results: list[Scored]) -> pd.DataFrame:
         for i, s in enumerate(res.symbols):
             rows.append((res.boundary_ns, s, res.model_version, int(d.decision[i]),
                          str(d.gate_names[i]), d.score[i], tuple(res.p_short[i]),
-                         tuple(res.p_long[i]), d.circuit_breaker_tripped))
-    cols = ["b", "symbol", "version", "decision", "gate", "score", "p_short", "p_long", "cb"]
+                         tuple(res.p_long[i]), d.circuit_breaker_tripped, res.direction[i]))
+    cols = ["b", "symbol", "version", "decision", "gate", "score", "p_short", "p_long", "cb",
+            "direction"]
     return pd.DataFrame(rows, columns=cols).sort_values(["b", "symbol"]).reset_index(drop=True)
 
 
@@ -152,7 +165,8 @@ def test_two_scorers_equal_one_across_a_promotion(redis_url: str, tmp_path: Path
     reg = ModelRegistry(tmp_path / "reg")
     reg.set_champion(reg.save(_models(NAMES[:10], 1)))
     v1 = reg.champion()
-    v2 = reg.save(_models([NAMES[11], *NAMES[2:8], "ret_b1"], 2))  # another layout
+    # another layout, with a direction model led by a one-sided feature
+    v2 = reg.save(_models([NAMES[11], *NAMES[2:8], "ret_b1"], 2, [NAMES[0], NAMES[9], NAMES[3]]))
     one = LiveConfig(redis_url=redis_url, pg_url=None, shards=SHARDS, scorers=1, prefix="one",
                      boundary_wait_s=20)
     two = one.model_copy(update={"scorers": 2, "prefix": "two"})
@@ -170,13 +184,20 @@ def test_two_scorers_equal_one_across_a_promotion(redis_url: str, tmp_path: Path
         x = pd.DataFrame(_vectors(k), columns=COLS)
         np.testing.assert_array_equal(np.vstack(rows["p_short"]), predict_proba(m.short, x))
         np.testing.assert_array_equal(np.vstack(rows["p_long"]), predict_proba(m.long, x))
+        if m.direction is None:
+            assert rows["direction"].isna().all()
+        else:  # the direction is the score
+            np.testing.assert_array_equal(rows["direction"], predict_value(m.direction, x))
+            np.testing.assert_array_equal(rows["score"], rows["direction"])
 
     # the universe-wide breaker tripped, and on some boundary a half alone would not agree
     assert a["cb"].any() and (a["gate"] == "traded").any()
+    assert a.loc[a["version"] == v2, "cb"].any()  # also on the direction's signs
     differs = 0
     for res in got["two"]:
         age = np.zeros(len(res.symbols))
-        n, up, down = breaker_counts(DC, res.p_short, res.p_long, age)
+        dirn = res.direction if res.model_version == v2 else None
+        n, up, down = breaker_counts(DC, res.p_short, res.p_long, age, dirn)
         local = n >= DC.circuit_breaker_min_symbols and max(up, down) > DC.circuit_breaker_share * n
         differs += local != res.decisions.circuit_breaker_tripped
     assert differs > 0

@@ -3,9 +3,10 @@
 Vectors are written with the materializer's fast writer; the scorer reads the universe, runs
 the champion, applies the shared decision function and publishes. Checked: scores equal the
 offline model's, stale/missing/future vectors are never scored, a promotion is picked up
-without a restart (hot reload), no champion means the fallback gate, the decision state and
-the volatility state survive a restart, each boundary commits its record for the shadow
-ledger, and signals land in Redis and PostgreSQL.
+without a restart (hot reload), a champion with a direction model scores and decides with its
+prediction (equal to the offline ``predict_value``), no champion means the fallback gate, the
+decision state and the volatility state survive a restart, each boundary commits its record for
+the shadow ledger, and signals land in Redis and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -24,11 +25,20 @@ from live.layout import VECTOR_FEATURE, layout_for
 from live.ledger_records import Rows
 from live.online import write_vectors
 from live.scorer import Scorer
+from tickml.decision import DecisionConfig, DecisionState, decide
 from tickml.features import FeatureConfig, compute_features, feature_names
 from tickml.labels import CLASSES_3, CLASSES_5, make_labels
+from tickml.market import EPOCH
 from tickml.models.registry import ModelRegistry
-from tickml.models.train import TrainConfig, predict_proba, train_model
+from tickml.models.train import (
+    TrainConfig,
+    predict_proba,
+    predict_value,
+    train_model,
+    train_regressor,
+)
 from tickml.simulator import SimConfig, simulate_day
+from tickml.volatility import RecentVol
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +71,18 @@ def _models(ds: pd.DataFrame, seed: int) -> dict:
         )
         for n, c in (("short", CLASSES_5), ("long", CLASSES_3))
     }
+
+
+def _with_direction(ds: pd.DataFrame, seed: int) -> dict:
+    """The two classifiers and a direction model (a regression of the vol-normalized forward
+    return on other features, so the layout grows)."""
+    models = _models(ds, seed)
+    feats = feature_names(FC)[20:40]
+    y = ds["fwd_return_short"] / ds["fwd_return_short"].std()
+    h = len(ds) // 2
+    cfg = TrainConfig(n_estimators=20, num_leaves=7, seed=seed)
+    models["direction"] = train_regressor(ds[feats][:h], y[:h], ds[feats][h:], y[h:], cfg, feats)
+    return models
 
 
 def _write(
@@ -137,6 +159,48 @@ def test_scores_gates_hot_reload_and_restart(
         predict_proba(reg.load(v2).short, snap2),
     )
 
+    assert np.isnan(res2.direction).all()  # no direction model: no direction, as before
+    assert "trap" not in set(res2.decisions.gate_names)
+
+    # a champion with a direction model: computed on the same vectors (its features are in the
+    # layout), equal to the offline prediction, passed to the decision, stored with the signal
+    v3 = reg.save(_with_direction(rows, 3))
+    reg.set_champion(v3)
+    assert set(reg.load(v3).direction.features) - set(reg.load(v3).short.features)
+    assert set(reg.load(v3).direction.features) <= set(layout_for(reg.manifest(v3)).columns)
+    b3 = pd.Timestamp(times[203])
+    snap3 = rows[rows["event_timestamp"] == b3].reset_index(drop=True)
+    _write(r, snap3, b3.value, reg)
+    before = DecisionState.from_json(scorer.state.to_json())
+    vol_before = RecentVol.from_bytes(scorer.vol.to_bytes())
+    res3 = scorer.score(b3.value)
+    assert res3.model_version == v3 and scorer.models.runtime == "tl2cgen"
+    champ3 = reg.load(v3)
+    order = [res3.symbols.index(s) for s in snap3["symbol"]]
+    np.testing.assert_array_equal(res3.direction[order], predict_value(champ3.direction, snap3))
+    np.testing.assert_array_equal(res3.decisions.score, res3.direction)  # the score IS it
+    # the decision is decide() with that direction (the backtest's call, same state and inputs)
+    rvol = vol_before.step((FC.market.local_day(b3.value) - EPOCH).days, res3.symbols,
+                           snap3.set_index("symbol").loc[res3.symbols, "ret_b1"].to_numpy(),
+                           np.ones(len(res3.symbols), bool))  # fmt: skip
+    want = decide(DecisionConfig(), before, b3.value, res3.symbols, res3.p_short, res3.p_long,
+                  snap3.set_index("symbol").loc[res3.symbols, "ret_b1"].to_numpy(), rvol,
+                  np.zeros(len(res3.symbols)), direction=res3.direction)  # fmt: skip
+    assert res3.decisions.gate_names.tolist() == want.gate_names.tolist()
+    assert res3.decisions.decision.tolist() == want.decision.tolist()
+    small = np.abs(res3.direction) < DecisionConfig().min_direction
+    assert (res3.decisions.gate_names[small] == "min_confidence").all()
+    # stored with the signal: PostgreSQL live_signals.direction, the Redis stream's field
+    with psycopg.connect(fresh_pg_url) as conn:
+        stored = dict(conn.execute(
+            "SELECT symbol, direction FROM live_signals WHERE model_version = %s", (v3,)
+        ).fetchall())  # fmt: skip
+    assert [stored[s] for s in res3.symbols] == res3.direction.tolist()
+    acted = [f for _, f in r.xrange("tickml:signals") if f[b"model_version"] == v3.encode()]
+    assert len(acted) == int((res3.decisions.decision != 0).sum())
+    for f in acted:
+        assert float(f[b"direction"]) == res3.direction[res3.symbols.index(f[b"symbol"].decode())]
+
     # restart: the decision state (cooldowns, daily counts) and the recent-volatility state
     # come back; every boundary committed one record for the shadow ledger, with its fresh rows
     state, vol = scorer.state.to_json(), scorer.vol.to_bytes()
@@ -144,17 +208,20 @@ def test_scores_gates_hot_reload_and_restart(
     again = Scorer(cfg, reg.root, feature_config=FC, client=r)
     assert again.state.to_json() == state and again.vol.to_bytes() == vol
     records = [Rows.decode(f) for _, f in r.xrange("tickml:decisions")]
-    assert [x.b for x in records] == [b0.value, b1.value, b1.value + 1000, b2.value]
+    assert [x.b for x in records] == [b0.value, b1.value, b1.value + 1000, b2.value, b3.value]
     assert records[1].symbols == sorted(snap["symbol"].iloc[1:])  # the stale one is left out
     assert records[3].decision.tolist() == res2.decisions.decision.tolist()
     np.testing.assert_array_equal(records[3].f["mid"], snap2.sort_values("symbol")["mid"])
-    assert int(r.get("tickml:scorer:last")) == b2.value
+    # the shadow ledger's score (the book's strength) is the direction with a direction model
+    assert records[4].symbols == res3.symbols  # every row fresh
+    np.testing.assert_array_equal(records[4].f["score"], res3.direction)
+    assert int(r.get("tickml:scorer:last")) == b3.value
 
     # signals in PostgreSQL (every scored row) and on the Redis stream (actionable ones)
     with psycopg.connect(fresh_pg_url) as conn:
         n, versions = conn.execute(
             "SELECT count(*), array_agg(DISTINCT model_version) FROM live_signals"
         ).fetchone()
-    assert n == 4 * len(snap) and set(versions) == {"", v1, v2}
-    acts = int(sum((x.decisions.decision != 0).sum() for x in (res, res_f, res2)))
+    assert n == 4 * len(snap) + len(snap3) and set(versions) == {"", v1, v2, v3}
+    acts = int(sum((x.decisions.decision != 0).sum() for x in (res, res_f, res2, res3)))
     assert r.xlen("tickml:signals") >= acts

@@ -1,5 +1,6 @@
-"""Compiled inference runtime (TL2cgen): built into the registry, exact against LightGBM, and a
-LightGBM fallback (with the reason) when the artifact is missing, stale, corrupt or disabled."""
+"""Compiled inference runtime (TL2cgen): built into the registry, exact against LightGBM (the two
+classifiers and the direction regression model), and a LightGBM fallback (with the reason) when
+the artifact is missing, stale, corrupt or disabled."""
 
 from __future__ import annotations
 
@@ -15,7 +16,14 @@ from tickml.labels import CLASSES_3, CLASSES_5
 from tickml.models.inference import Inference
 from tickml.models.registry import ModelRegistry
 from tickml.models.runtime import RUNTIME_DIR, RUNTIME_MANIFEST, probe_rows
-from tickml.models.train import TrainConfig, predict_proba, train_model
+from tickml.models.train import (
+    TrainConfig,
+    TrainedModel,
+    predict_proba,
+    predict_value,
+    train_model,
+    train_regressor,
+)
 
 pytestmark = pytest.mark.integration  # compiles with gcc, loads shared libraries
 
@@ -33,7 +41,13 @@ def _frame(n: int, seed: int) -> pd.DataFrame:
         [s > 1.0, s < -1.0, s > 0.5, s < -0.5], ["UP", "DOWN", "TRAP_UP", "TRAP_DOWN"], "FLAT"
     )
     f["label_long"] = np.select([s > 0.3, s < -0.3], ["UP", "DOWN"], "FLAT")
+    f["target_direction"] = s
     return f
+
+
+def _offline(m: TrainedModel, frame: pd.DataFrame) -> np.ndarray:
+    """What the offline path gives: probabilities, or a regression model's prediction."""
+    return predict_value(m, frame) if m.is_regression else predict_proba(m, frame)
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +55,15 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> ModelRegistry:
     tr, va = _frame(3000, 1), _frame(800, 2)
     cfg = TrainConfig(n_estimators=40, num_leaves=15, min_child_samples=10)
     models = {
-        "short": train_model(tr, tr["label_short"], va, va["label_short"], CLASSES_5, cfg,
-                             FEATURES),
-        "long": train_model(tr, tr["label_long"], va, va["label_long"], CLASSES_3, cfg,
-                            FEATURES[::-1][:8]),
+        "short": train_model(
+            tr, tr["label_short"], va, va["label_short"], CLASSES_5, cfg, FEATURES
+        ),
+        "long": train_model(
+            tr, tr["label_long"], va, va["label_long"], CLASSES_3, cfg, FEATURES[::-1][:8]
+        ),
+        "direction": train_regressor(
+            tr, tr["target_direction"], va, va["target_direction"], cfg, FEATURES[2:10]
+        ),
     }
     reg = ModelRegistry(tmp_path_factory.mktemp("reg"))
     reg.set_champion(reg.save(models))  # promotion builds the compiled runtime
@@ -67,7 +86,7 @@ def _inputs(reg: ModelRegistry) -> np.ndarray:
 def test_compiled_scores_equal_lightgbm_bit_for_bit(registry: ModelRegistry) -> None:
     champ = registry.load()
     info = json.loads((champ.path / RUNTIME_DIR / RUNTIME_MANIFEST).read_text())
-    assert set(info["models"]) == {"short", "long"} and info["runtime"] == "tl2cgen"
+    assert set(info["models"]) == {"short", "long", "direction"} and info["runtime"] == "tl2cgen"
     for name, e in info["models"].items():
         assert e["model_sha256"] == champ.manifest["models"][name]["sha256"]
     inf = Inference.of(champ, FEATURES)
@@ -76,7 +95,9 @@ def test_compiled_scores_equal_lightgbm_bit_for_bit(registry: ModelRegistry) -> 
     got = inf.predict(x)
     frame = pd.DataFrame(x, columns=FEATURES)
     for name, m in champ.models.items():
-        np.testing.assert_array_equal(got[name], predict_proba(m, frame))
+        np.testing.assert_array_equal(got[name], _offline(m, frame))
+    assert got["direction"].shape == (len(x),) and champ.direction is not None
+    assert np.unique(got["direction"]).size > 20  # a real regression, not a constant
     assert np.isnan(x).any()  # missing values were part of it
     # an unchanged artifact is reused, not rebuilt
     assert registry.build_runtime(champ.version)["built_at"] == info["built_at"]
@@ -110,14 +131,16 @@ def test_fallback_to_lightgbm_says_why_and_stays_exact(
     got = inf.predict(x)
     frame = pd.DataFrame(x, columns=FEATURES)
     for name, m in champ.models.items():
-        np.testing.assert_array_equal(got[name], predict_proba(m, frame))
+        np.testing.assert_array_equal(got[name], _offline(m, frame))
     if damage == "corrupt":  # rebuilding repairs it (compiling takes seconds: once here)
         assert reg.build_runtime(champ.version) is not None
         assert Inference.of(reg.load(), FEATURES).runtime == "tl2cgen"
 
 
 def test_no_compiler_means_no_artifact_and_a_logged_fallback(
-    registry: ModelRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    registry: ModelRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     reg = _copy(registry, tmp_path)

@@ -13,8 +13,9 @@ Rows are matched on (symbol, event_timestamp). For each feature: the number and 
 matched rows whose values differ, and the largest absolute difference; the rows present on one
 side only (a live-side gap after a reconnect, a live start after the session start, a day the
 vendor file lacks); the input-tick time (``last_tick_ts``) of each matched row (a late tick
-shows there first). For the signals: the live score ``P(UP) - P(DOWN)`` against the same model's
-score on the batch row.
+shows there first). For the signals: the live score (``P_short(UP) - P_short(DOWN)``, or the
+direction model's prediction when the version has one) against the same model's score on the
+batch row.
 
 Tolerance (:class:`ConsistencyConfig`; documented in the README, "Online/offline consistency"):
 two values match when both are NaN, or ``|live - batch| <= abs_tol + rel_tol * |batch|``. The
@@ -189,7 +190,8 @@ def compare_scores(
     """The live scores against the models' scores on the batch rows.
 
     ``signals``: symbol, event_timestamp, model_version, score (NaN when the row was not
-    scored: stale or no model), gate. ``models``: the short model of each version that appears.
+    scored: stale or no model), gate. ``models``: per version that appears, the model whose
+    output is the live score (its direction model, else its short model).
     Rows without a batch row, not scored live, or of a version absent from ``models`` are
     counted, not compared.
     """

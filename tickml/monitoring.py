@@ -28,7 +28,7 @@ import pandas as pd
 
 from tickml.evaluation.metrics import direction_score, spearman_ic
 from tickml.lake import DayTables, FeatureTables, read_online_log
-from tickml.models.train import TrainedModel, predict_proba
+from tickml.models.train import TrainedModel, predict_proba, predict_value
 
 REFERENCE_CHAMPION = "champion_training_window"
 REFERENCE_PRIOR_DAYS = "prior_days"
@@ -151,10 +151,13 @@ def recent_window(root: str | os.PathLike[str], day: dt.date) -> tuple[pd.DataFr
 
 
 def champion_scores(model: TrainedModel, frame: pd.DataFrame) -> np.ndarray:
-    """The short model's direction score ``P(UP) - P(DOWN)`` per row of ``frame``."""
+    """The decision's score per row of ``frame``: the short model's ``P(UP) - P(DOWN)``, or,
+    for a regression model (the direction model), its prediction."""
     missing = [f for f in model.features if f not in frame.columns]
     if missing:
         raise ValueError(f"the model needs features absent from the rows: {missing[:10]}")
+    if model.is_regression:
+        return predict_value(model, frame)
     return np.asarray(direction_score(predict_proba(model, frame), model.classes))
 
 

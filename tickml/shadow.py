@@ -5,8 +5,9 @@ The backtest input of a replayed (or live) day is built from the batch feature r
 exactly as the live path builds it: the champion's probabilities of each row, the market columns
 (:func:`tickml.execution.market.book_at` on the day's ticks, what the materializer packs),
 ``last_return`` = ``ret_b1``, ``recent_vol`` from :func:`tickml.volatility.recent_vol` (what the
-scorer streams) and ``feature_age`` 0 (a row is scored at its own boundary). Same rows, same
-decision function, same book: the fills must be the same, and :func:`compare_fills` says by how
+scorer streams), ``feature_age`` 0 (a row is scored at its own boundary) and the direction
+model's prediction (``direction``) when the champion has one. Same rows, same decision function,
+same book: the fills must be the same, and :func:`compare_fills` says by how
 much they are not.
 """
 
@@ -22,7 +23,7 @@ import pandas as pd
 from tickml.backtest import BacktestConfig, run_backtest
 from tickml.decision import LONG_CLASSES, SHORT_CLASSES, DecisionConfig
 from tickml.execution.market import book_at
-from tickml.models.train import predict_proba
+from tickml.models.train import predict_proba, predict_value
 from tickml.volatility import recent_vol
 
 FILL_KEYS = ("ts", "symbol", "side", "action", "reason")
@@ -35,9 +36,11 @@ def backtest_frame(
     p_short: np.ndarray,
     p_long: np.ndarray,
     tz: str = "America/New_York",
+    direction: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The backtest's input for feature ``rows`` (``symbol``, ``event_timestamp``, ``ret_b1``)
-    scored with ``p_short`` / ``p_long`` (aligned with ``rows``); see the module doc."""
+    scored with ``p_short`` / ``p_long`` and the direction model's ``direction`` (None: no
+    direction model; all aligned with ``rows``); see the module doc."""
     ev = pd.to_datetime(rows["event_timestamp"], utc=True)
     out = pd.DataFrame({"symbol": rows["symbol"].astype(str).to_numpy(), "event_timestamp": ev})
     out.index = rows.index
@@ -53,6 +56,8 @@ def backtest_frame(
         out["symbol"].to_numpy(), ts_ns, out["last_return"].to_numpy(dtype=np.float64), tz
     )
     out["feature_age"] = 0.0
+    if direction is not None:
+        out["direction"] = np.asarray(direction, dtype=np.float64)
     return out.reset_index(drop=True)
 
 
@@ -134,6 +139,22 @@ def probabilities_by_version(
     return ps, pl
 
 
+def directions_by_version(
+    rows: pd.DataFrame, row_version: np.ndarray, models: Mapping[str, Any]
+) -> np.ndarray | None:
+    """Each row's direction prediction by the version the live scorer used (NaN where that
+    version has no direction model or no model scored); None when no version has one."""
+    have = {v: getattr(m, "direction", None) for v, m in models.items() if m is not None}
+    if not any(d is not None for d in have.values()):
+        return None
+    out = np.full(len(rows), np.nan)
+    for version, d in have.items():
+        sel = np.flatnonzero(row_version == version)
+        if sel.size and d is not None:
+            out[sel] = predict_value(d, rows.iloc[sel])
+    return out
+
+
 def shadow_vs_backtest(
     rows: pd.DataFrame,
     ticks: pd.DataFrame,
@@ -162,7 +183,9 @@ def shadow_vs_backtest(
     )
     row_version = ns(rows["event_timestamp"]).map(version_at).fillna("").to_numpy(dtype=object)
     ps, pl = probabilities_by_version(rows, row_version, models)
-    res = run_backtest(backtest_frame(rows, ticks, ps, pl, decision.market.tz), decision, config)
+    direction = directions_by_version(rows, row_version, models)
+    frame = backtest_frame(rows, ticks, ps, pl, decision.market.tz, direction)
+    res = run_backtest(frame, decision, config)
     bt_fills = res.fills
     if bt_fills is None:
         raise RuntimeError("the backtest returned no fills frame")

@@ -3,7 +3,8 @@
 Input: one row per (symbol, event_timestamp) with both models' probabilities, the mid price and
 the quoted spread at the row's timestamp (plus optional ``last_return`` / ``recent_vol`` /
 ``feature_age`` for the volatility halt, the fallback, staleness, volatility sizing and the risk
-limit, and ``bid_size`` / ``ask_size`` for slippage). Rows are processed in time order; at each
+limit, ``bid_size`` / ``ask_size`` for slippage, and ``direction``, the direction model's
+prediction; other columns are ignored). Rows are processed in time order; at each
 timestamp the cross-section goes through :func:`tickml.decision.decide` exactly as the live
 scorer calls it (one :class:`DecisionState` carried along), then through
 :meth:`tickml.execution.PositionBook.step` exactly as the live shadow ledger calls it. Every
@@ -13,6 +14,13 @@ documented once, in :mod:`tickml.execution`. ``recent_vol`` comes from
 
 The backtest knows each symbol's last executable row of every local day (the decision config's
 time zone) and closes positions there (reason ``eod``); data that end mid-day close there too.
+
+**The models' roles** (:mod:`tickml.decision`): without a ``direction`` column the short model's
+``P(UP) - P(DOWN)`` is the score and calls the trade; with one, the direction model's prediction
+is the score (its sign the side, ``min_direction`` its bar), the short model only blocks trades
+it sees as traps (``max_trap_prob``, gate ``trap``) and a NaN direction is "no model" for that
+row (fallback). In both cases the long model confirms (``require_agreement``) and the score is
+the book's ``strength`` (its sizing and the universe cap's ranking).
 
 Metrics: ``net_pnl`` (= the last portfolio equity = sum of trades' net P&L), ``gross_pnl``,
 ``costs``; ``sharpe`` = mean / standard deviation (ddof 1) of daily net P&L x sqrt(252), None

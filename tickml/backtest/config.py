@@ -39,6 +39,12 @@ class BacktestConfig(ExecutionConfig):
         default="feature_age",
         description="seconds from the features' timestamp to the row's; optional (absent: 0)",
     )
+    direction_col: str = Field(
+        default="direction",
+        description="the direction model's prediction; optional column: when present it is "
+        "decide()'s direction (the score, its sign the trade's side, the short model then only "
+        "detects traps); NaN rows have no model (fallback / no_model)",
+    )
     bid_size_col: str = Field(default="bid_size", description="displayed bid size; optional")
     ask_size_col: str = Field(default="ask_size", description="displayed ask size; optional")
 

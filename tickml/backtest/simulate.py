@@ -14,7 +14,7 @@ from tickml.decision import decide as decide_fn
 from tickml.execution import FILL_FIELDS, TRADE_FIELDS, PositionBook
 from tickml.market import day_numbers, local_days, utc_ns
 
-_OPTIONAL = ("ret", "vol", "age", "bid_size", "ask_size")
+_OPTIONAL = ("ret", "vol", "age", "bid_size", "ask_size", "direction")
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,14 +92,15 @@ def prepare(frame: pd.DataFrame, decision: DecisionConfig, config: BacktestConfi
             return frame[name].to_numpy(dtype=np.float64)[order]
         return None
 
-    cols = (config.last_return_col, config.recent_vol_col, config.feature_age_col)
-    opt = dict(
-        zip(
-            _OPTIONAL,
-            (*map(col, cols), col(config.bid_size_col), col(config.ask_size_col)),
-            strict=True,
-        )
+    cols = (
+        config.last_return_col,
+        config.recent_vol_col,
+        config.feature_age_col,
+        config.bid_size_col,
+        config.ask_size_col,
+        config.direction_col,
     )
+    opt = dict(zip(_OPTIONAL, map(col, cols), strict=True))
     mid = frame[config.mid_col].to_numpy(dtype=np.float64)[order]
     spread = frame[config.spread_col].to_numpy(dtype=np.float64)[order]
     n = ts.size
@@ -165,6 +166,7 @@ def simulate(
         d = decide_fn(
             decision, state, t, syms, inp.ps[a:b], inp.pl[a:b],
             part("ret", a, b), part("vol", a, b), part("age", a, b),
+            direction=part("direction", a, b),
         )  # fmt: skip
         step = book.step(
             t, syms, d.decision, inp.mid[a:b], inp.spread[a:b],

@@ -1,7 +1,9 @@
 """The one place a registered version's models become scores.
 
-:class:`Inference` maps "the registered models of a version" to class probabilities: every
-model of the version (short, long, and any model added later) is evaluated, concurrently, on
+:class:`Inference` maps "the registered models of a version" to class probabilities (and a
+regression model, the direction model, to its prediction, shape (n,)): every
+model of the version (short, long, direction, and any model added later) is evaluated,
+concurrently, on
 its own feature columns of one input matrix, with the compiled runtime
 (:mod:`tickml.models.runtime`, exact) or, when it is unusable, LightGBM itself (the reason is
 kept). Adding a model to the registry needs no change here.
@@ -24,7 +26,7 @@ _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="inference")
 
 @dataclass
 class Inference:
-    """Every model of a registered version -> class probabilities (module docstring).
+    """Every model of a registered version -> class probabilities or predictions (module doc).
 
     ``columns``: the input matrix's columns (e.g. a packed vector layout); each model takes
     its own features from it. ``compiled``: try the compiled runtime (else LightGBM).
@@ -75,11 +77,14 @@ class Inference:
             raw = self.compiled[name].raw(xm)
         else:
             raw = np.asarray(m.booster.predict(xm, raw_score=True), dtype=np.float64)
+        if m.is_regression:  # the raw score is the prediction (predict_value)
+            return raw.reshape(len(xm))
         return proba_from_raw(m, raw.reshape(len(xm), m.n_classes))
 
     def predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Probabilities of every model on the rows of ``x`` (columns as given to :meth:`of`);
-        the models run concurrently (both runtimes release the GIL)."""
+        """Probabilities (n, classes) of every classifier and the prediction (n,) of every
+        regression model (``"direction"``) on the rows of ``x`` (columns as given to
+        :meth:`of`); the models run concurrently (both runtimes release the GIL)."""
         names = list(self.models)
         futures = {n: _POOL.submit(self._one, n, x) for n in names[1:]}
         out = {names[0]: self._one(names[0], x)}

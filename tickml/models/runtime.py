@@ -25,8 +25,10 @@ or *fails* (cannot be loaded, or differs from LightGBM on the probe rows in this
 :class:`RuntimeUnavailable` with that reason; ``Inference`` then uses LightGBM itself and says
 so (``runtime``, ``fallback_reason``).
 
-:class:`tickml.models.inference.Inference` turns a version's models into probabilities with
-this runtime or LightGBM.
+:class:`tickml.models.inference.Inference` turns a version's models into probabilities (and
+the direction model's prediction) with this runtime or LightGBM. Regression models (the
+direction model: one raw output per row, its prediction) are compiled, checked and guarded
+exactly like the classifiers.
 """
 
 from __future__ import annotations
@@ -144,7 +146,8 @@ ZERO_THRESHOLD = float(np.float32(1e-35))
 
 
 class CompiledModel:
-    """One model's compiled library: raw scores (n, k) of float64 rows in model order.
+    """One model's compiled library: raw scores (n, k) of float64 rows in model order (k: the
+    classes of a classifier, 1 for a regression model, whose raw score is its prediction).
 
     TL2cgen passes each value in ``union Entry {int missing; double fvalue;}`` and tests
     ``missing != -1``: a (non-NaN) double whose low 32 bits are all ones, e.g.
@@ -162,7 +165,8 @@ class CompiledModel:
 
         if sys.byteorder != "little":
             raise RuntimeUnavailable("failed", "the missing-marker guard assumes little endian")
-        self.path, self.model, self.n_classes = path, model, model.n_classes
+        self.path, self.model = path, model
+        self.n_classes = model.n_outputs  # raw scores per row (1 for a regression model)
         self.aliased = 0
         self._tl2cgen = tl2cgen
         self._pred = tl2cgen.Predictor(str(path), nthread=threads)
