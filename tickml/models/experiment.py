@@ -100,7 +100,7 @@ from tickml.models.direction import (
 )
 from tickml.models.ensemble import EnsembleConfig
 from tickml.models.registry import dataset_hash
-from tickml.models.scores import score_entry
+from tickml.models.scores import add_fold_ics, score_entries
 from tickml.models.selection import (
     FoldImportance,
     SelectionConfig,
@@ -676,28 +676,19 @@ def run_experiment(
                 models.append(entry)
             else:
                 baselines.append(entry)
-    short_h = horizon_name(cfg.short_horizon)
-    score_kw: dict[str, Any] = {"horizon": short_h, "n_boot": cfg.n_boot, "seed": cfg.seed}
-    if use_direction and len(pred):
-        entry = score_entry(pred, DIRECTION, name=DIRECTION, kind="lightgbm_regression",
-                            model=DIRECTION, **score_kw)  # fmt: skip
-        entry["fold_models"] = fold_models[DIRECTION]
-        models.append(entry)
-    if use_ensemble and len(pred):
-        entry = score_entry(pred, ENSEMBLE, name=ENSEMBLE, kind="ensemble", model=ENSEMBLE,
-                            **score_kw)  # fmt: skip
-        entry["fold_weights"] = ensemble_folds
-        entry["served"] = False
-        models.append(entry)
-    for rule in rules:
-        baselines.append(score_entry(pred, f"score_{rule}", name=f"{rule}_short", kind="rule",
-                                     model="short", **score_kw))  # fmt: skip
-    for entry in models + baselines:
-        if entry["classes"]:
-            continue
-        for r in entry["per_fold"]:
-            ic_rows[int(r["fold"])][f"ic_{entry['name']}"] = r["ic"]
-            ic_rows[int(r["fold"])][f"n_{entry['name']}"] = r["n_ic"]
+    if len(pred):
+        s_models, s_baselines = score_entries(
+            pred,
+            direction_folds=fold_models[DIRECTION] if use_direction else None,
+            ensemble_folds=ensemble_folds if use_ensemble else None,
+            rules=list(rules),
+            horizon=horizon_name(cfg.short_horizon),
+            n_boot=cfg.n_boot,
+            seed=cfg.seed,
+        )
+        models += s_models
+        baselines += s_baselines
+        add_fold_ics(ic_rows, s_models + s_baselines)
     timings["metrics"] = time.perf_counter() - t
     tick("metrics")
 
