@@ -201,3 +201,26 @@ def test_direction_model_finds_nothing_without_a_signal() -> None:
     res, _ = _market("u", 0.0, 43)
     d = res.model("direction")["oos"]
     assert abs(d["ic_pooled"]) <= 0.05 and abs(d["ic"]) <= 0.05
+
+
+@pytest.mark.unit
+def test_report_shows_the_ensemble_weights_per_regime(tmp_path: Any) -> None:
+    from tickml.models.ensemble import EnsembleConfig
+    from tickml.models.stacking import fold_ensemble
+    from tickml.report import write_reports
+
+    rng = np.random.default_rng(3)
+    n = 900
+    sc = {"direction": rng.standard_normal(n), "microprice": rng.standard_normal(n)}
+    y = 1e-4 * (sc["direction"] + rng.standard_normal(n))  # tiny units, as real returns / vol
+    vol = rng.gamma(2.0, 2.0, n)
+    fitted = fold_ensemble(0, sc, y, vol, sc, vol, EnsembleConfig(min_rows_per_regime=100))
+    assert fitted is not None
+    score, info = fitted
+    assert score.shape == (n,) and info["n_fit_rows"] == n
+    w = info["weights"][0]["direction"]
+    assert 0 < w < 1e-3  # in the target's units
+    entry = {"name": "ensemble", "kind": "ensemble", "horizon": "5m", "oos": {},
+             "fold_weights": [info]}  # fmt: skip
+    page = write_reports({"models": [entry], "baselines": []}, tmp_path)["html"].read_text()
+    assert "weights per volatility regime" in page and f"{w:.3g}" in page

@@ -149,6 +149,37 @@ def _metric_table(rows: list[dict[str, Any]], title: str, decision_model: Any = 
     return f"<h2>{title}</h2><table><tr>{head}</tr>{body}</table>"
 
 
+def ensemble_table(models: list[dict[str, Any]]) -> str:
+    """The regime ensemble's weights per volatility regime, one block of rows per fold (fitted
+    on that fold's validation slice), with each component's IC there; empty without one."""
+    ens = next((m for m in models if m.get("kind") == "ensemble"), None)
+    folds = (ens or {}).get("fold_weights") or []
+    if not folds:
+        return ""
+    comps = list(folds[0]["model"]["components"])
+    head = "".join(f"<th>{c}</th>" for c in ("fold", "regime", "vol from", "vol to", "rows",
+                                              *comps))  # fmt: skip
+    body = ""
+    for fw in folds:
+        ics = fw.get("component_ic_val") or {}
+        body += (f"<tr><td>{fw['fold']}</td><td>IC on fitting rows</td><td></td><td></td>"
+                 f"<td>{_fmt(fw.get('n_fit_rows'))}</td>"
+                 + "".join(f"<td>{_fmt(ics.get(c))}</td>" for c in comps) + "</tr>")  # fmt: skip
+        for w in fw["weights"]:
+            cells = [fw["fold"], w["regime"], w["vol_from"], w["vol_to"], w["n_rows"]]
+            weights = [w.get(c) for c in comps]  # tiny in return units: 3 significant digits
+            body += ("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in cells)
+                     + "".join(f"<td>{'-' if v is None else f'{v:.3g}'}</td>" for v in weights)
+                     + "</tr>")  # fmt: skip
+    return (
+        "<h2>Regime ensemble: weights per volatility regime (fitted per fold on its validation "
+        "slice; reported, not served)</h2><p>Non-negative weights of the components divided by "
+        "their standard deviation on the fitting rows, in units of the volatility-normalized "
+        "return; a regime with too few rows uses the pooled weights.</p>"
+        f"<table><tr>{head}</tr>{body}</table>"
+    )
+
+
 def write_reports(
     result: dict[str, Any], out_dir: Path, title: str = "tickml evaluation"
 ) -> dict[str, Path]:
@@ -191,6 +222,7 @@ models and rules are scored on the rows of the short model; they have no class p
 hence no log loss.</p>
 {_metric_table([*(result.get("models") or []), *(result.get("baselines") or [])],
                "Models and baselines (same folds)", result.get("decision_model"))}
+{ensemble_table(result.get("models") or [])}
 <h2>Backtest (same decision function and position book as the live worker, costs included)</h2>
 <p>Unit size: every position one notional. Sized: volatility-scaled positions under the caps and
 the portfolio risk limit (the execution config's <code>sized</code> book, what the shadow ledger
