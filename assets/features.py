@@ -98,8 +98,8 @@ def tick_features(
     description="Applies the Feast repo (entities, sources, views, versioned services) to the "
     "registry of the deployment's feature store.",
 )
-def feast_registry(feast: FeastResource) -> dg.MaterializeResult:
-    names = feast.apply()
+def feast_registry(feast: FeastResource, pipeline: PipelineConfigResource) -> dg.MaterializeResult:
+    names = feast.apply(pipeline.load().features)
     return dg.MaterializeResult(metadata={"applied": dg.MetadataValue.json(names)})
 
 
@@ -126,7 +126,10 @@ def last_rows(features: pd.DataFrame) -> pd.DataFrame:
     ),
 )
 def online_features(
-    context: dg.AssetExecutionContext, lake: LakeResource, feast: FeastResource
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    feast: FeastResource,
+    pipeline: PipelineConfigResource,
 ) -> dg.MaterializeResult:
     from feast.data_source import PushMode
     from feast.errors import FeatureViewNotFoundException
@@ -144,7 +147,7 @@ def online_features(
         view = store.get_feature_view("tick_features")
     except FeatureViewNotFoundException:
         context.log.info("Feast registry has no tick_features view: applying the repo")
-        feast.apply()
+        feast.apply(pipeline.load().features)
         store = feast.store()
         view = store.get_feature_view("tick_features")
         applied = True

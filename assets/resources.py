@@ -127,10 +127,11 @@ class FeastResource(dg.ConfigurableResource):
 
         return load_store(self.env, self.layout, self.redis_url, self.registry_url)
 
-    def apply(self) -> list[str]:
+    def apply(self, features: Any = None) -> list[str]:
+        """Apply the repo; ``features``: the run's FeatureConfig (the view's columns)."""
         from feature_repo.store import apply
 
-        return apply(self.store(), self.layout)
+        return apply(self.store(), self.layout, features)
 
 
 class ModelRegistryResource(dg.ConfigurableResource):

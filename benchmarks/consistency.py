@@ -49,10 +49,13 @@ def pandas_compare(batch: pd.DataFrame, online: pd.DataFrame, names: list[str]) 
 
 
 def run(
-    sizes: list[int] | None = None, features: int = 194, repeats: int = 3
+    sizes: list[int] | None = None, features: int | None = None, repeats: int = 3
 ) -> list[dict[str, Any]]:
+    """``features``: columns per row (default: as many as the default feature table has)."""
     from tickml.consistency import compare_features
+    from tickml.features import feature_names
 
+    features = features or len(feature_names())
     out = []
     for symbols in sizes or [100, 1000]:
         batch, online = day_frames(symbols, features)

@@ -1,7 +1,7 @@
 """Batch feature engine throughput: canonical ticks in, 1-minute feature rows out, one core.
 
 ``value`` is input ticks per second through :func:`tickml.features.compute_features` with every
-family on (default config, 194 features) for one real symbol-day plus its cross-asset leader
+family on (default config, all features) for one real symbol-day plus its cross-asset leader
 (AIG + SPY, 2013-10-08: both symbols' ticks count), median of ``repeats`` after an untimed
 warm-up; numba runs single-threaded, so this is per core. Numba compile time is excluded and
 reported separately: ``first_call_s`` (first call in this process: compile, or load of the

@@ -2,7 +2,7 @@
 
 ``value``: ticks per second through :meth:`StreamingFeatureEngine.update` for a real
 symbol-day (AIG 2013-10-08, every tick, in time order, values as Python scalars) plus a
-:meth:`snapshot_arrays` of all 194 features at every 1-minute boundary: the live pattern. One
+:meth:`snapshot_arrays` of all the features at every 1-minute boundary: the live pattern. One
 core, median of ``repeats`` after an untimed warm-up (numba compile or cache load, reported
 as ``first_call_s``).
 

@@ -21,6 +21,7 @@ from feature_repo.entities import symbol
 from feature_repo.services import make_services
 from feature_repo.sources import make_sources
 from feature_repo.views import make_views
+from tickml.features import FeatureConfig
 from tickml.workdir import Workdir
 
 REPO_DIR = Path(__file__).resolve().parent
@@ -69,17 +70,18 @@ def load_store(
     return FeatureStore(repo_path=str(REPO_DIR), config=config)
 
 
-def definitions(layout: Workdir) -> list[Any]:
+def definitions(layout: Workdir, features: FeatureConfig | None = None) -> list[Any]:
     """Every Feast object of the repo for one working directory (``FeatureStore.apply``):
-    file sources point at its lake."""
+    file sources point at its lake; ``tick_features`` has the columns of ``features`` (the run
+    configuration's feature section; default: every family)."""
     sources = make_sources(layout)
-    views = make_views(sources)
+    views = make_views(sources, features)
     return [symbol, *sources, *views, *make_services(views)]
 
 
-def apply(store: FeatureStore, layout: Workdir) -> list[str]:
+def apply(store: FeatureStore, layout: Workdir, features: FeatureConfig | None = None) -> list[str]:
     """Register entities, sources, views and services; returns the names applied."""
-    objs = definitions(layout)
+    objs = definitions(layout, features)
     store.apply(objs)
     return [getattr(o, "name", str(o)) for o in objs]
 

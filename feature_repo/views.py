@@ -1,4 +1,5 @@
-"""Feast feature views. The feature list comes from tickml.features (one definition)."""
+"""Feast feature views. The feature list comes from tickml.features (one definition): the
+features of the run configuration's ``features`` section (default: every family)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from feature_repo.entities import symbol
 from feature_repo.sources import Sources
 from tickml.features import PIT_COLUMNS, FeatureConfig, feature_names
 
-FEATURE_NAMES = feature_names(FeatureConfig())
+FEATURE_NAMES = feature_names(FeatureConfig())  # the default configuration's
 
 
 class Views(NamedTuple):
@@ -20,17 +21,19 @@ class Views(NamedTuple):
     model_vector: FeatureView
 
 
-def make_views(sources: Sources) -> Views:
+def make_views(sources: Sources, features: FeatureConfig | None = None) -> Views:
+    """The views of one deployment; ``tick_features`` holds the columns ``features`` outputs
+    (the feature tables written with that configuration)."""
+    names = FEATURE_NAMES if features is None else feature_names(features)
     tick_features = FeatureView(
         name="tick_features",
         entities=[symbol],
         ttl=timedelta(days=1),
-        schema=[Field(name=n, dtype=Float64) for n in FEATURE_NAMES]
+        schema=[Field(name=n, dtype=Float64) for n in names]
         + [Field(name=n, dtype=Int64) for n in PIT_COLUMNS],
         source=sources.tick_features_push,
         online=True,
-        description="Microstructure features per symbol at each sampling close "
-        "(event_timestamp).",
+        description="Microstructure features per symbol at each sampling close (event_timestamp).",
         tags={"family": "all", "sampling": "interval close"},
     )
     # the full layout (every feature, then mid and spread): the benchmarks' "old path"; live

@@ -7,7 +7,7 @@ the position book need (:data:`DECISION_COLUMNS`: ``ret_b1``, the last interval'
 :data:`MARKET_COLUMNS`: ``mid``, ``spread``, ``bid_size``, ``ask_size`` of the last book,
 :mod:`tickml.execution.market`), float64 (the exact values the models were trained on: live
 scores equal offline scores without retraining on rounded values). With 70 selected features a
-vector is 75 values instead of 198.
+vector is 75 values instead of 214.
 
 Each layout is its own Feast view in Feast's Redis layout: view ``model_vector_<digest>``
 (:attr:`VectorLayout.view`; the digest covers the column names and the dtype), one packed

@@ -5,9 +5,9 @@ It lives in ``orchestration`` rather than ``tickml`` because some commands drive
 ``tickml --help`` is instant.
 
 The families: ``cli_ingest`` (`ingest`), ``cli_pipeline`` (`run`, `demo`), ``cli_tools``
-(`config`, `simulate`, `quarantine`, `bench`), ``cli_live`` (`live ...`); what they share is in
-``cli_base`` (consoles, progress, a command's settings) and ``cli_support`` (one-line errors,
-exit codes, argument checks).
+(`config`, `simulate`, `quarantine`, `bench`, `fracdiff-d`), ``cli_live`` (`live ...`); what
+they share is in ``cli_base`` (consoles, progress, a command's settings) and ``cli_support``
+(one-line errors, exit codes, argument checks).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from orchestration.cli_ingest import ingest
 from orchestration.cli_live import live_app
 from orchestration.cli_pipeline import demo, run
 from orchestration.cli_support import SafeTyper
-from orchestration.cli_tools import bench, quarantine, show_config, simulate
+from orchestration.cli_tools import bench, fracdiff_d, quarantine, show_config, simulate
 
 app = SafeTyper(
     help="tickml: learn short-horizon price direction from market ticks and serve it live. "
@@ -39,6 +39,7 @@ app.command("config")(show_config)
 app.command()(simulate)
 app.command()(quarantine)
 app.command()(bench)
+app.command("fracdiff-d")(fracdiff_d)
 app.add_typer(live_app, name="live")
 
 

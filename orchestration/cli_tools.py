@@ -1,5 +1,6 @@
 """The tool commands: `tickml config` (the run configuration), `simulate` (a file of simulated
-ticks), `quarantine` (rejected rows) and `bench` (one benchmark)."""
+ticks), `quarantine` (rejected rows), `bench` (one benchmark) and `fracdiff-d` (the fracdiff
+orders of the feature configuration)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ from typing import Any
 
 import typer
 
-from orchestration.cli_base import WORKDIR_HELP, command_settings, console, out, progress
+from orchestration.cli_base import (
+    SOURCE_HELP,
+    WORKDIR_HELP,
+    command_settings,
+    console,
+    out,
+    progress,
+)
 from orchestration.cli_support import config_value, date_option, date_value, finite
 from tickml.errors import UsageError
 
@@ -132,3 +140,54 @@ def bench(
     for row in module.run(**kwargs):
         sys.stdout.write(json.dumps(row, default=str) + "\n")
         sys.stdout.flush()
+
+
+def fracdiff_d(
+    ticks: Path = typer.Option(..., "--ticks", help="Source files (training days only)."),
+    source: str | None = typer.Option(None, help=f"{SOURCE_HELP} (guessed from --ticks)."),
+    config: Path | None = typer.Option(
+        None, help="Run config YAML: its features section (bars, widths, market) is used."
+    ),
+    start: str | None = typer.Option(None, callback=date_option, help="First day, YYYY-MM-DD."),
+    end: str | None = typer.Option(
+        None, callback=date_option, help="Last day, YYYY-MM-DD: keep it before the test days."
+    ),
+    symbols: str | None = typer.Option(None, help="Comma-separated symbols (default: all)."),
+    min_share: float = typer.Option(
+        1.0, min=0.01, max=1.0, help="Share of symbol-days that must pass ADF (1: every one)."
+    ),
+) -> None:
+    """Choose the fracdiff orders (bar closes and ticks) on per-day series built exactly as
+    the feature engine builds them (same bars, daily reset, fixed widths): per variant, the
+    smallest d on 0, 0.05, ..., 1 whose fracdiff passes ADF at 5% on the symbol-days. Run it
+    on training days only; put the result in the run config (features.fracdiff_d,
+    features.fracdiff_tick_d)."""
+    from orchestration.cli_ingest import source_spec
+    from tickml.features.fracdiff_choice import choose_fracdiff_orders, engine_series
+    from tickml.ingest import available_days, load_day
+
+    spec = source_spec(ticks, source, symbols)
+    cfg = config_value(config).for_source(spec.kind).features
+    first, last = date_value(start), date_value(end)
+    days = [d for d in available_days(spec) if (first is None or d >= first)]
+    days = [d for d in days if last is None or d <= last]
+    if not days:
+        raise UsageError("no days of the source in the --start/--end range")
+    series = []
+    with progress() as bar:
+        task = bar.add_task("reading days", total=len(days))
+        for day in days:
+            series += engine_series(load_day(spec, day).ticks, cfg)
+            bar.advance(task)
+    choice = choose_fracdiff_orders(series, min_share=min_share)
+    tab = choice.table.pivot(index="d", columns="variant", values="n_pass")
+    n = choice.table.groupby("variant")["n_series"].max()
+    tab.columns = [f"{c} pass (of {n[c]})" for c in tab.columns]
+    out.print(tab.to_string())
+    out.print(
+        f"fracdiff_d: {choice.d_bar:g}  (bar closes, {cfg.fracdiff_width}-bar window; "
+        f"configured {cfg.fracdiff_d:g})\n"
+        f"fracdiff_tick_d: {choice.d_tick:g}  ({cfg.fracdiff_tick_width}-tick window; "
+        f"configured {cfg.fracdiff_tick_d:g})\n"
+        f"on {len(days)} days {days[0]}..{days[-1]}, {len(series)} symbol-days"
+    )

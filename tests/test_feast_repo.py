@@ -145,3 +145,23 @@ def test_production_store_redis_online_postgres_registry(feast_env, redis_url, p
     import redis
 
     assert redis.Redis.from_url(redis_url).dbsize() == feats["symbol"].nunique()
+
+
+@pytest.mark.unit
+def test_views_follow_the_run_feature_config(tmp_path) -> None:
+    """tick_features has the columns the run's feature section outputs (a family switched off
+    is not asked for by the training set), default: every family."""
+    from feature_repo.store import definitions
+
+    def view_cols(cfg: FeatureConfig | None) -> list[str]:
+        (view,) = [o for o in definitions(Workdir(tmp_path), cfg) if o.name == "tick_features"]
+        return [f.name for f in view.features]
+
+    full = view_cols(None)
+    assert full[: len(feature_names())] == feature_names() and "mdev_z_t180" in full
+    fams = tuple(f for f in FeatureConfig().families if f != "normalized")
+    off = view_cols(FeatureConfig(families=fams))
+    assert off[: len(feature_names(FeatureConfig(families=fams)))] == feature_names(
+        FeatureConfig(families=fams)
+    )
+    assert "mdev_z_t180" not in off and len(off) == len(full) - 16

@@ -79,7 +79,13 @@ def test_windows_change_names() -> None:
 
 def test_family_switches_select_columns_with_identical_values(ibm: pd.DataFrame) -> None:
     full = compute_features(ibm, FeatureConfig(leader=None))
-    for fams in (("price",), ("session", "microstructure"), ("blocks", "regime", "stationarity")):
+    # normalized alone reads price / microstructure features: computed, not output
+    for fams in (
+        ("price",),
+        ("session", "microstructure"),
+        ("blocks", "regime", "stationarity"),
+        ("normalized",),
+    ):
         cfg = FeatureConfig(families=fams, leader=None)
         names = feature_names(cfg)
         assert {d.family for d in feature_defs(cfg)} == set(fams)

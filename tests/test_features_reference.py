@@ -221,3 +221,49 @@ def test_bar_and_cross_asset_features_match_pandas(data) -> None:
     beta = xr.rolling(30).cov(lr) / lr.rolling(30).var()
     check(rows["lead_beta_b30"], beta.loc[at].to_numpy())
     check(rows["lead_lagcorr_b30"], xr.rolling(30).corr(lr.shift(1)).loc[at].to_numpy())
+
+
+def _div0(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den with 0 on a zero denominator (the engine's rule for ratios)."""
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    return np.where(den == 0, 0.0, num / np.where(den == 0, 1.0, den))
+
+
+def test_normalized_family_matches_pandas(data) -> None:
+    """The cross-symbol normalizations, each from the raw ticks (not from other features)."""
+    ticks, feats = data
+    ev = events(ticks[ticks.symbol == "IBM"])
+    rows = feats[feats.symbol == "IBM"]
+    pos = at_rows(ev, rows)
+    lm = ev["lm"].to_numpy()
+    sd = rolling_at(ev["r"], 180, "std", pos, 181) * 1e4  # the symbol's 180-tick volatility
+    for col in ("mdev", "imb"):
+        z = _div0(ev[col].to_numpy()[pos] - rolling_at(ev[col], 180, "mean", pos, 181),
+                  rolling_at(ev[col], 180, "std", pos, 181))  # fmt: skip
+        check(rows[f"{col}_z_t180"], z, rtol=1e-8)
+    ofi_t = _div0(rolling_at(ev["ofi"], 20, "sum", pos, 21),
+                  rolling_at(ev["ofi"], 20, "std", pos, 21) * np.sqrt(20))  # fmt: skip
+    check(rows["ofi_tstat_t20"], ofi_t, rtol=1e-8)
+    spread = ev["spread"].to_numpy()[pos]
+    check(rows["spread_rel_t180"], _div0(spread, rolling_at(ev["spread"], 180, "mean", pos, 181)))
+    check(rows["spread_vs"], _div0(spread, sd))
+    check(rows["mdev_vs"], _div0(ev["mdev"].to_numpy()[pos], sd))
+    ret20 = np.where(pos >= 20, (lm[pos] - lm[np.maximum(pos - 20, 0)]) * 1e4, np.nan)
+    check(rows["ret_t20_vs"], _div0(ret20, sd * np.sqrt(20)))
+    # clock windows: ticks with ts in (b - w s, b]; today's rates per second since the first tick
+    b = rows["event_timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    ts = ev["ts"].to_numpy()
+    first = ticks.loc[ticks.symbol == "IBM", "ts"].min().value
+    secs = np.maximum((b - first) / 1e9, 1.0)
+    cs = lambda x: np.concatenate([[0.0], np.cumsum(x)])  # noqa: E731
+    r2, svq, vol = cs(ev["r"] ** 2), cs(ev["svq"]), cs(ev["vol"])
+    day_rv = np.sqrt(r2[pos + 1] / secs)  # realized volatility per sqrt-second today
+    lo60 = np.searchsorted(ts, b - 60 * 10**9, side="right")
+    lo300 = np.searchsorted(ts, b - 300 * 10**9, side="right")
+    ret60 = lm[pos] - lm[lo60 - 1]
+    check(rows["ret_s60_dvs"], _div0(ret60, day_rv * np.sqrt(60)))
+    rv300 = np.sqrt(r2[pos + 1] - r2[lo300])
+    check(rows["ret_s60_vs"], _div0(ret60, rv300 * np.sqrt(60 / 300)))
+    check(rows["rv_rel_s300"], _div0(np.sqrt((r2[pos + 1] - r2[lo300]) / 300), day_rv))
+    flow = (svq[pos + 1] - svq[lo60]) / 60
+    check(rows["flow_rel_s60"], _div0(flow, vol[pos + 1] / secs))

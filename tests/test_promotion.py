@@ -106,3 +106,7 @@ def test_against_a_champion_with_another_decision_model() -> None:
     champ["models"]["direction"] = {"classes": ["UP", "DOWN"]}
     ok, why = promotion_decision(other, champ)
     assert not ok and any("direction classes differ" in r for r in why)
+    # a model only the challenger has (a new regression model, classes []) is no obstacle
+    del champ["models"]["direction"]
+    other["models"]["direction"] = {"classes": []}
+    assert promotion_decision(other, champ)[0]

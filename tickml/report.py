@@ -180,6 +180,29 @@ def ensemble_table(models: list[dict[str, Any]]) -> str:
     )
 
 
+def selection_stability_html(selection: dict[str, Any], top: int = 30) -> str:
+    """The selection-stability section: per feature selected in any fold, the share of folds
+    whose own top-K has it and its mean rank over folds (``selection["stability"]``)."""
+    rows = selection.get("stability") or []
+    if not rows:
+        return ""
+    shown = min(top, len(rows))
+    body = "".join(
+        f"<tr><td style='text-align:left'>{_fmt(r.get('feature'))}</td>"
+        f"<td>{_fmt(r.get('top_k_share'))}</td><td>{_fmt(r.get('mean_fold_rank'))}</td>"
+        f"<td>{'yes' if r.get('selected') else 'no'}</td></tr>"
+        for r in rows[:top]
+    )
+    return (
+        f"<h2>Selection stability ({_fmt(selection.get('n_folds'))} folds, top "
+        f"{_fmt(selection.get('top_k'))} per fold, chosen on training rows only)</h2>"
+        f"<p>{len(rows)} features selected in at least one fold; mean pairwise Spearman of the "
+        f"folds' importances {_fmt(selection.get('fold_spearman_mean'))}. First {shown} by "
+        "share of folds, then mean rank.</p><table><tr><th>feature</th><th>share of folds"
+        "</th><th>mean rank</th><th>in the pooled top-K</th></tr>" + body + "</table>"
+    )
+
+
 def write_reports(
     result: dict[str, Any], out_dir: Path, title: str = "tickml evaluation"
 ) -> dict[str, Path]:
@@ -214,12 +237,12 @@ def write_reports(
 margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right;font-size:13px}}
 figure{{display:inline-block;margin:.5em}}</style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>All metrics are out of sample (purged walk-forward test folds). IC = Spearman rank correlation
-of the score with the forward return (classifiers: P(UP) - P(DOWN); the direction model: its
-prediction of the volatility-normalized return; rules: the feature's last value; ensemble: its
-combined score), 95% interval from a block bootstrap by day; n_ic rows and n_days days. Score
-models and rules are scored on the rows of the short model; they have no class probabilities,
-hence no log loss.</p>
+<p>All metrics are out of sample (purged walk-forward test folds). IC = mean over days of the
+day's Spearman rank correlation of the score with the forward return (classifiers: P(UP) -
+P(DOWN); the direction model: its prediction of the volatility-normalized return; rules: the
+feature's last value; ensemble: its combined score); 95% Student-t interval over the per-day ICs
+(coverage checked by simulation); n_ic rows and n_days days. Score models and rules are scored
+on the rows of the short model; they have no class probabilities, hence no log loss.</p>
 {_metric_table([*(result.get("models") or []), *(result.get("baselines") or [])],
                "Models and baselines (same folds)", result.get("decision_model"))}
 {ensemble_table(result.get("models") or [])}
@@ -228,6 +251,7 @@ hence no log loss.</p>
 the portfolio risk limit (the execution config's <code>sized</code> book, what the shadow ledger
 runs).</p>
 <table>{bt_rows}</table>
+{selection_stability_html(result.get("selection") or {})}
 {imgs}
 {"<h2>Notes</h2><ul>" + notes + "</ul>" if notes else ""}
 </body></html>"""

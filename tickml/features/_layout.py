@@ -231,6 +231,9 @@ OP_TW_RATE = 43
 OP_TW_VOLREL = 44
 OP_TW_OVER_DEPTH = 45
 OP_TW_LOGRATIO = 46
+OP_TW_RVREL = 47  # realized vol rate over the window / the day's realized vol rate
+OP_TW_SVREL = 48  # signed volume rate over the window / the day's volume rate
+OP_TW_RETDAY = 49  # return over the window / (day's realized vol rate x sqrt(window))
 # bars
 OP_BAR_RET = 50
 OP_ATR = 51

@@ -113,6 +113,22 @@ def _bar_op(P, PF, op, s, e, work):
 
 
 @inline_kernel
+def _day_rel(F, IS, k, op, a, s, t, lm, work, wt, nw, iw):
+    """Window stats of the last s seconds against the symbol's own rate so far today.
+
+    Rates are per second since the day's first tick (at least 1 s); the day's sums are the
+    bucket sums up to the row time (the gathered slot nw). 0 when the day's rate is 0."""
+    secs = max((t - IS[k, L.I_FIRST_TS]) / 1e9, 1.0)
+    day_r2 = work[wt + L.S_R2 * (nw + 1) + nw]
+    if op == L.OP_TW_RETDAY:
+        return ratio0(lm - work[wt + L.S_CLOSE * (nw + 1) + iw], math.sqrt(day_r2 * s / secs))
+    x = work[wt + a * (nw + 1) + nw] - work[wt + a * (nw + 1) + iw]
+    if op == L.OP_TW_RVREL:
+        return ratio0(math.sqrt(max(x, 0.0) / s), math.sqrt(day_r2 / secs))
+    return ratio0(x / s, F[k, L.F_DAY_V] / secs)
+
+
+@inline_kernel
 def clock_op(F, IS, k, P, PF, prog, i, t, work):
     """Ops on the state scalars, time buckets, bars, session and leader."""
     op, a, b = prog[i, L.C_OP], prog[i, L.C_A], prog[i, L.C_B]
@@ -126,10 +142,12 @@ def clock_op(F, IS, k, P, PF, prog, i, t, work):
         return (t - IS[k, L.I_LAST_TS]) / 1e9
     if op == L.OP_DEPTH_LOGRATIO:
         return math.log(F[k, L.F_BSZ] / F[k, L.F_ASZ])
-    if L.OP_TW_RET <= op <= L.OP_TW_LOGRATIO:  # gathered buckets: stat at kt - w and at kt
+    if L.OP_TW_RET <= op <= L.OP_TW_RETDAY:  # gathered buckets: stat at kt - w and at kt
         nw, wt, iw = P[L.P_NTW], P[L.P_W_TIME], prog[i, L.C_SI]
         if op == L.OP_TW_RET:
             return lm - work[wt + L.S_CLOSE * (nw + 1) + iw]
+        if op >= L.OP_TW_RVREL:
+            return _day_rel(F, IS, k, op, a, s, t, lm, work, wt, nw, iw)
         x = work[wt + a * (nw + 1) + nw] - work[wt + a * (nw + 1) + iw]
         if op == L.OP_TW_SQRT:
             return math.sqrt(max(x, 0.0))

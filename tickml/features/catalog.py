@@ -22,6 +22,31 @@ def family_defs(config: FeatureConfig | None = None) -> list[FeatureDef]:
     return out
 
 
+def computed_defs(config: FeatureConfig | None = None) -> list[FeatureDef]:
+    """The enabled families' features and, in table order, every feature of a switched-off
+    family that they read (a ref of the normalized family, say): computed, never output."""
+    cfg = config or FeatureConfig()
+    enabled = family_defs(cfg)
+    off = [f for f in ALL_FAMILIES if not cfg.enabled(f)]
+    if not off:
+        return enabled
+    table = {d.name: d for fam in off for d in FAMILY_BUILDERS[fam](cfg)}
+    keep = {d.name for d in enabled}
+    todo = [r for d in enabled for r in d.refs if r not in keep]
+    support: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in support or name in keep:
+            continue
+        if name not in table:
+            raise ValueError(f"feature reference {name!r} is not in any family")
+        support.add(name)
+        todo.extend(table[name].refs)
+    order: dict[str, int] = {f: i for i, f in enumerate(ALL_FAMILIES)}
+    both = enabled + [d for d in table.values() if d.name in support]
+    return sorted(both, key=lambda d: order[d.family])  # stable: table order within a family
+
+
 def feature_defs(config: FeatureConfig | None = None) -> list[FeatureDef]:
     """The output features: those of the enabled families, or ``config.features`` of them."""
     cfg = config or FeatureConfig()

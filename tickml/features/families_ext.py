@@ -5,6 +5,7 @@ from __future__ import annotations
 from tickml.features.config import FeatureConfig
 from tickml.features.defs import BPS, FeatureDef, clock_def, ref_def, ring_def
 from tickml.features.families import Builder, W, microstructure, order_flow, price
+from tickml.features.families_norm import normalized
 
 PRE = "no tick in the session yet (rows before the open)"
 NO_TRADE = "no trade in the session yet"
@@ -72,11 +73,12 @@ def session(c: FeatureConfig) -> list[FeatureDef]:
 
 def stationarity(c: FeatureConfig) -> list[FeatureDef]:
     fam, d, w, wt = "stationarity", c.fracdiff_d, c.fracdiff_width, c.fracdiff_tick_width
+    dt_ = c.fracdiff_tick_d
     return [
         clock_def(f"fracdiff_b{w}", fam, f"fractionally differenced log price (d={d:g}, "
                   f"{w}-bar fixed window) on bar closes", "fracdiff_bar", start=w,
                   nan_when=f"fewer than {w} bars since the first tick of the day"),
-        ring_def(f"fracdiff_t{wt}", fam, f"fractionally differenced log price (d={d:g}, "
+        ring_def(f"fracdiff_t{wt}", fam, f"fractionally differenced log price (d={dt_:g}, "
                  f"{wt}-tick fixed window) on ticks", "fracdiff_tick", "lm", (0, wt - 1)),
     ]  # fmt: skip
 
@@ -130,4 +132,5 @@ FAMILY_BUILDERS: dict[str, Builder] = {
     "stationarity": stationarity,
     "cross_asset": cross_asset,
     "regime": regime,
+    "normalized": normalized,
 }

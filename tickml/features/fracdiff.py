@@ -3,9 +3,11 @@
 ``fracdiff_weights(d, width)`` gives w_0..w_{width-1} with w_0 = 1 and
 w_k = -w_{k-1} (d - k + 1) / k; the fracdiffed value at t is sum_k w_k x_{t-k}. d = 0 keeps the
 series, d = 1 is the first difference; in between the series keeps memory while its level
-becomes (more) stationary. The engine applies the weights to bar closes and to tick prices;
-``choose_fracdiff_d`` picks d offline (the smallest d whose fracdiffed series passes an ADF
-test) and the result is stored in :attr:`FeatureConfig.fracdiff_d`.
+becomes (more) stationary. The engine applies the weights to bar closes (order
+:attr:`FeatureConfig.fracdiff_d`) and to tick prices (:attr:`FeatureConfig.fracdiff_tick_d`).
+The orders are chosen offline by :func:`tickml.features.fracdiff_choice.choose_fracdiff_orders`
+on the engine's own per-day series (``tickml fracdiff-d``); ``choose_fracdiff_d`` below is the
+plain helper on given series (the smallest d whose fracdiffed series passes an ADF test).
 """
 
 from __future__ import annotations
@@ -59,8 +61,9 @@ def choose_fracdiff_d(
     """Smallest d on ``grid`` whose width-``width`` fracdiff passes ADF at ``pvalue``.
 
     ``series`` is one log-price series or several (e.g. one per symbol-day or symbol-week);
-    with several, d must pass for every one of them. Offline helper: store the result in
-    ``FeatureConfig(fracdiff_d=...)``; the engines never call it.
+    with several, d must pass for every one of them. Offline helper on series you build; for
+    the engine's own series use :func:`tickml.features.fracdiff_choice.choose_fracdiff_orders`.
+    The engines never call it.
     """
     many: list[Any] = list(series) if isinstance(series, list | tuple) else [series]
     d_grid = list(grid) if grid is not None else [round(x, 2) for x in np.arange(0, 1.0001, 0.05)]

@@ -13,7 +13,7 @@ from functools import lru_cache
 import numpy as np
 
 from tickml.features import _layout as L
-from tickml.features.catalog import family_defs, feature_defs
+from tickml.features.catalog import computed_defs, feature_defs
 from tickml.features.config import FeatureConfig
 from tickml.features.defs import FeatureDef
 from tickml.features.fracdiff import fracdiff_weights
@@ -138,7 +138,7 @@ def _bar_lookback(d: FeatureDef) -> int:
 
 def _with_refs(config: FeatureConfig) -> tuple[tuple[FeatureDef, ...], tuple[FeatureDef, ...]]:
     outputs = tuple(feature_defs(config))
-    table = {d.name: d for d in family_defs(config)}
+    table = {d.name: d for d in computed_defs(config)}
     keep = {d.name for d in outputs}
     todo = [r for d in outputs for r in d.refs]
     while todo:
@@ -228,7 +228,7 @@ def compile_program(config: FeatureConfig) -> Program:
         elif d.op.startswith("tw_"):
             prog[i, L.C_SI] = wins.index(d.start)
     fd_bar = fracdiff_weights(cfg.fracdiff_d, cfg.fracdiff_width)
-    fd_tick = fracdiff_weights(cfg.fracdiff_d, cfg.fracdiff_tick_width)
+    fd_tick = fracdiff_weights(cfg.fracdiff_tick_d, cfg.fracdiff_tick_width)
     P = np.zeros(L.P_LEN, dtype=np.int64)  # noqa: N806
     off = L.N_F_SCALARS
     # rings of values, cumulative sums and sums of squares, then the newest values; a trade

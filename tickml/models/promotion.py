@@ -143,7 +143,8 @@ def promotion_decision(
             f"{champion.get('horizons')}): not comparable, decide manually"
         )
     listed = [_metric(x, "models") for x in (challenger, champion)]
-    names = sorted(set().union(*(m for m in listed if isinstance(m, Mapping))))
+    both = [set(m) for m in listed if isinstance(m, Mapping)]
+    names = sorted(both[0] & both[1]) if len(both) == 2 else []
     for m in names:
         a = _metric(challenger, "models", m, "classes")
         b = _metric(champion, "models", m, "classes")

@@ -29,8 +29,15 @@ Loading checks every file's sha256 against the manifest and that the booster's f
 classes match it: a corrupted or missing file is a :class:`RegistryError` that names it.
 
 Promotion rule: :func:`tickml.models.promotion.promotion_decision` (re-exported here), the
-blocking check before ``set_champion``; it judges the decision model's pooled out-of-sample IC,
-its Student-t interval over days and its log loss (see that module).
+blocking check before ``set_champion``. It judges the *decision model*, ``oos["decision_model"]``
+(written from the experiment result's ``decision_model`` attribute when it has one; default
+``"short"``), on its pooled out-of-sample metrics: at least 5 out-of-sample days with an IC; the
+lower end of the 95% Student-t interval over days of its IC (the mean per-day IC,
+:mod:`tickml.evaluation.ic_interval`, coverage checked by simulation) above 0; a log loss below
+the momentum baseline's, or, for a model without a log loss (a return regression), an IC above
+the best plain rule's (micro-price deviation, book imbalance) when those baselines are
+recorded; with a champion, a higher IC (and a lower log loss when both decision models are the
+same classifier). See that module for the details and caveats.
 """
 
 from __future__ import annotations
@@ -394,6 +401,7 @@ class ModelRegistry:
                 "n_folds": sel["n_folds"],
                 "fold_spearman_mean": sel["fold_spearman_mean"],
                 "table": sel["table"],
+                "stability": sel["stability"],
             }
         else:
             raise TypeError(

@@ -11,6 +11,9 @@ values are kept in the table.
 
 Across folds (:func:`aggregate_importance`): mean and standard deviation of each feature's
 importance, ``top_k_share`` (the share of folds where it is in that fold's own top-K),
+``mean_fold_rank`` (its rank in each fold's own importance order, 1 = most important, ties by
+name, averaged over folds), the compact ``stability`` list of :meth:`SelectionResult.to_dict`
+(every feature selected in at least one fold, by decreasing share then mean rank),
 ``fold_spearman_mean`` (the mean pairwise Spearman correlation of the folds' importance vectors:
 1 = every fold ranks the features the same way), and the top-K by mean importance (ties broken
 by name; features with zero importance everywhere are never selected unless nothing has
@@ -183,7 +186,7 @@ class SelectionResult:
     """Importances across folds and the selected features."""
 
     #: one row per feature, by rank: feature, rank, selected, mean_importance, std_importance,
-    #: top_k_share, and per-model means (mean_importance_short, ...)
+    #: top_k_share, mean_fold_rank, and per-model means (mean_importance_short, ...)
     table: pd.DataFrame
     #: the top-K features, by decreasing mean importance
     features: list[str]
@@ -191,6 +194,24 @@ class SelectionResult:
     n_folds: int
     #: mean pairwise Spearman correlation of the folds' importance vectors (None: one fold)
     fold_spearman_mean: float | None
+
+    def stability(self) -> list[dict[str, Any]]:
+        """Per feature selected in at least one fold: the share of folds that selected it (in
+        the fold's own top-K), its mean rank over folds and whether the pooled top-K has it;
+        by decreasing share, then mean rank."""
+        tab = self.table[self.table["top_k_share"] > 0]
+        tab = tab.sort_values(
+            ["top_k_share", "mean_fold_rank", "feature"], ascending=[False, True, True]
+        )
+        return [
+            {
+                "feature": str(r.feature),
+                "top_k_share": _plain(r.top_k_share),
+                "mean_fold_rank": _plain(r.mean_fold_rank),
+                "selected": bool(r.selected),
+            }
+            for r in tab.itertuples(index=False)
+        ]
 
     def to_dict(self, max_rows: int | None = None) -> dict[str, Any]:
         tab = self.table if max_rows is None else self.table.head(max_rows)
@@ -201,6 +222,7 @@ class SelectionResult:
             "n_folds": self.n_folds,
             "fold_spearman_mean": self.fold_spearman_mean,
             "table": rows,
+            "stability": self.stability(),
         }
 
 
@@ -226,6 +248,9 @@ def aggregate_importance(folds: Sequence[FoldImportance], top_k: int) -> Selecti
     in_top = pd.DataFrame(
         {f.fold: pd.Series(mat.index.isin(f.top(top_k)), index=mat.index) for f in folds}
     )
+    fold_ranks = pd.DataFrame(
+        {c: pd.Series(np.arange(1, len(mat) + 1), index=rank_features(mat[c])) for c in mat}
+    ).reindex(mat.index)
     order = rank_features(mean)
     selected = top_features(mean, top_k)
     table = pd.DataFrame(
@@ -234,6 +259,7 @@ def aggregate_importance(folds: Sequence[FoldImportance], top_k: int) -> Selecti
             "mean_importance": mean.to_numpy(),
             "std_importance": std.to_numpy(),
             "top_k_share": in_top.mean(axis=1).to_numpy(),
+            "mean_fold_rank": fold_ranks.mean(axis=1).to_numpy(),
         }
     )
     for model in folds[0].per_model:
