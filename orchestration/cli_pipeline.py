@@ -191,21 +191,26 @@ def _print_evaluation(path: Path, checks: dict[str, bool]) -> None:
         return
     ev = json.loads(path.read_text())
     table = Table(title="out-of-sample evaluation (purged walk-forward)")
-    for col in ("model", "horizon", "n", "log loss", "bal. acc", "dir. acc", "IC", "IC 95%"):
+    cols = ("model", "horizon", "n", "log loss", "bal. acc", "dir. acc", "IC", "IC 95%", "IC rows",
+            "days")
+    for col in cols:
         table.add_column(col, justify="left" if col == "model" else "right")
 
     def f(v: Any) -> str:
         return "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
 
+    decision = ev.get("decision_model")
     for kind in ("models", "baselines"):
         for m in ev.get(kind, []):
             o = m.get("oos", {})
             ci = o.get("ic_ci95") or [None, None]
+            name = str(m.get("name"))
             table.add_row(
-                ("" if kind == "models" else "baseline: ") + str(m.get("name")),
+                ("" if kind == "models" else "baseline: ") + name
+                + (" (decision score)" if name == decision else ""),
                 str(m.get("horizon", "")), f(o.get("n")), f(o.get("log_loss")),
                 f(o.get("balanced_accuracy")), f(o.get("directional_accuracy")),
-                f(o.get("ic")), f"[{f(ci[0])}, {f(ci[1])}]",
+                f(o.get("ic")), f"[{f(ci[0])}, {f(ci[1])}]", f(o.get("n_ic")), f(o.get("n_days")),
             )
     out.print(table)
     bt_table = Table(title="backtest (the live decision function and position book)")

@@ -103,10 +103,10 @@ def _run(ds: pd.DataFrame, feats: list[str]) -> tuple[ExperimentResult, float]:
 
 def _summary(res: ExperimentResult) -> dict[str, Any]:
     out = {}
-    for name in ("short", "long"):
+    for name in ("short", "long", "direction", "ensemble"):
         o = res.model(name)["oos"]
         out[name] = {
-            k: o[k]
+            k: o.get(k)
             for k in (
                 "n",
                 "ic",
@@ -135,6 +135,8 @@ def test_no_planted_signal_no_edge() -> None:
         assert abs(o["ic"]) < 0.05, (name, o)
         assert o["n_directional_calls"] >= 5000, (name, o)  # enough calls to mean something
         assert 0.47 <= o["directional_accuracy"] <= 0.53, (name, o)
+    for name in ("direction", "ensemble"):  # the score models: no edge either
+        assert abs(summary[name]["ic"]) < 0.05, (name, summary[name])
 
 
 def test_planted_signal_reaches_the_oracle(planted: tuple[pd.DataFrame, list[str]]) -> None:
@@ -164,6 +166,10 @@ def test_planted_signal_reaches_the_oracle(planted: tuple[pd.DataFrame, list[str
     assert model_ic >= 0.8 * oracle_ic
     # what the model found is the planted signal, not something else that predicts returns
     assert stats.spearmanr(score[rows], latent[rows]).statistic > 0.7
+    # the direction model (the decision score) too, on the same rows
+    direction = pred["direction"].to_numpy(dtype=np.float64)
+    assert res.model("direction")["oos"]["ic_pooled"] >= 0.8 * oracle_ic
+    assert stats.spearmanr(direction[rows], latent[rows]).statistic > 0.7
 
 
 def test_labels_shifted_in_time_no_edge(planted: tuple[pd.DataFrame, list[str]]) -> None:
@@ -189,3 +195,5 @@ def test_labels_shifted_in_time_no_edge(planted: tuple[pd.DataFrame, list[str]])
         assert abs(o["ic"]) < 0.05, (name, o)
         assert o["n_directional_calls"] >= 5000, (name, o)
         assert 0.47 <= o["directional_accuracy"] <= 0.53, (name, o)
+    for name in ("direction", "ensemble"):
+        assert abs(summary[name]["ic"]) < 0.05, (name, summary[name])

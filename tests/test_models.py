@@ -318,15 +318,48 @@ def test_run_experiment_shape_and_bookkeeping(small_sim: tuple[pd.DataFrame, lis
     text = json.dumps(out, allow_nan=False)
     assert len(text) < 5_000_000
     assert [c[1] for c in calls] == list(range(1, len(res.folds) + 4))
-    assert {m["name"] for m in out["models"]} == {"short", "long"}
+    assert [m["name"] for m in out["models"]] == ["short", "long", "direction", "ensemble"]
     assert {b["name"] for b in out["baselines"]} == {
         "logistic_short",
         "logistic_long",
         "momentum_short",
         "momentum_long",
+        "microprice_short",
+        "imbalance_short",
     }
+    assert out["decision_model"] == "direction"
+    scores = [m for m in out["models"] + out["baselines"] if not m["classes"]]
+    assert {m["name"] for m in scores} == {
+        "direction",
+        "ensemble",
+        "microprice_short",
+        "imbalance_short",
+    }
+    short_rows = res.model("short")["oos"]["n"]
+    for m in scores:  # score models and rules: the short model's rows, no probabilities
+        assert m["horizon"] == "5m" and m["oos"]["n"] == short_rows
+        assert "log_loss" not in m["oos"] and m["oos"]["n_days"] == 3
+        assert m["oos"]["ic_ci95"] is not None and m["oos"]["directional_accuracy"] is not None
+        assert len(m["per_fold"]) == len(res.folds)
+        assert all(f"ic_{m['name']}" in row for row in out["ic_by_fold"])
+    assert len(res.model("direction")["fold_models"]) == len(res.folds)
+    # the regime ensemble: one fit per fold on its validation slice, weights per regime
+    ens = res.model("ensemble")
+    assert ens["served"] is False and len(ens["fold_weights"]) == len(res.folds)
+    for fw in ens["fold_weights"]:
+        assert [w["regime"] for w in fw["weights"]] == [0, 1, 2, "pooled"]
+        assert set(fw["model"]["components"]) == {
+            "short",
+            "long",
+            "direction",
+            "microprice",
+            "imbalance",
+        }
+        assert all(w[c] >= 0 for w in fw["weights"] for c in fw["model"]["components"])
     for m in out["models"] + out["baselines"]:
         assert m["horizon"] in ("5m", "10m")
+        if not m["classes"]:
+            continue
         assert m["classes"] == list(CLASSES_5 if m["model"] == "short" else CLASSES_3)
         for key in (
             "n",
@@ -360,9 +393,10 @@ def test_run_experiment_shape_and_bookkeeping(small_sim: tuple[pd.DataFrame, lis
     assert sized["gate_counts"] == bt["gate_counts"] and "equity_curve" in sized
     assert out["selection"]["features"] == res.selection.features
     assert len(res.selection.features) == 12
-    assert set(res.production) == {"short", "long"}
+    assert set(res.production) == {"short", "long", "direction"}
     for model in res.production.values():
         assert list(model.features) == res.selection.features
+    assert res.production["direction"].is_regression
     assert len(out["folds"]) == len(out["ic_by_fold"]) == len(res.folds) == 3
     assert out["data_hash"].startswith("sha256:")
     # every labelled-or-not row is predicted exactly once (blocked mode, one group per fold)
@@ -375,6 +409,43 @@ def test_run_experiment_shape_and_bookkeeping(small_sim: tuple[pd.DataFrame, lis
     # the planted signal is there to be found, even in this small sample
     short = res.model("short")["oos"]
     assert short["ic"] > 0.1
+    assert res.model("direction")["oos"]["ic"] > 0.1
+    # the backtest frame carries the direction model's prediction (the decision score)
+    pred = res.predictions.set_index("row").sort_index()
+    assert np.isfinite(pred["direction"]).all()
+    assert res.backtest is not None
+
+
+@pytest.mark.slow
+def test_direction_model_in_the_registry(
+    small_sim: tuple[pd.DataFrame, list[str]], tmp_path: Path
+) -> None:
+    from tickml.models import ModelRegistry
+    from tickml.models.experiment import _backtest_frame
+    from tickml.models.train import predict_value
+
+    ds, feats = small_sim
+    cfg = small_config(logistic_baseline=False, baseline_backtests=False, n_boot=10)
+    res = run_experiment(ds, feats, cfg)
+    reg = ModelRegistry(tmp_path)
+    v = reg.save(res)
+    man = reg.manifest(v)
+    assert set(man["models"]) == {"short", "long", "direction"}
+    assert man["models"]["direction"]["classes"] == [] and man["horizons"]["direction"] == "5m"
+    assert man["oos"]["decision_model"] == "direction"
+    assert man["oos"]["direction"]["ic"] == res.model("direction")["oos"]["ic"]
+    assert {"microprice_short", "imbalance_short"} <= set(man["oos"]["baselines"])
+    assert man["models"]["direction"]["train_info"]["target"]["scale"] > 0
+    loaded = reg.load(v)
+    x = ds[res.selection.features]
+    np.testing.assert_array_equal(
+        predict_value(loaded.models["direction"], x), predict_value(res.production["direction"], x)
+    )
+    ordered = ds.sort_values(["event_timestamp", "symbol"], kind="stable").reset_index(drop=True)
+    frame = _backtest_frame(ordered, res.predictions, "p")
+    by_row = res.predictions.groupby("row")["direction"].mean()
+    np.testing.assert_array_equal(frame["direction"].to_numpy(), by_row.to_numpy())
+    assert "direction" not in _backtest_frame(ordered, res.predictions, "p_momentum").columns
 
 
 @pytest.mark.slow
@@ -397,6 +468,9 @@ def test_run_experiment_fold_is_independent_of_its_test_rows(
     changed.loc[test_idx, "label_short"] = rng.permutation(changed.loc[test_idx, "label_short"])
     b = run_experiment(changed, feats, cfg)
     assert a.fold_features[0] == b.fold_features[0]
+    # the ensemble's weights come from the fold's validation slice, never its test rows
+    wa, wb = a.model("ensemble")["fold_weights"][0], b.model("ensemble")["fold_weights"][0]
+    assert wa["model"] == wb["model"]
     pd.testing.assert_series_equal(
         a.fold_importances[0].importance, b.fold_importances[0].importance, check_exact=True
     )

@@ -13,6 +13,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 OOS_KEYS = {"n", "log_loss", "balanced_accuracy", "directional_accuracy", "macro_f1", "ic",
             "ic_ci95"}
+SCORE_KEYS = {"n", "directional_accuracy", "ic", "ic_ci95", "n_ic", "n_days"}
 
 
 def test_tickml_run_writes_reports_registry_and_feature_service(tmp_path):
@@ -26,20 +27,24 @@ def test_tickml_run_writes_reports_registry_and_feature_service(tmp_path):
     assert "out-of-sample evaluation" in proc.stdout
 
     ev = json.loads((work / "reports" / "evaluation.json").read_text())
-    assert [m["name"] for m in ev["models"]] == ["short", "long"]
-    assert [m["horizon"] for m in ev["models"]] == ["5m", "15m"]
+    assert [m["name"] for m in ev["models"]][:3] == ["short", "long", "direction"]
+    assert [m["horizon"] for m in ev["models"]][:3] == ["5m", "15m", "5m"]
+    assert ev["decision_model"] == "direction"
     assert ev["models"][0]["classes"] == ["UP", "DOWN", "FLAT", "TRAP_UP", "TRAP_DOWN"]
     assert ev["models"][1]["classes"] == ["UP", "DOWN", "FLAT"]
     for m in ev["models"] + ev["baselines"]:
-        assert OOS_KEYS <= set(m["oos"]), m["name"]
+        # score models and plain rules (no classes) have no log loss or calibration
+        assert (OOS_KEYS if m["classes"] else SCORE_KEYS) <= set(m["oos"]), m["name"]
         assert m["oos"]["n"] > 0
-    assert {"logistic_short", "momentum_short"} <= {b["name"] for b in ev["baselines"]}
+    assert {"logistic_short", "momentum_short", "microprice_short", "imbalance_short"} <= {
+        b["name"] for b in ev["baselines"]
+    }
     assert {"net_pnl", "sharpe", "max_drawdown", "n_trades", "hit_rate"} <= set(ev["backtest"])
     assert ev["backtest_sized"]["sizing"] == "volatility"  # the sized book beside the unit one
     assert "unit size" in proc.stdout and "sized" in proc.stdout
     assert 0 < len(ev["selection"]["features"]) <= 70  # top-K, fewer when few are used
     html = (work / "reports" / "evaluation.html").read_text()
-    assert "data:image/png;base64" in html and "Baselines" in html
+    assert "data:image/png;base64" in html and "baselines" in html
 
     # the registry holds the version with LightGBM text models and a manifest, no pickle
     version = ev["version"]

@@ -284,14 +284,15 @@ def test_save_experiment_result(tmp_path: Path, panel: pd.DataFrame) -> None:
     assert m["feature_service"] == "tick_features_top4_v1"
     assert m["data_hash"] == res.data_hash
     assert m["training_window"]["n_rows"] == res.training_window["n_rows"] > 0
-    assert m["horizons"] == {"short": "10m", "long": "10m"}
+    assert m["horizons"] == {"short": "10m", "long": "10m", "direction": "10m", "ensemble": "10m"}
+    assert set(m["models"]) == {"short", "long", "direction"}  # the ensemble is not served
+    assert m["oos"]["decision_model"] == "direction"
     assert m["oos"]["short"]["ic"] == res.model("short")["oos"]["ic"]
     assert m["oos"]["baselines"]["momentum_short"]["log_loss"] is not None
     assert m["selection"]["table"][0]["feature"] == "sig"
     assert m["selection"]["stability"] == res.selection.to_dict()["stability"]
     assert m["selection"]["stability"][0]["top_k_share"] == 1.0  # sig: every fold's top-4
     assert m["oos"]["short"]["n_ic_days"] == res.model("short")["oos"]["n_ic_days"] > 0
-    assert "decision_model" not in m["oos"]  # the experiment names none: the gate uses short
     loaded = reg.load(v)
     for name in ("short", "long"):
         np.testing.assert_array_equal(

@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 METRICS = ("n", "log_loss", "balanced_accuracy", "directional_accuracy", "macro_f1", "pr_auc",
-           "ic", "ic_ci95")
+           "ic", "ic_ci95", "n_ic", "n_days")
 
 
 def _fmt(v: Any) -> str:
@@ -136,14 +136,48 @@ def plot_ic_by_fold(ic_by_fold: Any) -> bytes | None:
     return _png(fig)
 
 
-def _metric_table(rows: list[dict[str, Any]], title: str) -> str:
-    head = "".join(f"<th>{m}</th>" for m in ("name", "horizon", *METRICS))
+def _metric_table(rows: list[dict[str, Any]], title: str, decision_model: Any = None) -> str:
+    """One row per model or baseline (``kind`` says which: lightgbm, lightgbm_regression,
+    ensemble, logistic, momentum, rule); the decision model is marked."""
+    head = "".join(f"<th>{m}</th>" for m in ("name", "kind", "horizon", *METRICS))
     body = ""
     for r in rows:
         oos = r.get("oos") or {}
-        cells = [r.get("name"), r.get("horizon")] + [oos.get(m) for m in METRICS]
+        name = str(r.get("name")) + (" (decision score)" if r.get("name") == decision_model else "")
+        cells = [name, r.get("kind"), r.get("horizon")] + [oos.get(m) for m in METRICS]
         body += "<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in cells) + "</tr>"
     return f"<h2>{title}</h2><table><tr>{head}</tr>{body}</table>"
+
+
+def ensemble_table(models: list[dict[str, Any]]) -> str:
+    """The regime ensemble's weights per volatility regime, one block of rows per fold (fitted
+    on that fold's validation slice), with each component's IC there; empty without one."""
+    ens = next((m for m in models if m.get("kind") == "ensemble"), None)
+    folds = (ens or {}).get("fold_weights") or []
+    if not folds:
+        return ""
+    comps = list(folds[0]["model"]["components"])
+    head = "".join(f"<th>{c}</th>" for c in ("fold", "regime", "vol from", "vol to", "rows",
+                                              *comps))  # fmt: skip
+    body = ""
+    for fw in folds:
+        ics = fw.get("component_ic_val") or {}
+        body += (f"<tr><td>{fw['fold']}</td><td>IC on fitting rows</td><td></td><td></td>"
+                 f"<td>{_fmt(fw.get('n_fit_rows'))}</td>"
+                 + "".join(f"<td>{_fmt(ics.get(c))}</td>" for c in comps) + "</tr>")  # fmt: skip
+        for w in fw["weights"]:
+            cells = [fw["fold"], w["regime"], w["vol_from"], w["vol_to"], w["n_rows"]]
+            weights = [w.get(c) for c in comps]  # tiny in return units: 3 significant digits
+            body += ("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in cells)
+                     + "".join(f"<td>{'-' if v is None else f'{v:.3g}'}</td>" for v in weights)
+                     + "</tr>")  # fmt: skip
+    return (
+        "<h2>Regime ensemble: weights per volatility regime (fitted per fold on its validation "
+        "slice; reported, not served)</h2><p>Non-negative weights of the components divided by "
+        "their standard deviation on the fitting rows, in units of the volatility-normalized "
+        "return; a regime with too few rows uses the pooled weights.</p>"
+        f"<table><tr>{head}</tr>{body}</table>"
+    )
 
 
 def selection_stability_html(selection: dict[str, Any], top: int = 30) -> str:
@@ -204,10 +238,14 @@ margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right;font
 figure{{display:inline-block;margin:.5em}}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>All metrics are out of sample (purged walk-forward test folds). IC = mean over days of the
-day's Spearman rank correlation of the score with the forward return; 95% Student-t interval
-over the per-day ICs (coverage checked by simulation).</p>
-{_metric_table(result.get("models") or [], "Models")}
-{_metric_table(result.get("baselines") or [], "Baselines (same folds)")}
+day's Spearman rank correlation of the score with the forward return (classifiers: P(UP) -
+P(DOWN); the direction model: its prediction of the volatility-normalized return; rules: the
+feature's last value; ensemble: its combined score); 95% Student-t interval over the per-day ICs
+(coverage checked by simulation); n_ic rows and n_days days. Score models and rules are scored
+on the rows of the short model; they have no class probabilities, hence no log loss.</p>
+{_metric_table([*(result.get("models") or []), *(result.get("baselines") or [])],
+               "Models and baselines (same folds)", result.get("decision_model"))}
+{ensemble_table(result.get("models") or [])}
 <h2>Backtest (same decision function and position book as the live worker, costs included)</h2>
 <p>Unit size: every position one notional. Sized: volatility-scaled positions under the caps and
 the portfolio risk limit (the execution config's <code>sized</code> book, what the shadow ledger

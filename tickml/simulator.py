@@ -17,6 +17,10 @@ America/New_York):
   trades are buys with probability ``sigmoid(2 * signal_flow_sensitivity * s)`` (order flow)
   and the mean top-of-book sizes tilt by ``exp(+-signal_imbalance_sensitivity * s)`` (book
   imbalance); those links exist whatever the strength, so with strength 0 they are a decoy.
+* **volatility shape**: the return volatility of every second is also multiplied by an
+  intraday profile (``vol_shape``: flat by default, U-shaped or late-peaking, averaging 1 over
+  the session; :func:`vol_profile`); the signal's drift is not, so the signal-to-noise ratio,
+  hence the oracle IC, varies with the time of day.
 * **leader**: the followers' log returns include ``leader_beta`` times the leader's return
   ``leader_lag_s`` seconds earlier.
 * **events**: an inhomogeneous Poisson process with intensity ``base_intensity`` x a per-symbol
@@ -45,7 +49,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -109,6 +113,15 @@ class SimConfig(OnMarket):
     )
     daily_vol: float = Field(
         0.015, gt=0, description="calm-regime return volatility over one session"
+    )
+    vol_shape: Literal["flat", "u", "late"] = Field(
+        "flat",
+        description="intraday shape of the return volatility: flat; u (higher at the open and "
+        "the close: (1 + a (2x-1)^2) / (1 + a/3) at session fraction x); late (rising towards "
+        "the close: (1 + a x^2) / (1 + a/3)); both average 1 over the session",
+    )
+    vol_shape_amplitude: float = Field(
+        2.0, ge=0, description="the amplitude a of vol_shape (0 = flat)"
     )
     regime_switches_per_day: float = Field(
         4.0, ge=0, description="expected regime switches per session (hidden Markov chain)"
@@ -243,6 +256,17 @@ def _regime_path(cfg: SimConfig, n_sec: int, rng: np.random.Generator) -> np.nda
     return regime
 
 
+def vol_profile(cfg: SimConfig, n_sec: int) -> np.ndarray:
+    """The intraday volatility multiplier of each second (:attr:`SimConfig.vol_shape`)."""
+    x = (np.arange(n_sec) + 0.5) / n_sec
+    a = cfg.vol_shape_amplitude
+    if cfg.vol_shape == "u":
+        return (1.0 + a * (2.0 * x - 1.0) ** 2) / (1.0 + a / 3.0)
+    if cfg.vol_shape == "late":
+        return (1.0 + a * x * x) / (1.0 + a / 3.0)
+    return np.ones(n_sec)
+
+
 def _decimals(tick: float) -> int:
     exp = Decimal(repr(tick)).normalize().as_tuple().exponent
     return max(0, -int(exp)) if isinstance(exp, int) else 8
@@ -275,6 +299,8 @@ def _symbol_paths(
     h = cfg.signal_horizon_s
     kappa = cfg.signal_strength * sigma * math.sqrt(h) / (tau * (1.0 - math.exp(-h / tau)))
     vol = sigma * np.asarray(cfg.regime_vol)[regime]
+    if cfg.vol_shape != "flat":
+        vol = vol * vol_profile(cfg, n)
     direction = rng.choice([-1.0, 1.0], size=int(spells.max()) + 1)[spells]
     drift = np.where(regime == TRENDING, cfg.trend_drift * cfg.daily_vol / n * direction, 0.0)
     r = drift + kappa * signal + vol * rng.standard_normal(n)

@@ -37,7 +37,14 @@ Per fold (:func:`tickml.evaluation.splits.walk_forward_splits`, every fold check
    slice);
 3. **out-of-sample probabilities** on the test rows for both models and both baselines
    (logistic regression on the same top-K, fitted on train + validation rows; "the last move
-   persists" momentum rule on ``momentum_column``).
+   persists" momentum rule on ``momentum_column``);
+4. **the direction model** (:mod:`tickml.models.direction`, the decision score): a regression of
+   the volatility-normalized short-horizon return on the same top-K, early stopping on the
+   validation slice; its prediction on the test rows is the ``direction`` column.
+
+The plain rules (:mod:`tickml.evaluation.rules`: micro-price deviation, book imbalance) need no
+fitting; their scores on the same test rows are the ``score_<rule>`` columns. The direction
+model and the rules are scored by :mod:`tickml.models.scores` on the short model's rows.
 
 Why selection per fold and not once from all folds: in walk-forward mode a later fold's training
 window contains earlier folds' test days, so a selection pooled over folds would let those test
@@ -72,6 +79,7 @@ from tickml.backtest import BacktestConfig, BacktestResult, run_backtest
 from tickml.decision import LONG_CLASSES, SHORT_CLASSES, DecisionConfig
 from tickml.evaluation.baselines import LogisticBaseline, MomentumBaseline
 from tickml.evaluation.metrics import direction_score, report_by_fold
+from tickml.evaluation.rules import rule_scores
 from tickml.evaluation.splits import (
     Fold,
     WalkForwardConfig,
@@ -81,7 +89,18 @@ from tickml.evaluation.splits import (
 from tickml.execution import ExecutionConfig, sized_preset
 from tickml.labels import CLASSES_3, CLASSES_5, consensus_filter
 from tickml.market import local_days, utc_ns
+from tickml.models.direction import (
+    DIRECTION,
+    DirectionConfig,
+    fit_direction,
+    fold_entry,
+    normalized_return,
+    predict_direction,
+    volatility,
+)
+from tickml.models.ensemble import EnsembleConfig
 from tickml.models.registry import dataset_hash
+from tickml.models.scores import add_fold_ics, score_entries
 from tickml.models.selection import (
     FoldImportance,
     SelectionConfig,
@@ -89,6 +108,7 @@ from tickml.models.selection import (
     aggregate_importance,
     fold_importance,
 )
+from tickml.models.stacking import ENSEMBLE, fold_ensemble
 from tickml.models.train import TrainConfig, TrainedModel, predict_proba, train_model
 from tickml.volatility import recent_vol
 
@@ -172,6 +192,22 @@ class ExperimentConfig(BaseModel):
         default="ret_b1",
         description="last interval's return for the momentum baseline (falls back to last_return)",
     )
+    direction: DirectionConfig = Field(
+        default_factory=DirectionConfig,
+        description="the direction model (the decision score): a regression of the "
+        "volatility-normalized short-horizon return (tickml.models.direction)",
+    )
+    ensemble: EnsembleConfig | None = Field(
+        default_factory=EnsembleConfig,
+        description="the regime ensemble of the direction model, both classifiers and the "
+        "plain rules, fitted per fold on its validation slice (tickml.models.stacking); "
+        "reported, not served (None: off)",
+    )
+    rule_baselines: bool = Field(
+        default=True,
+        description="score the plain rules (micro-price deviation, book imbalance; "
+        "tickml.evaluation.rules) on the same folds",
+    )
     logistic_baseline: bool = Field(
         default=True, description="fit the logistic-regression baseline on the same features"
     )
@@ -240,6 +276,8 @@ class ExperimentResult:
     n_rows: int = 0
     #: the same rows through the sized book (:attr:`ExperimentConfig.sized`)
     backtest_sized: BacktestResult | None = None
+    #: the model whose prediction is the decision score ("direction"; None: the short model)
+    decision_model: str | None = None
 
     def model(self, name: str) -> dict[str, Any]:
         for m in self.models + self.baselines:
@@ -285,6 +323,7 @@ class ExperimentResult:
             "training_window": self.training_window,
             "models": self.models,
             "baselines": self.baselines,
+            "decision_model": self.decision_model,
             "backtest": self.backtest_dict(),
             "backtest_sized": self.backtest_dict(sized=True),
             "selection": self.selection.to_dict(),
@@ -472,7 +511,16 @@ def run_experiment(
     fold_imps: list[FoldImportance] = []
     fold_feats: list[list[str]] = []
     parts: list[pd.DataFrame] = []
-    fold_models: dict[str, list[dict[str, Any]]] = {"short": [], "long": []}
+    fold_models: dict[str, list[dict[str, Any]]] = {"short": [], "long": [], DIRECTION: []}
+    use_direction = cfg.direction.enabled
+    use_ensemble = cfg.ensemble is not None
+    y_norm = vol = None
+    if use_direction or use_ensemble:
+        y_norm = normalized_return(ds, mom_col, cfg.direction.vol_rows)
+        vol = volatility(ds, mom_col, cfg.direction.vol_rows)
+    y_dir = y_norm if use_direction else None
+    rules = rule_scores(ds) if cfg.rule_baselines else {}
+    ensemble_folds: list[dict[str, Any]] = []
     t_sel = t_train = t_base = 0.0
     infer: dict[str, list[float]] = {"short": [0.0, 0.0], "long": [0.0, 0.0]}  # seconds, rows
     for f in folds:
@@ -496,6 +544,8 @@ def run_experiment(
         )
         x_test = x_all.iloc[test]
         learn = np.sort(np.concatenate([tr, va]))
+        val_sc = {r: v[va] for r, v in rules.items()}
+        test_sc = {r: v[test] for r, v in rules.items()}
         for name, (lab, ret, cls) in HORIZONS.items():
             part[lab] = ds[lab].to_numpy(dtype=object)[test]
             part[ret] = ds[ret].to_numpy(dtype=np.float64)[test]
@@ -515,6 +565,9 @@ def run_experiment(
             infer[name][0] += time.perf_counter() - t
             infer[name][1] += len(test)
             part[_prob_cols(f"p_{name}", cls)] = p
+            if use_ensemble:
+                val_sc[name] = direction_score(predict_proba(model, x_all.iloc[va]), cls)
+                test_sc[name] = direction_score(p, cls)
             fold_models[name].append(
                 {
                     "fold": f.fold,
@@ -539,12 +592,30 @@ def run_experiment(
             part[f"call_momentum_{name}"] = mb.predict(mom[test])
             part[f"score_momentum_{name}"] = mb.score(mom[test])
             t_base += time.perf_counter() - t
+        if y_dir is not None:
+            t = time.perf_counter()
+            dmodel = fit_direction(x_all, y_dir, tr, va, sel, cfg.train, cfg.direction)
+            t_train += time.perf_counter() - t
+            part[DIRECTION] = predict_direction(dmodel, x_test)
+            fold_models[DIRECTION].append(fold_entry(dmodel, f.fold))
+            if use_ensemble:
+                val_sc[DIRECTION] = predict_direction(dmodel, x_all.iloc[va])
+                test_sc[DIRECTION] = part[DIRECTION].to_numpy()
+        if cfg.ensemble is not None and y_norm is not None and vol is not None:
+            fitted = fold_ensemble(
+                f.fold, val_sc, y_norm[va], vol[va], test_sc, vol[test], cfg.ensemble
+            )
+            part[ENSEMBLE] = np.nan if fitted is None else fitted[0]
+            if fitted is not None:
+                ensemble_folds.append(fitted[1])
         parts.append(part)
         tick(f"fold {f.fold + 1}/{len(folds)}")
     timings["selection"] = t_sel
     timings["training"] = t_train
     timings["baselines"] = t_base
     pred = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    for rule, values in rules.items():
+        pred[f"score_{rule}"] = values[pred["row"].to_numpy(dtype=np.int64)] if len(pred) else []
 
     # -- metrics ---------------------------------------------------------------------------
     t = time.perf_counter()
@@ -605,6 +676,19 @@ def run_experiment(
                 models.append(entry)
             else:
                 baselines.append(entry)
+    if len(pred):
+        s_models, s_baselines = score_entries(
+            pred,
+            direction_folds=fold_models[DIRECTION] if use_direction else None,
+            ensemble_folds=ensemble_folds if use_ensemble else None,
+            rules=list(rules),
+            horizon=horizon_name(cfg.short_horizon),
+            n_boot=cfg.n_boot,
+            seed=cfg.seed,
+        )
+        models += s_models
+        baselines += s_baselines
+        add_fold_ics(ic_rows, s_models + s_baselines)
     timings["metrics"] = time.perf_counter() - t
     tick("metrics")
 
@@ -620,6 +704,8 @@ def run_experiment(
             backtest_sized = run_backtest(bt_frame, cfg.decision, sized_cfg)
         if cfg.baseline_backtests:
             for entry in baselines:
+                if not entry["classes"]:  # a rule: no probabilities to decide on
+                    continue
                 prefix = f"p_{entry['kind']}"
                 res = run_backtest(_backtest_frame(ds, pred, prefix), cfg.decision, bt_cfg)
                 entry["backtest"] = dict(res.metrics)
@@ -644,6 +730,10 @@ def run_experiment(
                 cfg.train,
                 selection.features,
             )
+        if y_dir is not None:
+            production[DIRECTION] = fit_direction(
+                x_all, y_dir, p_tr, p_va, selection.features, cfg.train, cfg.direction
+            )
         used = np.concatenate([p_tr, p_va])
         if used.size:
             ts_used = pd.DatetimeIndex(ds["event_timestamp"].iloc[used])
@@ -657,7 +747,9 @@ def run_experiment(
                 "days": [d.isoformat() for d in days],
             }
         for entry in models:
-            pm = production[entry["model"]]
+            pm = production.get(entry["model"])
+            if pm is None:
+                continue
             entry["production"] = {
                 "best_iteration": pm.best_iteration,
                 "size": pm.size(),
@@ -689,6 +781,7 @@ def run_experiment(
         predictions=pred,
         n_rows=len(ds),
         backtest_sized=backtest_sized,
+        decision_model=DIRECTION if use_direction else None,
     )
 
 
@@ -697,7 +790,8 @@ def _backtest_frame(ds: pd.DataFrame, pred: pd.DataFrame, prefix: str) -> pd.Dat
     backtest's input columns, with the market columns; averaged over folds per row."""
     cols_s = _prob_cols(f"{prefix}_short", SHORT_CLASSES)
     cols_l = _prob_cols(f"{prefix}_long", LONG_CLASSES)
-    frame = pred[["row", *cols_s, *cols_l]]
+    extra = [DIRECTION] if prefix == "p" and DIRECTION in pred.columns else []
+    frame = pred[["row", *cols_s, *cols_l, *extra]]
     if frame["row"].duplicated().any():
         frame = frame.groupby("row", sort=True).mean().reset_index()
     rows = frame["row"].to_numpy()
@@ -710,6 +804,8 @@ def _backtest_frame(ds: pd.DataFrame, pred: pd.DataFrame, prefix: str) -> pd.Dat
     out["event_timestamp"] = pd.to_datetime(out["event_timestamp"], utc=True)
     out[_prob_cols("p_short", SHORT_CLASSES)] = frame[cols_s].to_numpy()
     out[_prob_cols("p_long", LONG_CLASSES)] = frame[cols_l].to_numpy()
+    if extra:  # the decision score (tickml.decision: ``direction``)
+        out[DIRECTION] = frame[DIRECTION].to_numpy(dtype=np.float64)
     for col in ("mid", "spread", *BACKTEST_OPTIONAL):
         if col in ds.columns:
             out[col] = ds[col].to_numpy(dtype=np.float64)[rows]
