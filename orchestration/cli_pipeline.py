@@ -214,13 +214,13 @@ def _print_evaluation(path: Path, checks: dict[str, bool]) -> None:
             )
     out.print(table)
     bt_table = Table(title="backtest (the live decision function and position book)")
-    cols = ("net_pnl", "sharpe", "max_drawdown", "n_trades", "hit_rate", "turnover")
-    for col in ("book", *cols):
+    bt_cols = ("net_pnl", "sharpe", "max_drawdown", "n_trades", "hit_rate", "turnover")
+    for col in ("book", *bt_cols):
         bt_table.add_column(col, justify="left" if col == "book" else "right")
     for name, key in (("unit size", "backtest"), ("sized", "backtest_sized")):
         bt = ev.get(key) or {}
         if bt:
-            bt_table.add_row(name, *(f(bt.get(k)) for k in cols))
+            bt_table.add_row(name, *(f(bt.get(k)) for k in bt_cols))
     out.print(bt_table)
     failed = [k for k, v in checks.items() if not v]
     out.print("checks: " + (f"[yellow]not passed: {failed}[/]" if failed else "all passed"))
