@@ -127,8 +127,9 @@ def online_consistency(
             if v and v in reg.versions()
         }
     )
-    # the model whose output is the live score: the direction model when the version has one
-    models = {v: m.direction or m.short for v, m in ((v, reg.load(v)) for v in versions)}
+    # the model whose output is the live score (RegisteredModels.decision_model)
+    loaded = {v: reg.load(v) for v in versions}
+    models = {v: m.models[m.decision_model] for v, m in loaded.items()}
     tol = config.tolerance()
     report = consistency_report(batch, online, feature_names(fcfg), signals, models, tol)
     report.update(day=day.isoformat(), status="ok", written_at=dt.datetime.now(dt.UTC).isoformat())

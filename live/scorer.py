@@ -183,14 +183,16 @@ class Scorer:
         # a vector newer than b (a replay running ahead) is not b's: never score the future
         ok = (age >= 0) & (age <= self.dc.max_feature_age.total_seconds()) & (ev >= 0)
         age = np.where(age < 0, np.inf, age)
+        # the direction model's prediction is the decision score when it is the decision model
+        by_direction = self.models is not None and self.models.decision_model == "direction"
         if self.models is not None and ok.any():
             probs = self.models.predict(x[ok])
             ps[ok], pl[ok] = probs["short"], probs["long"]
-            if "direction" in probs:
+            if by_direction:
                 dirn[ok] = probs["direction"]
         t_model = time.perf_counter()
         have = self.models is not None
-        direction = dirn if self.models is not None and "direction" in self.models.models else None
+        direction = dirn if by_direction else None
         counts = None
         if self.cfg.scorers > 1:
             mine = breaker_counts(

@@ -66,7 +66,7 @@ def manifest(
         "horizons": horizons or {"short": "15m", "long": "30m"},
         "models": {"short": {"classes": list(CLASSES_5)}, "long": {"classes": list(CLASSES_3)}},
         "oos": {
-            "short": {"ic": ic, "ic_ci95": ci, "log_loss": ll, "n_days": n_days},
+            "short": {"ic": ic, "ic_ci95": ci, "log_loss": ll, "n_ic_days": n_days},
             "baselines": {"momentum_short": {"log_loss": mom_ll}},
         },
     }
@@ -300,6 +300,14 @@ def test_save_experiment_result(tmp_path: Path, panel: pd.DataFrame) -> None:
         )
     ok, why = reg.promotion_decision(m, None)
     assert isinstance(ok, bool) and why
+    assert reg.load(v).decision_model == "direction"
+    # a result whose decision_model disagrees with its production models (which include the
+    # direction model): refused, nothing saved
+    res.decision_model = "short"
+    with pytest.raises(ValueError, match="source's decision_model is 'short'"):
+        reg.save(res)
+    res.decision_model = "direction"
+    assert reg.save(res) == "v2" and reg.versions() == ["v1", "v2"]
 
 
 @pytest.mark.unit
@@ -310,12 +318,19 @@ def test_direction_regressor_round_trip(tmp_path: Path, panel: pd.DataFrame) -> 
     tr, va = panel.iloc[:2000], panel.iloc[2000:2800]
     target = np.sign(tr["fwd_return_short"].to_numpy()) * 0.5
     model = train_regressor(tr, target, va, np.sign(va["fwd_return_short"]) * 0.5, FAST,
-                            PANEL_FEATURES)  # fmt: skip
+                            PANEL_FEATURES, target_name="fwd_return_short_vol",
+                            target_units="volatilities")  # fmt: skip
     assert model.is_regression and model.n_outputs == 1 and model.classes == ()
     reg = ModelRegistry(tmp_path / "reg")
     version = reg.save({"direction": model})
     loaded = reg.load(version)
     assert loaded.direction is not None and loaded.direction.is_regression
+    assert loaded.decision_model == "direction"  # the direction model makes the score
+    train_info = loaded.manifest["models"]["direction"]["train_info"]
+    assert train_info["target_name"] == "fwd_return_short_vol"
+    assert train_info["target_units"] == "volatilities"
+    with pytest.raises(ValueError, match="regression model.*predict_value"):
+        predict_proba(model, panel.iloc[:5])  # no probabilities from a regression
     x = panel[PANEL_FEATURES].iloc[2800:]
     before, after = predict_value(model, x), predict_value(loaded.direction, x)
     assert before.shape == (len(x),) and np.array_equal(before, after)
@@ -324,3 +339,31 @@ def test_direction_regressor_round_trip(tmp_path: Path, panel: pd.DataFrame) -> 
                              PANEL_FEATURES)  # fmt: skip
     with pytest.raises(ValueError, match="regression"):
         predict_value(classifier, x)
+
+
+@pytest.mark.unit
+def test_save_records_the_decision_model_and_refuses_a_disagreeing_source(
+    tmp_path: Path, panel: pd.DataFrame
+) -> None:
+    """One rule: the direction model when the version has one, else short; ``save`` writes it
+    to ``oos["decision_model"]`` and refuses a source (or oos) that names another model."""
+    from tickml.models.registry import decision_model_of
+    from tickml.models.train import train_regressor
+
+    tr, va = panel.iloc[:2000], panel.iloc[2000:2800]
+    short = train_model(tr, tr["label_short"], va, va["label_short"], CLASSES_5, FAST,
+                        PANEL_FEATURES)  # fmt: skip
+    direction = train_regressor(tr, tr["fwd_return_short"], va, va["fwd_return_short"], FAST,
+                                PANEL_FEATURES)  # fmt: skip
+    reg = ModelRegistry(tmp_path / "reg")
+    v1 = reg.save({"short": short, "long": short})
+    v2 = reg.save({"short": short, "long": short, "direction": direction})
+    for v, want in ((v1, "short"), (v2, "direction")):
+        m = reg.manifest(v)
+        assert m["oos"]["decision_model"] == want == decision_model_of(m)
+        assert reg.load(v).decision_model == want
+    # metadata's oos naming another model than the saved ones make it: refused, nothing saved
+    with pytest.raises(ValueError, match="decision model 'direction'"):
+        reg.save({"short": short, "direction": direction},
+                 metadata={"oos": {"decision_model": "short"}})  # fmt: skip
+    assert reg.versions() == [v1, v2]

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from tickml.models.promotion import decision_model_for
 from tickml.models.runtime import CompiledModel, RuntimeUnavailable, load_compiled
 from tickml.models.train import TrainedModel, proba_from_raw
 
@@ -65,6 +66,11 @@ class Inference:
             except RuntimeUnavailable as exc:
                 reason, message = exc.reason, str(exc)
         return cls(registered.version, dict(registered.models), index, libs, reason, message)
+
+    @property
+    def decision_model(self) -> str:
+        """The model whose score decides (:attr:`RegisteredModels.decision_model`'s rule)."""
+        return decision_model_for(self.models)
 
     @property
     def runtime(self) -> str:

@@ -28,16 +28,21 @@ metrics of each model and baseline), ``backtest``, ``selection`` (top of the SHA
 Loading checks every file's sha256 against the manifest and that the booster's features and
 classes match it: a corrupted or missing file is a :class:`RegistryError` that names it.
 
+Decision model: the model whose score decides (live scorer, backtest, shadow, consistency,
+monitoring, promotion): the direction model when the version has one, else the short model;
+one rule, :func:`tickml.models.promotion.decision_model_of` (a manifest) /
+:attr:`RegisteredModels.decision_model` (a loaded version). ``save`` writes it to
+``oos["decision_model"]`` and refuses a source that names another.
+
 Promotion rule: :func:`tickml.models.promotion.promotion_decision` (re-exported here), the
-blocking check before ``set_champion``. It judges the *decision model*, ``oos["decision_model"]``
-(written from the experiment result's ``decision_model`` attribute when it has one; default
-``"short"``), on its pooled out-of-sample metrics: at least 5 out-of-sample days with an IC; the
-lower end of the 95% Student-t interval over days of its IC (the mean per-day IC,
-:mod:`tickml.evaluation.ic_interval`, coverage checked by simulation) above 0; a log loss below
-the momentum baseline's, or, for a model without a log loss (a return regression), an IC above
-the best plain rule's (micro-price deviation, book imbalance) when those baselines are
-recorded; with a champion, a higher IC (and a lower log loss when both decision models are the
-same classifier). See that module for the details and caveats.
+blocking check before ``set_champion``. It judges the decision model on its pooled
+out-of-sample metrics: at least 5 out-of-sample days with an IC; the lower end of the 95%
+Student-t interval over days of its IC (the mean per-day IC,
+:mod:`tickml.evaluation.ic_interval`, coverage checked by simulation) above 0; a classifier's
+log loss below the momentum baseline's, a regression's IC above the better plain rule's
+(micro-price deviation, book imbalance; refused when neither is recorded); with a champion, a
+higher IC (and a lower log loss when both decision models are the same classifier). See that
+module for the details and caveats.
 """
 
 from __future__ import annotations
@@ -63,7 +68,8 @@ import numpy as np
 import pandas as pd
 
 from tickml.market import utc_ns
-from tickml.models.promotion import promotion_decision
+from tickml.models.promotion import decision_model_for, promotion_decision
+from tickml.models.promotion import decision_model_of as decision_model_of  # re-exported
 from tickml.models.train import TrainedModel
 
 log = logging.getLogger(__name__)
@@ -224,7 +230,8 @@ def _oos_summary(oos: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(eq=False)
 class RegisteredModels:
-    """A loaded version: its manifest and its models by name ("short", "long")."""
+    """A loaded version: its manifest and its models by name ("short", "long", optionally
+    "direction")."""
 
     version: str
     path: Path
@@ -243,6 +250,12 @@ class RegisteredModels:
     def direction(self) -> TrainedModel | None:
         """The direction (regression) model, when the version has one."""
         return self.models.get("direction")
+
+    @property
+    def decision_model(self) -> str:
+        """The name of the model whose score decides: ``"direction"`` when the version has a
+        direction model, else ``"short"`` (the module docstring's rule)."""
+        return decision_model_for(self.models)
 
     @property
     def features(self) -> list[str]:
@@ -305,6 +318,7 @@ class ModelRegistry:
                 facts[key] = meta[key]
         if not models:
             raise ValueError("nothing to save: no models")
+        facts["oos"] = _with_decision_model(facts.get("oos"), source, models)
         features: list[str] = []
         for m in models.values():
             features += [f for f in m.features if f not in features]
@@ -386,8 +400,6 @@ class ModelRegistry:
             facts["horizons"] = {m["model"]: m["horizon"] for m in d_models}
             oos: dict[str, Any] = {m["model"]: _oos_summary(m["oos"]) for m in d_models}
             oos["baselines"] = {b["name"]: _oos_summary(b["oos"]) for b in source.baselines}
-            if getattr(source, "decision_model", None):  # the model whose score decides
-                oos["decision_model"] = str(source.decision_model)
             facts["oos"] = oos
             facts["training_window"] = source.training_window
             facts["data_hash"] = source.data_hash
@@ -569,6 +581,26 @@ class ModelRegistry:
     ) -> tuple[bool, list[str]]:
         """:func:`promotion_decision` (module function), for convenience."""
         return promotion_decision(challenger, champion)
+
+
+def _with_decision_model(
+    oos: Mapping[str, Any] | None, source: Any, models: Mapping[str, TrainedModel]
+) -> dict[str, Any]:
+    """``oos`` with ``decision_model`` set by the rule (:func:`decision_model_for` the saved
+    models); a ValueError when the source (its ``decision_model`` attribute) or the given
+    ``oos`` names another model: its metrics would be filed under the wrong model."""
+    dm = decision_model_for(models)
+    claims = {
+        "the source's decision_model": getattr(source, "decision_model", None),
+        'oos["decision_model"]': (oos or {}).get("decision_model"),
+    }
+    for who, named in claims.items():
+        if named is not None and str(named) != dm:
+            raise ValueError(
+                f"{who} is {named!r}, but the saved models {sorted(models)} make the decision "
+                f"model {dm!r} (the direction model when there is one, else short)"
+            )
+    return {**(oos or {}), "decision_model": dm}
 
 
 def _fsync_dir(path: Path) -> None:

@@ -380,13 +380,18 @@ def train_regressor(
     config: TrainConfig | None = None,
     features: Sequence[str] | None = None,
     objective: Literal["huber", "regression"] = "huber",
+    *,
+    target_name: str | None = None,
+    target_units: str | None = None,
 ) -> TrainedModel:
     """Train a LightGBM regression model (the direction model) with early stopping on
     ``(x_val, y_val)``: same knobs, seeds and determinism as :func:`train_model`, no class
     weights and no logit offset; the result has ``classes == ()`` and
     :func:`predict_value` gives its prediction. Rows with a non-finite target are dropped.
     ``huber`` (default) bounds the pull of the heavy-tailed return targets (``alpha`` 1.0 in
-    the target's units: meant for volatility-normalized returns)."""
+    the target's units: meant for volatility-normalized returns). ``target_name`` /
+    ``target_units``: what the target is (e.g. the label column and "volatilities"), recorded
+    in ``info`` (so in the registry manifest's ``train_info``) when given."""
     cfg = config or TrainConfig()
     xt, names = _as_matrix(x_train, features)
     yt = np.asarray(y_train, dtype=np.float64)
@@ -426,6 +431,10 @@ def train_regressor(
         f"val_{params['metric']}": score,
         "early_stopped": bool(xv is not None and best < cfg.n_estimators),
     }
+    if target_name is not None:
+        info["target_name"] = str(target_name)
+    if target_units is not None:
+        info["target_units"] = str(target_units)
     return TrainedModel(
         booster=booster,
         classes=(),
@@ -464,8 +473,14 @@ def predict_proba(model: TrainedModel, x: Any) -> np.ndarray:
     """(n, k) class probabilities in ``model.classes`` order.
 
     ``x``: a DataFrame holding the model's features (taken by name, in model order) or an
-    array whose columns are already in model order.
+    array whose columns are already in model order. A regression model (the direction model,
+    ``classes == ()``) has no probabilities: a ValueError (use :func:`predict_value`).
     """
+    if model.is_regression:
+        raise ValueError(
+            "predict_proba needs a classifier; this is a regression model (classes == ()): "
+            "use predict_value"
+        )
     if isinstance(x, pd.DataFrame):
         m, _ = _as_matrix(x, model.features)
     else:
