@@ -70,6 +70,22 @@ def test_direction_calls_the_trade_short_model_only_detects_traps():
     assert got == {"A": "no_model"}
 
 
+def test_a_short_model_outage_under_the_trap_gate_is_no_model_not_the_fallback():
+    """With the trap gate on, a finite direction whose short probabilities are non-finite (the
+    trap detector is out) is ``no_model``: the momentum fallback must not trade it. A NaN
+    direction (the direction model is out) still falls back."""
+    cfg = DecisionConfig(max_trap_prob=0.5)  # fallback on (the default)
+    nan5 = [np.nan] * 5
+    ret = [0.002, 0.002, 0.002, 0.002]
+    got, d = gates(cfg, ["OUT", "INF", "NODIR", "OK"], [nan5, [np.inf] + DOWN5[1:], DOWN5,
+                   DOWN5], [UP3] * 4, [0.3, 0.3, np.nan, 0.3], ret)  # fmt: skip
+    assert got == {"OUT": "no_model", "INF": "no_model", "NODIR": "fallback", "OK": "traded"}
+    assert d.decision.tolist() == [0, 0, 1, 1]
+    # the trap gate off: the short model is not consulted, its outage changes nothing
+    got, _ = gates(DecisionConfig(), ["OUT"], [nan5], [UP3], [0.3], [0.002])
+    assert got == {"OUT": "traded"}
+
+
 def test_min_direction_and_without_agreement():
     cfg = DecisionConfig(min_direction=0.5, require_agreement=False)
     got, _ = gates(cfg, ["A", "B", "C"], [DOWN5] * 3, None, [0.49, -0.5, 0.7])
@@ -109,6 +125,8 @@ def _signal_reference(cfg: DecisionConfig, ps, pl, direction, ret) -> tuple[str,
     """The documented signal gates with a direction model, one row at a time."""
     avail = np.isfinite(direction) and np.isfinite(pl).all()
     if cfg.max_trap_prob is not None:
+        if np.isfinite(direction) and not np.isfinite(ps).all():
+            return "no_model", 0  # the trap detector is out: never the fallback
         avail = avail and np.isfinite(ps).all()
     if not avail:
         d = int(np.sign(ret)) if np.isfinite(ret) else 0

@@ -34,8 +34,9 @@ gate.
   is >= ``max_trap_prob`` is blocked (gate ``trap``: the move likely runs its way, then
   reverses); the short probabilities' own direction and confidence are not used. A row whose
   direction is NaN has no model (as a row with non-finite short probabilities has without
-  one): ``no_model`` / ``fallback``; so has a row whose short probabilities are non-finite when
-  the trap gate is on;
+  one): ``no_model`` / ``fallback``; a row with a finite direction whose short probabilities
+  are non-finite while the trap gate is on is ``no_model`` (never the fallback: a short-model
+  outage must not turn into momentum trading);
 * **the long 3-class model** is the **horizon confirmation**, in both cases only a veto: it
   never creates a trade and never changes the score: with ``require_agreement`` the long score
   must have the same (strict) sign as ``score`` and ``P_long(direction) >=
@@ -46,7 +47,10 @@ Gates, in the order they are applied (the first that applies names the outcome):
 =================  =============================================================================
 ``stale``          feature age > ``max_feature_age`` (or unknown): never scored, never traded
 ``no_model``       the model is unavailable for the row (non-finite short probabilities, or
-                   long ones under ``require_agreement``) and the fallback is off
+                   long ones under ``require_agreement``) and the fallback is off; or, with
+                   a direction model and the trap gate on (``max_trap_prob``), the direction is
+                   finite but the short probabilities are not (the trap detector is out): never
+                   the fallback
 ``fallback``       model unavailable, "last move persists" decided: LONG if the last return
                    > 0, SHORT if < 0 (subject to the risk gates below); NONE when it is 0/NaN
 ``min_confidence`` ``P_short(direction) < min_confidence`` or ``|score| < min_score`` (or 0);

@@ -107,10 +107,13 @@ def decide(
     nan = np.full(n, np.nan)
     long_score = nan if pl is None else pl[:, 0] - pl[:, 1]
     trap: np.ndarray | None
+    outage = None  # rows the trap gate cannot check: the short model is out (no_model)
     if dirn is None:
         score, available, confident, trap = _short_signal(config, ps, n)
     else:
         score, available, confident, trap = _direction_signal(config, ps, dirn)
+        if config.max_trap_prob is not None:
+            outage = np.isfinite(dirn) & ~available
     if config.require_agreement:
         available &= np.isfinite(long_score)
     direction = np.sign(score)
@@ -129,6 +132,8 @@ def decide(
     gate[fb_dir == 0] = FALLBACK
     if not config.fallback:
         gate[:] = NO_MODEL
+    if outage is not None:
+        gate[outage] = NO_MODEL  # a short-model outage must not become fallback trading
     gate[available] = _CANDIDATE
     gate[available & ~agree] = DISAGREE
     if trap is not None:
