@@ -88,3 +88,47 @@ def test_decisions_equal_per_timestamp_live_calls_with_direction():
     assert {"traded", "trap", "min_confidence", "disagree", "fallback"} <= set(back["gate"])
     traded = back[back["gate"] == "traded"]
     assert (np.sign(traded["score"]) == traded["decision"].map({"LONG": 1, "SHORT": -1})).all()
+
+
+def test_a_day_mixing_versions_with_and_without_a_direction_model():
+    """Timestamps scored by a version without a direction model (``direction_model`` False) are
+    decided as live decides them: ``direction=None`` (the short model calls the trade), not a
+    NaN direction (that would be "no model": the fallback)."""
+    frame = _random_frame(12)
+    rng = np.random.default_rng(12)
+    ts = frame["event_timestamp"]
+    cut = ts.sort_values().iloc[len(ts) // 2]
+    has = (ts >= cut).to_numpy()  # v1 (classifiers only) until the cut, then v2 (direction)
+    frame["direction"] = np.where(has, rng.normal(0, 0.3, len(frame)), np.nan)
+    frame.loc[has & (rng.random(len(frame)) < 0.03), "direction"] = np.nan  # v2 out on a row
+    frame["direction_model"] = has
+    dec = DecisionConfig(min_direction=0.1, max_trap_prob=0.3, cooldown=dt.timedelta(minutes=4))
+    bcfg = BacktestConfig(horizon=dt.timedelta(minutes=5))
+    res = run_backtest(frame, dec, bcfg)
+    state = DecisionState()
+    live = []
+    for t, g in frame.sort_values(["event_timestamp", "symbol"]).groupby("event_timestamp"):
+        by_dir = bool(g["direction_model"].iloc[0])
+        d = decide(
+            dec, state, t, g["symbol"].tolist(), g[SHORT_COLS].to_numpy(),
+            g[LONG_COLS].to_numpy(), g["last_return"].to_numpy(), g["recent_vol"].to_numpy(),
+            g["feature_age"].to_numpy(),
+            direction=g["direction"].to_numpy() if by_dir else None,
+        )  # fmt: skip
+        live.append(d.to_frame())
+    live_frame = pd.concat(live, ignore_index=True)
+    back = res.decisions
+    for col in ("symbol", "event_timestamp", "decision", "gate"):
+        assert back[col].tolist() == live_frame[col].tolist(), col
+    np.testing.assert_array_equal(back["score"].to_numpy(), live_frame["score"].to_numpy())
+    early = (back["event_timestamp"] < cut).to_numpy()
+    # v1's rows traded on the short model's score, not on the fallback
+    assert (back["gate"][early] == "traded").any()
+    assert not np.isnan(back["score"][early & (back["gate"] == "traded").to_numpy()]).any()
+    # without the column every NaN direction is "no model": v1's rows would all fall back
+    old = run_backtest(frame.drop(columns="direction_model"), dec, bcfg).decisions
+    assert not (old["gate"][early] == "traded").any()
+    # one version decides a timestamp: rows of one timestamp that disagree are an error
+    frame.loc[frame.index[has][0], "direction_model"] = False
+    with pytest.raises(ValueError, match="differs within a timestamp"):
+        run_backtest(frame, dec, bcfg)

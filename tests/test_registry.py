@@ -348,7 +348,7 @@ def test_save_records_the_decision_model_and_refuses_a_disagreeing_source(
     """One rule: the direction model when the version has one, else short; ``save`` writes it
     to ``oos["decision_model"]`` and refuses a source (or oos) that names another model."""
     from tickml.models.registry import decision_model_of
-    from tickml.models.train import train_regressor
+    from tickml.models.train import predict_value, train_regressor
 
     tr, va = panel.iloc[:2000], panel.iloc[2000:2800]
     short = train_model(tr, tr["label_short"], va, va["label_short"], CLASSES_5, FAST,
@@ -367,3 +367,18 @@ def test_save_records_the_decision_model_and_refuses_a_disagreeing_source(
         reg.save({"short": short, "direction": direction},
                  metadata={"oos": {"decision_model": "short"}})  # fmt: skip
     assert reg.versions() == [v1, v2]
+    # the shadow's backtest input on a day that mixes the two versions: v1's rows have no
+    # direction and are marked to be decided without one (direction=None), as live does
+    from tickml.shadow import directions_by_version
+
+    rows = panel.iloc[2800:3000]
+    row_version = np.where(np.arange(len(rows)) < 120, v1, v2).astype(object)
+    row_version[:5] = ""  # no model scored these
+    loaded = {v: reg.load(v) for v in (v1, v2)}
+    got = directions_by_version(rows, row_version, loaded)
+    assert got is not None
+    values, has = got
+    assert has.tolist() == (row_version == v2).tolist()
+    assert np.isnan(values[~has]).all()
+    np.testing.assert_array_equal(values[has], predict_value(direction, rows.iloc[120:]))
+    assert directions_by_version(rows, row_version, {v1: loaded[v1]}) is None

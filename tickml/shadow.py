@@ -2,13 +2,15 @@
 their fills, and the metrics both sides are reported with.
 
 The backtest input of a replayed (or live) day is built from the batch feature rows of that day
-exactly as the live path builds it: the champion's probabilities of each row, the market columns
-(:func:`tickml.execution.market.book_at` on the day's ticks, what the materializer packs),
-``last_return`` = ``ret_b1``, ``recent_vol`` from :func:`tickml.volatility.recent_vol` (what the
-scorer streams), ``feature_age`` 0 (a row is scored at its own boundary) and the direction
-model's prediction (``direction``) when the champion has one. Same rows, same decision function,
-same book: the fills must be the same, and :func:`compare_fills` says by how
-much they are not.
+exactly as the live path builds it: the champion's probabilities of each row, the market
+columns (:func:`tickml.execution.market.book_at` on the day's ticks, what the materializer
+packs), ``last_return`` = ``ret_b1``, ``recent_vol`` from :func:`tickml.volatility.recent_vol`
+(what the scorer streams), ``feature_age`` 0 (a row is scored at its own boundary) and the
+direction model's prediction (``direction``) when the champion has one; on a day that mixes
+versions with and without a direction model, ``direction_model`` marks the rows whose version
+has one (the others are decided by the short model, ``direction=None``, as live decides them).
+Same rows, same decision function, same book: the fills must be the same, and
+:func:`compare_fills` says by how much they are not.
 """
 
 from __future__ import annotations
@@ -37,10 +39,13 @@ def backtest_frame(
     p_long: np.ndarray,
     tz: str = "America/New_York",
     direction: np.ndarray | None = None,
+    direction_model: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The backtest's input for feature ``rows`` (``symbol``, ``event_timestamp``, ``ret_b1``)
     scored with ``p_short`` / ``p_long`` and the direction model's ``direction`` (None: no
-    direction model; all aligned with ``rows``); see the module doc."""
+    direction model; all aligned with ``rows``); ``direction_model``: per row, whether its
+    version has a direction model (None: all rows have one when ``direction`` is given); see
+    the module doc."""
     ev = pd.to_datetime(rows["event_timestamp"], utc=True)
     out = pd.DataFrame({"symbol": rows["symbol"].astype(str).to_numpy(), "event_timestamp": ev})
     out.index = rows.index
@@ -58,6 +63,8 @@ def backtest_frame(
     out["feature_age"] = 0.0
     if direction is not None:
         out["direction"] = np.asarray(direction, dtype=np.float64)
+        if direction_model is not None:
+            out["direction_model"] = np.asarray(direction_model, dtype=bool)
     return out.reset_index(drop=True)
 
 
@@ -128,7 +135,8 @@ def probabilities_by_version(
     rows: pd.DataFrame, row_version: np.ndarray, models: Mapping[str, Any]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each row scored by the model version the live scorer used at its boundary (``models``:
-    version -> an object with ``short`` and ``long``); NaN where no model scored (fallback)."""
+    version -> its :class:`~tickml.models.registry.RegisteredModels`); NaN where no model
+    scored (fallback)."""
     ps = np.full((len(rows), len(SHORT_CLASSES)), np.nan)
     pl = np.full((len(rows), len(LONG_CLASSES)), np.nan)
     for version, m in models.items():
@@ -141,18 +149,26 @@ def probabilities_by_version(
 
 def directions_by_version(
     rows: pd.DataFrame, row_version: np.ndarray, models: Mapping[str, Any]
-) -> np.ndarray | None:
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Each row's direction prediction by the version the live scorer used (NaN where that
-    version has no direction model or no model scored); None when no version has one."""
-    have = {v: getattr(m, "direction", None) for v, m in models.items() if m is not None}
-    if not any(d is not None for d in have.values()):
+    version has no direction model or no model scored) and whether that version decides by its
+    direction model (``decision_model``, :class:`~tickml.models.registry.RegisteredModels`);
+    None when no version does."""
+    by_dir = {
+        v: m.models["direction"]
+        for v, m in models.items()
+        if m is not None and m.decision_model == "direction"
+    }
+    if not by_dir:
         return None
     out = np.full(len(rows), np.nan)
-    for version, d in have.items():
+    has = np.zeros(len(rows), dtype=bool)
+    for version, d in by_dir.items():
         sel = np.flatnonzero(row_version == version)
-        if sel.size and d is not None:
+        if sel.size:
             out[sel] = predict_value(d, rows.iloc[sel])
-    return out
+            has[sel] = True
+    return out, has
 
 
 def shadow_vs_backtest(
@@ -183,8 +199,9 @@ def shadow_vs_backtest(
     )
     row_version = ns(rows["event_timestamp"]).map(version_at).fillna("").to_numpy(dtype=object)
     ps, pl = probabilities_by_version(rows, row_version, models)
-    direction = directions_by_version(rows, row_version, models)
-    frame = backtest_frame(rows, ticks, ps, pl, decision.market.tz, direction)
+    dirs = directions_by_version(rows, row_version, models)
+    direction, has = (None, None) if dirs is None else dirs
+    frame = backtest_frame(rows, ticks, ps, pl, decision.market.tz, direction, has)
     res = run_backtest(frame, decision, config)
     bt_fills = res.fills
     if bt_fills is None:

@@ -15,12 +15,15 @@ documented once, in :mod:`tickml.execution`. ``recent_vol`` comes from
 The backtest knows each symbol's last executable row of every local day (the decision config's
 time zone) and closes positions there (reason ``eod``); data that end mid-day close there too.
 
-**The models' roles** (:mod:`tickml.decision`): without a ``direction`` column the short model's
-``P(UP) - P(DOWN)`` is the score and calls the trade; with one, the direction model's prediction
-is the score (its sign the side, ``min_direction`` its bar), the short model only blocks trades
-it sees as traps (``max_trap_prob``, gate ``trap``) and a NaN direction is "no model" for that
-row (fallback). In both cases the long model confirms (``require_agreement``) and the score is
-the book's ``strength`` (its sizing and the universe cap's ranking).
+**The models' roles** (:mod:`tickml.decision`): without a ``direction`` column the short
+model's ``P(UP) - P(DOWN)`` is the score and calls the trade; with one, the direction model's
+prediction is the score (its sign the side, ``min_direction`` its bar), the short model only
+blocks trades it sees as traps (``max_trap_prob``, gate ``trap``) and a NaN direction is "no
+model" for that row (fallback). A frame of several model versions marks the rows of a version
+without a direction model with ``direction_model`` False: those timestamps are decided with no
+direction (the short model calls the trade), as the live scorer decides them. In both cases the
+long model confirms (``require_agreement``) and the score is the book's ``strength`` (its
+sizing and the universe cap's ranking).
 
 Metrics: ``net_pnl`` (= the last portfolio equity = sum of trades' net P&L), ``gross_pnl``,
 ``costs``; ``sharpe`` = mean / standard deviation (ddof 1) of daily net P&L x sqrt(252), None

@@ -45,6 +45,14 @@ class BacktestConfig(ExecutionConfig):
         "decide()'s direction (the score, its sign the trade's side, the short model then only "
         "detects traps); NaN rows have no model (fallback / no_model)",
     )
+    direction_model_col: str = Field(
+        default="direction_model",
+        description="optional boolean column: whether the row's model version has a direction "
+        "model. A timestamp whose rows say False is decided with direction=None (the short "
+        "model calls the trade, as the live scorer decides a version without one), not with a "
+        "NaN direction (no model: fallback); absent: every row of a direction column has one. "
+        "The rows of one timestamp must agree (one version per boundary)",
+    )
     bid_size_col: str = Field(default="bid_size", description="displayed bid size; optional")
     ask_size_col: str = Field(default="ask_size", description="displayed ask size; optional")
 

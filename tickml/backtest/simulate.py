@@ -101,6 +101,7 @@ def prepare(frame: pd.DataFrame, decision: DecisionConfig, config: BacktestConfi
         config.direction_col,
     )
     opt = dict(zip(_OPTIONAL, map(col, cols), strict=True))
+    opt["direction_model"] = _direction_model(frame, config, order, ts)
     mid = frame[config.mid_col].to_numpy(dtype=np.float64)[order]
     spread = frame[config.spread_col].to_numpy(dtype=np.float64)[order]
     n = ts.size
@@ -133,6 +134,23 @@ def prepare(frame: pd.DataFrame, decision: DecisionConfig, config: BacktestConfi
     )
 
 
+def _direction_model(
+    frame: pd.DataFrame, config: BacktestConfig, order: np.ndarray, ts: np.ndarray
+) -> np.ndarray | None:
+    """The sorted ``direction_model_col`` (1.0: the row's version has a direction model, 0.0:
+    not; None: column absent); a ValueError when the rows of one timestamp disagree."""
+    if config.direction_model_col not in frame.columns:
+        return None
+    flag = frame[config.direction_model_col].to_numpy(dtype=bool)[order]
+    same_ts = ts[1:] == ts[:-1]
+    if (same_ts & (flag[1:] != flag[:-1])).any():
+        raise ValueError(
+            f"{config.direction_model_col} differs within a timestamp: one model version "
+            "decides a timestamp"
+        )
+    return flag.astype(np.float64)
+
+
 def simulate(
     inp: Inputs, decision: DecisionConfig, config: BacktestConfig, state: DecisionState
 ) -> Run:
@@ -153,6 +171,7 @@ def simulate(
     )
     row_sym = inp.row_sym
     opt = inp.opt
+    has_dir = opt["direction_model"]
 
     def part(name: str, a: int, b: int) -> np.ndarray | None:
         arr = opt[name]
@@ -163,10 +182,12 @@ def simulate(
     for a, b, day in zip(inp.starts.tolist(), ends.tolist(), days.tolist(), strict=True):
         t = int(inp.ts[a])
         syms = row_sym[a:b]
+        # a version without a direction model: the short model decides (direction None)
+        by_dir = has_dir is None or bool(has_dir[a] > 0)
         d = decide_fn(
             decision, state, t, syms, inp.ps[a:b], inp.pl[a:b],
             part("ret", a, b), part("vol", a, b), part("age", a, b),
-            direction=part("direction", a, b),
+            direction=part("direction", a, b) if by_dir else None,
         )  # fmt: skip
         step = book.step(
             t, syms, d.decision, inp.mid[a:b], inp.spread[a:b],
