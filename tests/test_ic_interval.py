@@ -18,10 +18,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
-from tickml.evaluation.ic_interval import ic_by_day, t_interval
+from tickml.evaluation.ic_interval import MIN_DAY_ROWS, ic_by_day, t_interval
 from tickml.evaluation.metrics import ic_block_bootstrap
 
 pytestmark = pytest.mark.unit
@@ -79,6 +80,47 @@ def test_per_day_ics_equal_scipy_with_ties_nan_and_undefined_days():
     assert t_interval([0.1, 0.1, 0.1]) == pytest.approx([0.1, 0.1])
     with pytest.raises(ValueError, match="shape"):
         ic_by_day(s, r[:-1], d)
+
+
+def test_rows_without_a_day_key_are_dropped():
+    """NaN / NaT / None day keys (a row whose day is unknown) are dropped, not a crash."""
+    rng = np.random.default_rng(3)
+    s, r = rng.standard_normal(400), rng.standard_normal(400)
+    days = np.repeat(np.array(["2024-01-02", "2024-01-03"], dtype=object), 200)
+    want = ic_by_day(s[10:], r[10:], days[10:])
+    for missing in (None, np.nan, pd.NaT):
+        d = days.copy()
+        d[:10] = missing
+        got = ic_by_day(s, r, d)
+        assert got.per_day == want.per_day and got.ci == want.ci and got.n_days == 2
+    stamps = pd.Series(pd.to_datetime(days.astype(str)))
+    stamps.iloc[:10] = pd.NaT  # a datetime day key with NaT
+    got = ic_by_day(s, r, stamps.to_numpy())
+    assert list(got.per_day.values()) == list(want.per_day.values())
+    # float day numbers with NaN
+    num = np.repeat([1.0, 2.0], 200)
+    num[:10] = np.nan
+    assert list(ic_by_day(s, r, num).per_day.values()) == list(want.per_day.values())
+
+
+def test_a_day_needs_min_day_rows_rows():
+    """A day with fewer than MIN_DAY_ROWS usable rows has no IC and does not count."""
+    assert MIN_DAY_ROWS == 30
+    rng = np.random.default_rng(4)
+    n_small = MIN_DAY_ROWS - 1
+    s = rng.standard_normal(200 + n_small)
+    r = s + rng.standard_normal(s.size)
+    d = np.array(["2024-01-02"] * 100 + ["2024-01-03"] * 100 + ["2024-01-04"] * n_small)
+    res = ic_by_day(s, r, d)
+    assert res.per_day["2024-01-04"] is None and res.n_days == 2
+    r[-1] = np.nan  # rows must be usable: with one more row, one NaN return keeps it out
+    s2, r2, d2 = np.append(s, 0.5), np.append(r, 0.7), np.append(d, "2024-01-04")
+    assert ic_by_day(s2, r2, d2).per_day["2024-01-04"] is None
+    r2[-2] = 0.1  # now MIN_DAY_ROWS usable rows: the day counts
+    res = ic_by_day(s2, r2, d2)
+    assert res.per_day["2024-01-04"] is not None and res.n_days == 3
+    # the threshold is a parameter
+    assert ic_by_day(s, r, d, min_rows=3).n_days == 3
 
 
 @pytest.mark.parametrize("n_days", [5, 10])

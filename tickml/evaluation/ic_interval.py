@@ -6,8 +6,11 @@ population of trading days that the out-of-sample days are a sample of, of a day
 day weighing the same whatever its number of rows: how well the score ranks the returns on a
 typical day. The promotion gate asks its interval to be above 0.
 
-**Point estimate.** The mean of the per-day ICs of the days whose IC is defined (at least three
-rows with finite score and return, neither constant).
+**Point estimate.** The mean of the per-day ICs of the days whose IC is defined: at least
+:data:`MIN_DAY_ROWS` rows with finite score and return and a known day key (rows whose day key
+is missing, NaN / NaT / None, are dropped), neither score nor return constant. A day with a
+handful of rows (a half-open session, a symbol filter) has an IC that is mostly noise and
+would weigh as much as a full day; it is reported as undefined instead.
 
 **Interval.** ``mean +- t_{k-1, 0.975} * s / sqrt(k)`` over the ``k`` per-day ICs (``s``: their
 sample standard deviation, ``ddof=1``). Rows of one day are dependent (labels overlap, the day
@@ -31,6 +34,15 @@ whose small-sample distribution is not Student-t; it is not offered.
 
 With fewer than two days with a defined IC there is no interval (None): one day says nothing
 about day-to-day variation.
+
+**Limitation: days tested by one model are not independent draws.** The interval treats the
+out-of-sample days as independent. In a walk-forward evaluation every fold's model is trained
+once and tests ``test_days`` consecutive days; with ``test_days > 1`` the days of one fold
+share that model (its luck in training, its features' regime), so their ICs are positively
+correlated and the interval is too narrow (optimistic): the effective number of days is
+between the number of folds and the number of days. With ``test_days = 1`` each day has its
+own model and the assumption is only about the market. The simulation above has no such fold
+effect; the promotion gate's day count (``n_ic_days``) counts days, not folds.
 """
 
 from __future__ import annotations
@@ -42,6 +54,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+#: fewest rows (finite score and return) for a day's IC to be defined and counted
+MIN_DAY_ROWS = 30
 
 
 @dataclass(frozen=True)
@@ -86,9 +101,12 @@ def _day_ranks(x: np.ndarray, codes: np.ndarray, first: np.ndarray) -> np.ndarra
     return out
 
 
-def ic_by_day(score: Any, fwd_return: Any, day: Any, level: float = 0.95) -> DayIC:
-    """Per-day Spearman ICs over rows where score and return are finite, their mean and the
-    Student-t interval of the mean (see the module docstring)."""
+def ic_by_day(
+    score: Any, fwd_return: Any, day: Any, level: float = 0.95, min_rows: int = MIN_DAY_ROWS
+) -> DayIC:
+    """Per-day Spearman ICs over rows where score and return are finite and the day key is
+    known, their mean and the Student-t interval of the mean (see the module docstring); a
+    day with fewer than ``min_rows`` such rows has no IC (None in ``per_day``)."""
     s = np.asarray(score, dtype=np.float64)
     r = np.asarray(fwd_return, dtype=np.float64)
     d = np.asarray(day)
@@ -96,7 +114,7 @@ def ic_by_day(score: Any, fwd_return: Any, day: Any, level: float = 0.95) -> Day
         raise ValueError(
             f"score, fwd_return and day differ in shape: {s.shape}, {r.shape}, {d.shape}"
         )
-    ok = np.isfinite(s) & np.isfinite(r)
+    ok = np.isfinite(s) & np.isfinite(r) & pd.notna(pd.Series(d)).to_numpy()
     s, r, d = s[ok], r[ok], d[ok]
     codes, uniques = pd.factorize(pd.Series(d), sort=True)
     k = len(uniques)
@@ -112,9 +130,9 @@ def ic_by_day(score: Any, fwd_return: Any, day: Any, level: float = 0.95) -> Day
         sxx = np.bincount(codes, dx * dx, k)
         syy = np.bincount(codes, dy * dy, k)
         rho = sxy / np.sqrt(sxx * syy)
-    # undefined: fewer than three rows, or a constant score or return on that day
+    # undefined: fewer than min_rows (and three) rows, or a constant score or return that day
     tiny = 1e-9 * n**3
-    defined = (n >= 3) & (sxx > tiny) & (syy > tiny) & np.isfinite(rho)
+    defined = (n >= max(3, min_rows)) & (sxx > tiny) & (syy > tiny) & np.isfinite(rho)
     per_day = {str(key): float(rho[j]) if defined[j] else None for j, key in enumerate(uniques)}
     vals = rho[defined]
     ic = float(vals.mean()) if vals.size else None
