@@ -150,7 +150,9 @@ def fracdiff_d(
     ),
     start: str | None = typer.Option(None, callback=date_option, help="First day, YYYY-MM-DD."),
     end: str | None = typer.Option(
-        None, callback=date_option, help="Last day, YYYY-MM-DD: keep it before the test days."
+        None,
+        callback=date_option,
+        help="Last day, YYYY-MM-DD (required): the last training day, before the test days.",
     ),
     symbols: str | None = typer.Option(None, help="Comma-separated symbols (default: all)."),
     min_share: float = typer.Option(
@@ -160,8 +162,13 @@ def fracdiff_d(
     """Choose the fracdiff orders (bar closes and ticks) on per-day series built exactly as
     the feature engine builds them (same bars, daily reset, fixed widths): per variant, the
     smallest d on 0, 0.05, ..., 1 whose fracdiff passes ADF at 5% on the symbol-days. Run it
-    on training days only; put the result in the run config (features.fracdiff_d,
-    features.fracdiff_tick_d)."""
+    on training days only (``--end`` is required: the last training day); put the result in
+    the run config (features.fracdiff_d, features.fracdiff_tick_d)."""
+    if end is None:
+        raise UsageError(
+            "--end is required: the orders must be chosen on training days only (give the last "
+            "training day, before any day you test on)"
+        )
     from orchestration.cli_ingest import source_spec
     from tickml.features.fracdiff_choice import choose_fracdiff_orders, engine_series
     from tickml.ingest import available_days, load_day

@@ -137,3 +137,6 @@ def test_the_command_line_recomputes_the_orders_on_chosen_days(equity_root) -> N
     assert "fracdiff_d: " in proc.stdout and "fracdiff_tick_d: " in proc.stdout
     proc = run([*args, "--start", "2013-10-09", "--end", "2013-10-08"])
     error_line(proc, 2, "no days")
+    # without --end the choice could see test days: refused, one error line
+    proc = run([*args, "--start", "2013-10-07"])
+    error_line(proc, 2, "--end is required", "training days")
