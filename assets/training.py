@@ -151,10 +151,11 @@ def _md_selection(result: dict, top: int = 20) -> str:
     check_specs=[
         dg.AssetCheckSpec(
             "beats_champion", asset="model_experiment", blocking=True,
-            description="Promotion gate (tickml.models.promotion) on the decision model: "
-            "out-of-sample IC (mean per-day IC) and log loss beat the champion, and the "
-            "absolute bar: >= 5 days, the IC's 95% Student-t interval over days above 0, log "
-            "loss below momentum's (no log loss: IC above the best plain rule's).",
+            description="Promotion gate (tickml.models.promotion) on the decision model (the "
+            "direction model when the version has one, else short): out-of-sample IC (mean "
+            "per-day IC) and log loss beat the champion, and the absolute bar: >= 5 days, the "
+            "IC's 95% Student-t interval over days above 0, a classifier's log loss below "
+            "momentum's, a regression's IC above the better plain rule's (refused without one).",
         ),
     ],
 )
