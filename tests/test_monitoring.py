@@ -299,18 +299,19 @@ def test_recent_ic_scores_the_decision_model(market, direction_champion):
     assert abs(got["ic"] - short_ic) > 1e-6  # another model's score, not the short one's
     flip = recent_ic(chosen.model, champ.manifest, feats, flipped(labels))
     assert flip["ic"] == pytest.approx(-got["ic"])
-    # the manifest names the decision model: that one, even beside a direction model
-    named = reg.save(
-        {"short": champ.short, "direction": champ.direction},
-        metadata={"training_window": market["window"], "oos": {"decision_model": "short"}},
-    )
-    assert decision_model(reg.load(named)).name == "short"
-    absent = reg.save(
-        {"short": champ.short},
-        metadata={"training_window": market["window"], "oos": {"decision_model": "direction"}},
-    )
-    with pytest.raises(ValueError, match="names decision model 'direction'"):
-        decision_model(reg.load(absent))
+    # one rule (RegisteredModels.decision_model): the registry refuses a manifest that names
+    # another decision model than the version's models make it, so monitoring never sees one
+    assert champ.decision_model == chosen.name
+    with pytest.raises(ValueError, match="make the decision model 'direction'"):
+        reg.save(
+            {"short": champ.short, "direction": champ.direction},
+            metadata={"training_window": market["window"], "oos": {"decision_model": "short"}},
+        )
+    with pytest.raises(ValueError, match="make the decision model 'short'"):
+        reg.save(
+            {"short": champ.short},
+            metadata={"training_window": market["window"], "oos": {"decision_model": "direction"}},
+        )
     # two classifiers (no direction model): the short model's P(UP) - P(DOWN), as before
     two = market["registry"].load(market["version"])
     plain = decision_model(two)
