@@ -299,7 +299,7 @@ def test_save_experiment_result(tmp_path: Path, panel: pd.DataFrame) -> None:
             predict_proba(loaded.models[name], panel), predict_proba(res.production[name], panel)
         )
     ok, why = reg.promotion_decision(m, None)
-    assert isinstance(ok, bool) and why
+    assert isinstance(ok, bool) and why[0] == "decision model: direction"
     assert reg.load(v).decision_model == "direction"
     # a result whose decision_model disagrees with its production models (which include the
     # direction model): refused, nothing saved
