@@ -8,9 +8,9 @@
 * **Recent window**: the day's features as they were pushed online (the live materializer's
   log, :func:`tickml.lake.read_online_log`) when a log exists, else the day's batch table.
 * **Champion's decision model** (:func:`decision_model`): the model whose score the champion
-  decides on, the one the promotion gate judged: the manifest's ``oos["decision_model"]`` when
-  it names one, else the direction model (a regression, scored by its prediction) when the
-  version has one, else the short model, scored ``P(UP) - P(DOWN)``.
+  decides on, the one the promotion gate judged and the live scorer serves
+  (``RegisteredModels.decision_model``, one rule): the direction model (a regression, scored
+  by its prediction) when the version has one, else the short model, ``P(UP) - P(DOWN)``.
 * **Champion recent IC**: Spearman correlation of the decision model's score on the recent
   rows with ``fwd_return_short`` of the day's labels, over the rows after the champion's
   training window only (``event_timestamp`` after the window's ``label_end_max``, else its
@@ -165,19 +165,14 @@ class DecisionModel:
 
 
 def decision_model(champ: RegisteredModels) -> DecisionModel:
-    """The model whose score the champion decides on (module docstring): the manifest's
-    ``oos["decision_model"]``, else ``"direction"`` when the version has that model, else
-    ``"short"``. Raises ``ValueError`` when the version lacks that model."""
-    oos = champ.manifest.get("oos")
-    named = oos.get("decision_model") if isinstance(oos, Mapping) else None
-    if named:
-        name, why = str(named), "its manifest names decision model"
-    else:
-        name = "direction" if champ.direction is not None else "short"
-        why = "its decision model is"
+    """The model whose score the champion decides on: ``champ.decision_model``, the registry's
+    one rule (:func:`tickml.models.promotion.decision_model_of`: the direction model when the
+    version has one, else the short model). Raises ``ValueError`` when the version lacks it."""
+    name = champ.decision_model
     if name not in champ.models:
         raise ValueError(
-            f"champion {champ.version}: {why} {name!r}, the version has {sorted(champ.models)}"
+            f"champion {champ.version}: its decision model is {name!r}, the version has "
+            f"{sorted(champ.models)}"
         )
     model = champ.models[name]
     how = "prediction" if model.is_regression else "P(UP)-P(DOWN)"
