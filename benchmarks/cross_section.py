@@ -82,7 +82,13 @@ def _dataset(days: int, n_sym: int, seed: int) -> tuple[pd.DataFrame, list[str]]
     fcfg = FeatureConfig(leader=cfg.leader_name)
     feats = compute_features(ticks, fcfg)
     labels = make_labels(ticks, feats[["symbol", "event_timestamp"]], LabelConfig())
-    return prepare_dataset(feats, labels), feature_names(fcfg)
+    ds = prepare_dataset(feats, labels)
+    # the vectors' market columns: the last book's sizes at each row (as the materializer packs)
+    book = ticks[["symbol", "ts", "bid_size", "ask_size"]].dropna().sort_values("ts")
+    rows = ds[["symbol", "event_timestamp"]].reset_index().sort_values("event_timestamp")
+    sizes = pd.merge_asof(rows, book, left_on="event_timestamp", right_on="ts", by="symbol")
+    ds[["bid_size", "ask_size"]] = sizes.set_index("index")[["bid_size", "ask_size"]]
+    return ds, feature_names(fcfg)
 
 
 def champion_registry(sim_days: int, sim_symbols: int, seed: int, registry: str | None) -> Path:
@@ -289,7 +295,7 @@ def _old_path(url: str, reg_root: Path, n: int, repeats: int, data: pd.DataFrame
     reg = ModelRegistry(reg_root)
     champ = reg.load()
     universe = [f"U{i:05d}" for i in range(n)]
-    full_cols = [*names, "mid", "spread"]
+    full_cols = [*names, "mid", "spread", "bid_size", "ask_size"]  # every feature + the market
     full = _vectors(full_cols, n, seed, data)
     lgb = Inference.of(champ, full_cols, compiled=False)
     lay = layout_for(champ.manifest)
