@@ -11,6 +11,7 @@ the registry directly (:meth:`ChampionSwitch.reload`).
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,8 @@ class ChampionSwitch:
         compiled: bool = True,
     ) -> None:
         self.cfg, self.r, self.name, self.compiled = config, client, name, compiled
+        # each scorer process of the machine gets its share of the cores for its predictors
+        self.threads = max(1, (os.cpu_count() or 1) // max(1, config.scorers))
         self.registry = ModelRegistry(registry_root)
         self.models: Inference | None = None
         self.layout: VectorLayout = layout_for(None)
@@ -66,7 +69,9 @@ class ChampionSwitch:
             try:
                 reg = self.registry.load(version)
                 layout = layout_for(reg.manifest)
-                inf = Inference.of(reg, layout.columns, compiled=self.compiled)
+                inf = Inference.of(
+                    reg, layout.columns, compiled=self.compiled, threads=self.threads
+                )
             except (RegistryError, ValueError) as exc:
                 log.error("cannot load model version; keeping the current one",
                           extra={"version": version, "error": str(exc)})

@@ -50,7 +50,14 @@ from live.ledger_records import encode_record
 from live.online import read_vectors, resp, roundtrip
 from live.scaleout import BreakerExchange, scorer_name, scorer_shards
 from live.sinks import Scored, SignalStore
-from tickml.decision import DecisionConfig, Decisions, DecisionState, breaker_counts, decide
+from tickml.decision import (
+    DecisionConfig,
+    Decisions,
+    DecisionState,
+    breaker_counts,
+    decide,
+    inputs_read,
+)
 from tickml.execution.market import MARKET_COLUMNS
 from tickml.features import FeatureConfig
 from tickml.market import EPOCH
@@ -58,6 +65,9 @@ from tickml.models.inference import Inference
 from tickml.volatility import RecentVol
 
 log = logging.getLogger(__name__)
+
+#: registry model name -> the decision input its output is (tickml.decision.decide's argument)
+_MODEL_INPUT = {"short": "p_short", "long": "p_long", "direction": "direction"}
 
 
 class Scorer:
@@ -175,7 +185,8 @@ class Scorer:
         fresh = ev == b
         age = np.where(ev >= 0, (b - ev) / 1e9, np.inf)
         ret = x[:, lay.index("ret_b1")]
-        rvol = self.vol.step((self.fc.market.local_day(b) - EPOCH).days, syms, ret, fresh)
+        # prepared after the previous boundary (RecentVol.prepare): a gather here
+        rvol, vol_slots = self.vol.known((self.fc.market.local_day(b) - EPOCH).days, syms)
         t_vol = time.perf_counter()
         ps = np.full((n, 5), np.nan)
         pl = np.full((n, 3), np.nan)
@@ -183,30 +194,30 @@ class Scorer:
         # a vector newer than b (a replay running ahead) is not b's: never score the future
         ok = (age >= 0) & (age <= self.dc.max_feature_age.total_seconds()) & (ev >= 0)
         age = np.where(age < 0, np.inf, age)
-        # the direction model's prediction is the decision score when it is the decision model
-        by_direction = self.models is not None and self.models.decision_model == "direction"
-        if self.models is not None and ok.any():
-            probs = self.models.predict(x[ok])
-            ps[ok], pl[ok] = probs["short"], probs["long"]
-            if by_direction:
-                dirn[ok] = probs["direction"]
+        out_of = {"short": ps, "long": pl, "direction": dirn}
+        hot, later = self._model_split()
+        x_ok = x if ok.all() else x[ok]
+        if hot and ok.any():
+            for name, v in self.models.predict(x_ok, hot).items():  # type: ignore[union-attr]
+                out_of[name][ok] = v
         t_model = time.perf_counter()
-        have = self.models is not None
-        direction = dirn if by_direction else None
+        # the direction model's prediction is the decision score when it is the decision model
+        direction = dirn if "direction" in hot else None
+        p_short = ps if "short" in hot else None  # a model not evaluated yet is not read
+        p_long = pl if "long" in hot else None
         counts = None
         if self.cfg.scorers > 1:
-            mine = breaker_counts(
-                self.dc, ps if have else None, pl if have else None, age, direction
+            counts = self.breaker.total(
+                b, breaker_counts(self.dc, p_short, p_long, age, direction)
             )
-            counts = self.breaker.total(b, mine)
         t_cb = time.perf_counter()
         d = decide(
             self.dc,
             self.state,
             b,
             syms,
-            p_short=ps if have else None,
-            p_long=pl if have else None,
+            p_short=p_short,
+            p_long=p_long,
             last_return=ret,
             recent_vol=rvol,
             feature_age=age,
@@ -223,6 +234,13 @@ class Scorer:
             "decide_ms": (t_decide - t_cb) * 1e3,
         }
         latency = self._publish(b, syms, d, close_wall_ns, parts, direction)
+        # after publishing: the models the decision did not read (kept with the signals)
+        t_later = time.perf_counter()
+        if later and ok.any():
+            for name, v in self.models.predict(x_ok, later).items():  # type: ignore[union-attr]
+                out_of[name][ok] = v
+        parts["models_after_publish_ms"] = (time.perf_counter() - t_later) * 1e3
+        self.vol.append(vol_slots, ret, fresh)
         metrics.boundary_scored(
             b,
             ev,
@@ -237,6 +255,7 @@ class Scorer:
                 "breaker": t_cb - t_model,
                 "decide": t_decide - t_cb,
                 "publish": parts["publish_ms"] / 1e3,
+                "models_after_publish": parts["models_after_publish_ms"] / 1e3,
             },
         )
         out = Scored(b, syms, d, ps, pl, ev, self.version, latency, parts, dirn)
@@ -246,7 +265,19 @@ class Scorer:
         rows = {"symbols": syms, "fresh": fresh, "decision": d.decision, "gate": d.gate,
                 "score": d.score, "ret": ret, "vol": rvol, **market}  # fmt: skip
         self._commit(b, rows, out.model_version or "")
+        self.vol.prepare()  # the next boundary's volatilities, off its hot path
         return out
+
+    def _model_split(self) -> tuple[list[str], list[str]]:
+        """(models the decision reads: evaluated before publishing, the others: after), by
+        :func:`tickml.decision.inputs_read` under this scorer's decision config."""
+        if self.models is None:
+            return [], []
+        by_direction = self.models.decision_model == "direction"
+        reads = inputs_read(self.dc, by_direction)
+        names = list(self.models.models)
+        hot = [m for m in names if _MODEL_INPUT.get(m) in reads]
+        return hot, [m for m in names if m not in hot]
 
     def _publish(
         self,

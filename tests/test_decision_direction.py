@@ -162,3 +162,48 @@ def test_vectorised_direction_gates_match_a_per_row_reference():
         assert got == [("fallback", w[1]) if w[0] == "traded_fb" else w for w in want]
         assert {"traded", "fallback", "min_confidence", "disagree"} <= {g for g, _ in got}
         assert ("trap" in {g for g, _ in got}) == (trap is not None)
+
+
+@pytest.mark.parametrize("by_direction", [True, False])
+@pytest.mark.parametrize("trap", [None, 0.3])
+@pytest.mark.parametrize("agree", [True, False])
+def test_inputs_read_names_every_input_that_can_change_a_decision(by_direction, trap, agree):
+    """The live scorer evaluates only :func:`inputs_read`'s models before it publishes: an input
+    outside that set, given as random probabilities, NaN or not at all, never changes a
+    decision, a gate, a score or the breaker counts; an input inside it does change some."""
+    from tickml.decision import inputs_read
+
+    rng = np.random.default_rng(7)
+    n = 400
+    syms = [f"S{i:03d}" for i in range(n)]
+    cfg = DecisionConfig(max_trap_prob=trap, require_agreement=agree, circuit_breaker_share=0.95)
+    reads = inputs_read(cfg, by_direction)
+    assert ("direction" in reads) == by_direction
+
+    def probs(k: int) -> np.ndarray:
+        p = rng.dirichlet(np.ones(k), size=n)
+        p[rng.random(n) < 0.05] = np.nan  # some rows without a model
+        return p
+
+    real = {"p_short": probs(5), "p_long": probs(3),
+            "direction": rng.normal(0, 0.3, n) if by_direction else None}  # fmt: skip
+    ret = rng.normal(0, 1, n)
+    age = np.where(rng.random(n) < 0.05, 500.0, 10.0)
+
+    def run(inputs: dict) -> tuple:
+        d = decide(cfg, DecisionState(), AT, syms, inputs["p_short"], inputs["p_long"],
+                   last_return=ret, recent_vol=np.ones(n), feature_age=age,
+                   direction=inputs["direction"])  # fmt: skip
+        bc = breaker_counts(cfg, inputs["p_short"], inputs["p_long"], age, inputs["direction"])
+        return d.decision.tolist(), d.gate_names.tolist(), d.score.tobytes(), bc
+
+    want = run(real)
+    for name in ("p_short", "p_long"):
+        for other in (None, np.full_like(real[name], np.nan), probs(real[name].shape[1])):
+            got = run({**real, name: other})
+            if name in reads:  # missing or another draw: some decision changes
+                assert got != want, f"{name} is read, yet replacing it changed nothing"
+            else:
+                assert got == want, f"{name} is not read, yet changed the decisions"
+    if by_direction:
+        assert run({**real, "direction": -real["direction"]}) != want

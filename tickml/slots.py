@@ -24,6 +24,8 @@ class SymbolSlots:
 
     def resolve(self, symbols: Sequence[str] | np.ndarray) -> tuple[np.ndarray, int]:
         """Slots of ``symbols`` (unknown ones appended) and how many were added."""
+        if self._key is not None and isinstance(symbols, list) and symbols == self._key:
+            return self._key_idx, 0  # the same universe again (no per-symbol conversion)
         names = [str(s) for s in symbols]
         if self._key is not None and names == self._key:
             return self._key_idx, 0

@@ -93,13 +93,22 @@ def recent_vol(
 
 
 class RecentVol:
-    """Streaming :func:`recent_vol`: call :meth:`step` once per boundary with the universe."""
+    """Streaming :func:`recent_vol`: call :meth:`step` once per boundary with the universe.
+
+    :meth:`step` is :meth:`known` (the volatility at this boundary) then :meth:`append` (the
+    boundary's returns). The live scorer calls them apart, around publishing, and calls
+    :meth:`prepare` after it published: the next boundary's volatilities are computed then
+    (they depend only on returns already appended), so :meth:`known` is a gather on the hot
+    path. A row's value does not depend on which rows share a call (:func:`window_std`), so a
+    prepared value equals the one computed at the boundary, bit for bit.
+    """
 
     def __init__(self, rows: int = VOL_ROWS, min_count: int = VOL_MIN) -> None:
         self.rows, self.min_count = rows, min_count
         self.slots = SymbolSlots()
         self.hist = np.full((0, rows), np.nan)
         self.day = np.zeros(0, dtype=np.int64)
+        self._ready: np.ndarray | None = None  # window_std of every slot's history (prepare)
 
     @property
     def symbols(self) -> list[str]:
@@ -110,6 +119,8 @@ class RecentVol:
         if added:
             self.hist = np.vstack([self.hist, np.full((added, self.rows), np.nan)])
             self.day = np.r_[self.day, np.full(added, -1, dtype=np.int64)]
+            if self._ready is not None:  # a new slot's history is empty: NaN
+                self._ready = np.r_[self._ready, np.full(added, np.nan)]
         return idx
 
     def step(
@@ -118,21 +129,43 @@ class RecentVol:
         """The volatility known at this boundary (previous returns of ``day``), then append the
         boundary's return for the symbols with a ``new`` (fresh) row. ``day``: the local day
         number (:func:`tickml.market.day_numbers`)."""
+        n = len(symbols)
+        if np.shape(returns) != (n,) or np.shape(new) != (n,):
+            raise ValueError("returns and new must align with symbols")
+        out, idx = self.known(day, symbols)
+        self.append(idx, returns, new)
+        return out
+
+    def known(self, day: int, symbols: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(the volatility of ``symbols`` at this boundary, their slots for :meth:`append`);
+        a symbol whose history is of another day starts ``day`` empty."""
         idx = self._resolve(symbols)
+        stale_day = self.day[idx] != day
+        if stale_day.any():
+            reset = idx[stale_day]
+            self.hist[reset] = np.nan
+            self.day[reset] = day
+            if self._ready is not None:
+                self._ready[reset] = np.nan  # window_std of an empty window
+        if self._ready is not None:
+            return self._ready[idx], idx
+        return window_std(self.hist[idx], self.min_count), idx
+
+    def append(self, idx: np.ndarray, returns: np.ndarray, new: np.ndarray) -> None:
+        """Append the returns of the slots ``idx`` (from :meth:`known`) whose row is ``new``."""
         ret = np.asarray(returns, dtype=np.float64)
         fresh = np.asarray(new, dtype=bool)
         if ret.shape != (idx.size,) or fresh.shape != (idx.size,):
             raise ValueError("returns and new must align with symbols")
-        stale_day = self.day[idx] != day
-        if stale_day.any():
-            self.hist[idx[stale_day]] = np.nan
-            self.day[idx[stale_day]] = day
-        out = window_std(self.hist[idx], self.min_count)
         upd = idx[fresh]
         if upd.size:
+            self._ready = None
             self.hist[upd, :-1] = self.hist[upd, 1:]
             self.hist[upd, -1] = ret[fresh]
-        return out
+
+    def prepare(self) -> None:
+        """Compute every slot's volatility now, for the next :meth:`known` (off the hot path)."""
+        self._ready = window_std(self.hist, self.min_count)
 
     # -- persistence: numeric arrays only ------------------------------------------------------
     def to_bytes(self) -> bytes:

@@ -85,7 +85,7 @@ Modules: :mod:`tickml.decision.config` (:class:`DecisionConfig`), :mod:`tickml.d
 """
 
 from tickml.decision.config import DecisionConfig, TimeWindow
-from tickml.decision.gate import breaker_counts, decide
+from tickml.decision.gate import breaker_counts, decide, inputs_read
 from tickml.decision.state import (
     CIRCUIT_BREAKER,
     COOLDOWN,
@@ -136,4 +136,5 @@ __all__ = [
     "TimeWindow",
     "breaker_counts",
     "decide",
+    "inputs_read",
 ]

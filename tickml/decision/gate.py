@@ -230,6 +230,23 @@ def _direction_signal(
     return dirn, available, confident, p_trap >= config.max_trap_prob
 
 
+def inputs_read(config: DecisionConfig, direction: bool) -> frozenset[str]:
+    """The model inputs :func:`decide` (and :func:`breaker_counts`) read under ``config``:
+    names among ``"p_short"``, ``"p_long"``, ``"direction"``; ``direction``: a direction model
+    is given. An input not in the set never changes a decision (a caller may pass it later, or
+    not at all: the live scorer evaluates the other models after it published)."""
+    need = set()
+    if direction:
+        need.add("direction")
+        if config.max_trap_prob is not None:
+            need.add("p_short")  # the trap detector
+    else:
+        need.add("p_short")
+    if config.require_agreement:
+        need.add("p_long")
+    return frozenset(need)
+
+
 def _breaker_counts(score: np.ndarray, scored: np.ndarray) -> tuple[int, int, int]:
     return int(scored.sum()), int((score[scored] > 0).sum()), int((score[scored] < 0).sum())
 

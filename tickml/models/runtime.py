@@ -158,7 +158,7 @@ class CompiledModel:
     zeroed first, as LightGBM does.
     """
 
-    def __init__(self, path: Path, model: TrainedModel, threads: int = 1) -> None:
+    def __init__(self, path: Path, model: TrainedModel, threads: int | None = None) -> None:
         import sys
 
         import tl2cgen
@@ -168,8 +168,8 @@ class CompiledModel:
         self.path, self.model = path, model
         self.n_classes = model.n_outputs  # raw scores per row (1 for a regression model)
         self.aliased = 0
-        self._tl2cgen = tl2cgen
-        self._pred = tl2cgen.Predictor(str(path), nthread=threads)
+        self.threads = default_threads() if threads is None else max(1, int(threads))
+        self._pred = tl2cgen.Predictor(str(path), nthread=self.threads)
         if self._pred.threshold_type != "float64" or self._pred.leaf_output_type != "float64":
             raise RuntimeUnavailable(
                 "failed",
@@ -177,21 +177,55 @@ class CompiledModel:
                 f"{self._pred.leaf_output_type}, expected float64 (exactness)",
             )
 
-    def raw(self, x: np.ndarray) -> np.ndarray:
-        m = np.ascontiguousarray(x, dtype=np.float64)
+    def raw(self, x: np.ndarray | PreparedRows) -> np.ndarray:
+        """Raw scores (n, k) of ``x`` (float64 rows in the model's feature order), or of rows
+        :func:`prepare_rows` made once for several models with the same features."""
+        rows = x if isinstance(x, PreparedRows) else prepare_rows(x)
+        m = rows.values
         if not len(m):
             return np.zeros((0, self.n_classes))
-        tiny = np.abs(m) <= ZERO_THRESHOLD
-        if tiny.any():  # LightGBM reads |v| <= kZeroThreshold as 0 (it keeps no such entry)
-            m = np.where(tiny, 0.0, m)
-        out = self._pred.predict(self._tl2cgen.DMatrix(m, dtype="float64"), pred_margin=True)
+        out = self._pred.predict(rows.dmatrix(), pred_margin=True)
         raw = np.asarray(out, dtype=np.float64).reshape(len(m), self.n_classes)
-        bad = aliased_rows(m)
-        if bad.any():
+        if rows.aliased.any():
+            bad = rows.aliased
             self.aliased += int(bad.sum())
             fix = self.model.booster.predict(m[bad], raw_score=True)
             raw[bad] = np.asarray(fix, dtype=np.float64).reshape(-1, self.n_classes)
         return raw
+
+
+def default_threads() -> int:
+    """Threads of one compiled predictor: the machine's cores, at most 2 (a scorer's batch of
+    5,000 rows gains little beyond; several scorer processes pass their share)."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+class PreparedRows:
+    """A model input made once for every model that reads the same columns: contiguous
+    float64 rows with LightGBM's tiny values zeroed (:data:`ZERO_THRESHOLD`), the rows
+    holding a missing-marker alias (:func:`aliased_rows`) and TL2cgen's matrix, built on
+    first use."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        m = np.ascontiguousarray(values, dtype=np.float64)
+        if m.size:
+            tiny = np.abs(m) <= ZERO_THRESHOLD
+            if tiny.any():  # LightGBM reads |v| <= kZeroThreshold as 0 (it keeps no such entry)
+                m = np.where(tiny, 0.0, m)
+        self.values = m
+        self.aliased = aliased_rows(m) if m.size else np.zeros(len(m), dtype=bool)
+        self._dm: Any = None
+
+    def dmatrix(self) -> Any:
+        if self._dm is None:
+            import tl2cgen
+
+            self._dm = tl2cgen.DMatrix(self.values, dtype="float64")
+        return self._dm
+
+
+def prepare_rows(values: np.ndarray) -> PreparedRows:
+    return PreparedRows(values)
 
 
 def _check_exact(name: str, lib: CompiledModel, model: TrainedModel) -> None:
@@ -268,10 +302,14 @@ def build(
 
 
 def load_compiled(
-    version_dir: Path, manifest: Mapping[str, Any], models: Mapping[str, TrainedModel]
+    version_dir: Path,
+    manifest: Mapping[str, Any],
+    models: Mapping[str, TrainedModel],
+    threads: int | None = None,
 ) -> dict[str, CompiledModel]:
     """The compiled libraries of a version, checked (hashes, versions, exactness on probe
-    rows); :class:`RuntimeUnavailable` with the reason otherwise."""
+    rows); :class:`RuntimeUnavailable` with the reason otherwise. ``threads``: per predictor
+    (None: :func:`default_threads`)."""
     path = version_dir / RUNTIME_DIR / RUNTIME_MANIFEST
     if not path.is_file():
         raise RuntimeUnavailable("missing", f"no compiled runtime in {version_dir.name}")
@@ -296,7 +334,7 @@ def load_compiled(
         if _sha256(lib) != e["sha256"]:
             raise RuntimeUnavailable("corrupt", f"{version_dir.name}: {lib.name} hash differs")
         try:
-            compiled = CompiledModel(lib, models[name])
+            compiled = CompiledModel(lib, models[name], threads)
         except RuntimeUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - any loader failure means: fall back
