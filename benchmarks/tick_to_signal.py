@@ -58,8 +58,10 @@ def _parts(client: redis.Redis, prefix: str) -> dict[str, Any]:
     for _, f in client.xrange(f"{prefix}:boundaries"):
         if int(f[b"rows"]):
             ann.setdefault(int(f[b"b"]), []).append(f)
-    mat: dict[str, list[float]] = {"snapshot": [], "online_write": [], "announce": []}
+    mat: dict[str, list[float]] = {"queued": [], "snapshot": [], "online_write": [],
+                                   "announce": []}  # fmt: skip
     for shards in ann.values():
+        mat["queued"].append(max(float(f.get(b"queued_ms", 0)) for f in shards))
         mat["snapshot"].append(max(float(f.get(b"snapshot_ms", 0)) for f in shards))
         mat["online_write"].append(max(float(f.get(b"write_ms", 0)) for f in shards))
         mat["announce"].append(

@@ -307,9 +307,10 @@ class ShardMaterializer:
 
     def _write_boundary(self, b: int, close_wall_ns: int) -> int:
         """Write the rows of boundary ``b``; the number of rows."""
+        queued_ms = (time.time_ns() - close_wall_ns) / 1e6  # close -> this shard starts b
         t_snap = time.perf_counter()
         syms, vals, last = self.engine.snapshot_arrays(b)
-        self._parts = {"snapshot_ms": (time.perf_counter() - t_snap) * 1e3}
+        self._parts = {"queued_ms": queued_ms, "snapshot_ms": (time.perf_counter() - t_snap) * 1e3}
         metrics.boundary_processed(self.worker, b)
         champion, layouts = self.plan.current()
         own, rows = self._rows_of(syms)

@@ -158,7 +158,7 @@ class CompiledModel:
     zeroed first, as LightGBM does.
     """
 
-    def __init__(self, path: Path, model: TrainedModel, threads: int | None = None) -> None:
+    def __init__(self, path: Path, model: TrainedModel) -> None:
         import sys
 
         import tl2cgen
@@ -168,8 +168,9 @@ class CompiledModel:
         self.path, self.model = path, model
         self.n_classes = model.n_outputs  # raw scores per row (1 for a regression model)
         self.aliased = 0
-        self.threads = default_threads() if threads is None else max(1, int(threads))
-        self._pred = tl2cgen.Predictor(str(path), nthread=self.threads)
+        # one thread: the caller splits rows across threads (OpenMP's spinning workers hurt
+        # the other processes of a busy machine; see tickml.models.inference)
+        self._pred = tl2cgen.Predictor(str(path), nthread=1)
         if self._pred.threshold_type != "float64" or self._pred.leaf_output_type != "float64":
             raise RuntimeUnavailable(
                 "failed",
@@ -195,8 +196,8 @@ class CompiledModel:
 
 
 def default_threads() -> int:
-    """Threads of one compiled predictor: the machine's cores, at most 2 (a scorer's batch of
-    5,000 rows gains little beyond; several scorer processes pass their share)."""
+    """Threads a scorer splits its rows over: the machine's cores, at most 2 (several scorer
+    processes pass their share)."""
     return max(1, min(2, os.cpu_count() or 1))
 
 
@@ -302,14 +303,10 @@ def build(
 
 
 def load_compiled(
-    version_dir: Path,
-    manifest: Mapping[str, Any],
-    models: Mapping[str, TrainedModel],
-    threads: int | None = None,
+    version_dir: Path, manifest: Mapping[str, Any], models: Mapping[str, TrainedModel]
 ) -> dict[str, CompiledModel]:
     """The compiled libraries of a version, checked (hashes, versions, exactness on probe
-    rows); :class:`RuntimeUnavailable` with the reason otherwise. ``threads``: per predictor
-    (None: :func:`default_threads`)."""
+    rows); :class:`RuntimeUnavailable` with the reason otherwise."""
     path = version_dir / RUNTIME_DIR / RUNTIME_MANIFEST
     if not path.is_file():
         raise RuntimeUnavailable("missing", f"no compiled runtime in {version_dir.name}")
@@ -334,7 +331,7 @@ def load_compiled(
         if _sha256(lib) != e["sha256"]:
             raise RuntimeUnavailable("corrupt", f"{version_dir.name}: {lib.name} hash differs")
         try:
-            compiled = CompiledModel(lib, models[name], threads)
+            compiled = CompiledModel(lib, models[name])
         except RuntimeUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - any loader failure means: fall back
