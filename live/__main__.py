@@ -96,7 +96,13 @@ def feed_events(args: argparse.Namespace, feature_config):  # noqa: ANN001, ANN2
     ticks = load_day(spec, day).ticks
     if ticks.empty:
         raise UsageError(f"no ticks for {day} in source {args.source} {args.ticks or ''}")
-    return ReplayFeed(ticks, feature_config, speed=args.speed, max_seconds=args.max_seconds)
+    return ReplayFeed(
+        ticks,
+        feature_config,
+        speed=args.speed,
+        max_seconds=args.max_seconds,
+        close_real_s=args.close_real_s or 0.0,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -126,6 +132,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--symbols", nargs="*", default=None)
     p.add_argument("--speed", type=float, default=None, help="replay: x real time (none: max)")
     p.add_argument("--max-seconds", type=float, default=None, help="replay: stop after")
+    p.add_argument(
+        "--close-real-s",
+        type=float,
+        default=None,
+        help="paced replay: the last this-many market seconds before each close at 1x",
+    )
     p.add_argument("--lockstep", action="store_true", help="feed waits for each boundary")
     p.add_argument("--sim-symbols", type=int, default=8, help="simulator: symbols")
     p.add_argument(
@@ -152,6 +164,7 @@ def _spec(args: argparse.Namespace, settings: Settings) -> ReplaySpec:
         symbols=tuple(args.symbols) if args.symbols else None,
         speed=args.speed,
         max_seconds=args.max_seconds,
+        close_real_s=args.close_real_s,
         lockstep=args.lockstep,
         config=args.config,
         registry=args.registry,
@@ -295,6 +308,7 @@ def _run_all(args: argparse.Namespace, cfg: LiveConfig, settings: Settings) -> i
         symbols=tuple(args.symbols) if args.symbols else None,
         speed=args.speed,
         max_seconds=args.max_seconds,
+        close_real_s=args.close_real_s,
         lockstep=args.lockstep,
         config=args.config,
         registry=args.registry,

@@ -81,16 +81,20 @@ def plan_batches(
     bounds: np.ndarray,
     batch_ticks: int,
     pace_ns: int | None = None,
+    extra_cuts: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cut sorted timestamps into batches: ``(starts, ends, clock_pos)``.
 
     Batch ``i`` is ``ts[starts[i]:ends[i]]`` (1..batch_ticks ticks); ``Clock(bounds[k])`` goes
     after the first ``clock_pos[k]`` batches. No batch holds ticks on both sides of a boundary;
-    with ``pace_ns`` batches are also cut where ``(ts - ts[0]) // pace_ns`` changes.
+    with ``pace_ns`` batches are also cut where ``(ts - ts[0]) // pace_ns`` changes, and at the
+    positions ``extra_cuts``.
     """
     n = len(ts)
     cut_b = np.searchsorted(ts, bounds, side="right")
     pts = [np.array([0, n]), cut_b]
+    if extra_cuts is not None:
+        pts.append(np.clip(np.asarray(extra_cuts, dtype=np.int64), 0, n))
     if pace_ns and n:
         bucket = (ts - ts[0]) // int(pace_ns)
         pts.append(np.flatnonzero(bucket[1:] != bucket[:-1]) + 1)
@@ -186,9 +190,13 @@ class ReplayFeed:
     Ticks of all symbols are merged in ``(ts, seq)`` order (ties across symbols keep the input
     order). ``speed=None`` yields as fast as possible; ``speed=k`` replays at k x real time: a
     batch is yielded when its last tick's market time is due (scaled) and ``Clock(b)`` when
-    ``b`` is due, with batches cut every ``PACE_S * k`` market seconds. ``max_seconds`` keeps
-    the first ``max_seconds`` of market time from the first tick. Clock markers: every grid
-    time from the first tick to the first grid time at or after the last tick (the final one).
+    ``b`` is due, with batches cut every ``PACE_S * k`` market seconds. ``close_real_s`` (with
+    ``speed``): the last this-many market seconds before every grid time are replayed at real
+    time (1x, batches every ``PACE_S``), so the workers meet each close under a live arrival
+    rate while the rest of the interval runs k times faster (a benchmark of close -> signals
+    that does not take an hour per 60 boundaries). ``max_seconds`` keeps the first
+    ``max_seconds`` of market time from the first tick. Clock markers: every grid time from
+    the first tick to the first grid time at or after the last tick (the final one).
     """
 
     name = "replay"
@@ -201,9 +209,13 @@ class ReplayFeed:
         batch_ticks: int = 2000,
         symbols: Sequence[str] | None = None,
         max_seconds: float | None = None,
+        close_real_s: float = 0.0,
     ) -> None:
         if speed is not None and not speed > 0:
             raise ValueError(f"speed must be > 0 (or None: as fast as possible), not {speed}")
+        if not (close_real_s >= 0 and np.isfinite(close_real_s)):
+            raise ValueError(f"close_real_s must be >= 0, not {close_real_s}")
+        self.close_real_ns = int(close_real_s * 1e9) if speed is not None else 0
         if batch_ticks < 1:
             raise ValueError(f"batch_ticks must be >= 1, not {batch_ticks}")
         self.config = feature_config or FeatureConfig()
@@ -232,22 +244,59 @@ class ReplayFeed:
         last_b = closing_boundary(self.config, int(ts[-1]))
         bounds = boundaries(self.config, int(ts[0]) - 1, last_b)
         pace = int(PACE_S * self.speed * 1e9) if self.speed else None
-        starts, ends, clock_pos = plan_batches(ts, bounds, self.batch_ticks, pace)
-        wall0, t_ref = time.perf_counter(), int(ts[0])
+        t_ref = int(ts[0])
+        real = _RealStretches(bounds, t_ref, self.close_real_ns)
+        starts, ends, clock_pos = plan_batches(
+            ts, bounds, self.batch_ticks, pace, real.cuts(ts, int(PACE_S * 1e9))
+        )
+        wall0 = time.perf_counter()
         for s, e in interleave(starts, ends, clock_pos, bounds):
             if s < 0:
-                self._wait(wall0, int(bounds[e]) - t_ref)
+                self._wait(wall0, int(bounds[e]), t_ref, real)
                 yield Clock(int(bounds[e]), time.time_ns())
             else:
-                self._wait(wall0, int(ts[e - 1]) - t_ref)
+                self._wait(wall0, int(ts[e - 1]), t_ref, real)
                 yield Ticks(self.frame.iloc[s:e], time.time_ns())
 
-    def _wait(self, wall0: float, market_ns: int) -> None:
+    def _wait(self, wall0: float, t_ns: int, t_ref: int, real: _RealStretches) -> None:
         if self.speed is None:
             return
-        delay = wall0 + market_ns / 1e9 / self.speed - time.perf_counter()
+        # market time at k x, except the real-time stretches before each close, at 1x
+        slow = real.overlap(t_ns)
+        due = ((t_ns - t_ref - slow) / self.speed + slow) / 1e9
+        delay = wall0 + due - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
+
+
+class _RealStretches:
+    """The market-time stretches ``(b - length, b]`` before each grid time ``b`` (clipped to the
+    previous grid time and the replay's start) that a paced replay plays at real time."""
+
+    def __init__(self, bounds: np.ndarray, t_ref: int, length_ns: int) -> None:
+        b = np.asarray(bounds, dtype=np.int64)
+        prev = np.r_[np.int64(t_ref), b[:-1]] if b.size else b
+        self.bounds = b
+        self.start = np.maximum(b - length_ns, np.maximum(prev, t_ref)) if length_ns else b
+        self.cum = np.cumsum(np.maximum(b - self.start, 0)) if length_ns else np.zeros(b.size)
+        self.on = bool(length_ns) and b.size > 0
+
+    def overlap(self, t_ns: int) -> int:
+        """Market ns of the stretches before ``t_ns``."""
+        if not self.on:
+            return 0
+        k = int(np.searchsorted(self.bounds, t_ns, side="left"))  # bounds[k] >= t_ns
+        done = int(self.cum[k - 1]) if k > 0 else 0
+        if k == self.bounds.size:
+            return done
+        return done + max(0, min(t_ns, int(self.bounds[k])) - int(self.start[k]))
+
+    def cuts(self, ts: np.ndarray, every_ns: int) -> np.ndarray | None:
+        """Tick positions that cut batches every ``every_ns`` inside the stretches."""
+        if not self.on:
+            return None
+        grid = [np.arange(s, b, every_ns) for s, b in zip(self.start, self.bounds, strict=True)]
+        return np.searchsorted(ts, np.concatenate(grid), side="right")
 
 
 class SimulatorFeed:
@@ -267,6 +316,7 @@ class SimulatorFeed:
         batch_ticks: int = 2000,
         symbols: Sequence[str] | None = None,
         max_seconds: float | None = None,
+        close_real_s: float = 0.0,
     ) -> None:
         from tickml.simulator import SimConfig
 
@@ -282,6 +332,7 @@ class SimulatorFeed:
             batch_ticks=batch_ticks,
             symbols=symbols,
             max_seconds=max_seconds,
+            close_real_s=close_real_s,
         )
 
     def __iter__(self) -> Iterator[FeedEvent]:

@@ -40,6 +40,7 @@ class ReplaySpec:
     symbols: tuple[str, ...] | None = None
     speed: float | None = None
     max_seconds: float | None = None
+    close_real_s: float | None = None  # with speed: the last seconds before each close at 1x
     lockstep: bool = True
     config: str | None = None
     registry: str | None = None  # None: <workdir>/models
@@ -94,6 +95,7 @@ def children(cfg: LiveConfig, spec: ReplaySpec, env: dict[str, str]) -> list[Chi
         "day",
         "speed",
         "max_seconds",
+        "close_real_s",
         "sim_symbols",
         "sim_minutes",
         "signal_strength",
@@ -160,6 +162,10 @@ def check_spec(spec: ReplaySpec) -> None:
         v = getattr(spec, name)
         if v is not None and not (math.isfinite(v) and v > 0):
             raise UsageError(f"--{name.replace('_', '-')} must be > 0, not {v}")
+    if spec.close_real_s is not None and not (
+        math.isfinite(spec.close_real_s) and spec.close_real_s >= 0
+    ):
+        raise UsageError(f"--close-real-s must be >= 0, not {spec.close_real_s}")
     if spec.sim_symbols < 1 or (spec.materializers is not None and spec.materializers < 1):
         raise UsageError("--sim-symbols and --materializers must be >= 1")
     if spec.config:

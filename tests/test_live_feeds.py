@@ -158,6 +158,50 @@ def test_replay_speed_honors_market_time(equity_root: Path) -> None:
     assert len(_collect(events)[0]) == len(window)
 
 
+def test_replay_close_real_s_plays_each_close_at_real_time(equity_root: Path) -> None:
+    """With ``close_real_s`` the last seconds before every close run at 1x, the rest at
+    ``speed``: never early against that schedule (computed here independently), on time at the
+    end, and the batches inside those seconds span at most one pace step (50 ms)."""
+    ticks = load_day(SourceSpec(kind="equity-ticks", path=equity_root, symbols=("IBM",)), DAY)
+    t = ticks.ticks
+    open_ns = pd.Timestamp("2013-10-08 09:30", tz="America/New_York").value
+    window = t[(_ns(t["ts"]) > open_ns) & (_ns(t["ts"]) <= open_ns + 12 * 10**9)]
+    cfg = FeatureConfig(interval="5s")
+    speed, real_s = 10.0, 0.5
+    t_ref = int(_ns(window["ts"]).min())
+    grid = boundaries(cfg, t_ref - 1, closing_boundary(cfg, int(_ns(window["ts"]).max())))
+
+    def due_s(t_ns: int) -> float:
+        slow, prev = 0, t_ref
+        for b in grid.tolist():
+            lo = max(b - int(real_s * 1e9), prev, t_ref)
+            slow += max(0, min(t_ns, b) - lo)
+            prev = b
+        return ((t_ns - t_ref - slow) / speed + slow) / 1e9
+
+    feed = ReplayFeed(window, cfg, speed=speed, close_real_s=real_s)
+    start = time.perf_counter()
+    events = []
+    for ev in feed:
+        t_ns = ev.t_ns if isinstance(ev, Clock) else int(_ns(ev.frame["ts"]).max())
+        assert time.perf_counter() - start >= due_s(t_ns) - 0.005, "yielded early"
+        events.append(ev)
+    elapsed = time.perf_counter() - start
+    expected = due_s(events[-1].t_ns)
+    assert len(grid) >= 3 and expected > 12 / speed + 2 * real_s * 0.9
+    assert expected <= elapsed <= expected + 5.0, (elapsed, expected)
+    _check_stream(events, cfg)
+    assert len(_collect(events)[0]) == len(window)
+    for ev in events:
+        if isinstance(ev, Ticks):
+            ts = _ns(ev.frame["ts"])
+            b = grid[np.searchsorted(grid, ts.max())]
+            if ts.min() > b - real_s * 1e9:  # inside a real-time stretch
+                assert ts.max() - ts.min() < 50_000_000
+    with pytest.raises(ValueError, match="close_real_s"):
+        ReplayFeed(window, cfg, speed=speed, close_real_s=-1)
+
+
 @pytest.mark.unit
 def test_simulator_feed_replays_simulate_day() -> None:
     sim = SimConfig(n_symbols=4, base_intensity=0.3)
