@@ -67,6 +67,12 @@ class LiveConfig(BaseModel):
         "layout Feast's SDK reads); the scorer reads only the champion's packed "
         "model_vector_<digest> view",
     )
+    view_delay_s: float = Field(
+        0.5,
+        ge=0,
+        description="the tick_features rows of a boundary are written once every scorer "
+        "finished it (off the close -> signals path), or after this long at the latest",
+    )
     online_log_dir: str | None = Field(
         None,
         description="lake holding the offline log of rows pushed online (<lake>/online_log; "

@@ -14,7 +14,11 @@ marker from the feed, or a tick past the boundary when a feed sent none) it
    layouts written (the scorer waits for every shard, and switches models on it),
 4. writes every feature into Feast's ``tick_features`` view (optional) and the offline log
    (``<lake>/online_log/date=D/shard=S/<first>-<last>.parquet``, tickml.lake, rewritten
-   identically after a replay),
+   identically after a replay). Both are off the close -> signals path: the log is buffered
+   until the checkpoint, and the ``tick_features`` rows of a boundary are written once every
+   scorer finished that boundary (``<prefix>:<scorer>:last``), after ``view_delay_s`` at the
+   latest, before the next boundary and before a checkpoint (at 5,000 symbols this 214-field
+   write competed for the 2 cores with the scorer's read and inference),
 5. every ``checkpoint_every`` boundaries stores the engine state, the de-duplication state and the
    last boundary in ``<prefix>:ckpt:<shard>`` and only then acknowledges the bus entries.
 
@@ -51,6 +55,7 @@ from live.config import LiveConfig
 from live.consume import BusConsumer, SeqDedup
 from live.layout import MARKET_COLUMNS, VECTOR_FEATURE, LayoutPlan, VectorLayout
 from live.online import OnlineLayout, roundtrip, vector_payload, write_rows
+from live.scaleout import scorer_name
 from tickml.execution.market import BOOK_FIELDS, market_values
 from tickml.features import PIT_COLUMNS, FeatureConfig, StreamingFeatureEngine, feature_names
 from tickml.lake import online_log_dir
@@ -118,6 +123,10 @@ class ShardMaterializer:
         self.worker = f"materializer-{shard}"
         self._universe: set[str] = set()
         self._parts: dict[str, float] = {}  # the last boundary's timings (announced)
+        #: tick_features rows not yet written: (b, symbols, values, last tick ns, deadline)
+        self._view_rows: list[tuple[int, list[str], np.ndarray, np.ndarray, float]] = []
+        self._scored_keys = [config.key(scorer_name(config, i), "last")
+                             for i in range(config.scorers)]  # fmt: skip
         self.restore()
 
     # ---- checkpoints ---------------------------------------------------------------------
@@ -150,7 +159,9 @@ class ShardMaterializer:
         return True
 
     def checkpoint(self, consumer: BusConsumer) -> None:
-        """Write the log, store the state, then acknowledge every entry it covers."""
+        """Write the view rows and the log, store the state, then acknowledge every entry it
+        covers."""
+        self.flush_view(force=True)
         self.flush_log()
         mapping = {
             "engine": self.engine.state_bytes(),
@@ -308,6 +319,7 @@ class ShardMaterializer:
     def _write_boundary(self, b: int, close_wall_ns: int) -> int:
         """Write the rows of boundary ``b``; the number of rows."""
         queued_ms = (time.time_ns() - close_wall_ns) / 1e6  # close -> this shard starts b
+        self.flush_view(force=True)  # the previous boundary's rows first (order, bounded)
         t_snap = time.perf_counter()
         syms, vals, last = self.engine.snapshot_arrays(b)
         self._parts = {"queued_ms": queued_ms, "snapshot_ms": (time.perf_counter() - t_snap) * 1e3}
@@ -338,13 +350,28 @@ class ShardMaterializer:
             self._universe |= new
         self._announce(b, close_wall_ns, len(syms), champion, written)
         if self.cfg.write_feature_view:
+            deadline = time.monotonic() + self.cfg.view_delay_s
+            self._view_rows.append((b, syms, vals, last, deadline))
+        self._log_rows(b, syms, vals, last)
+        return len(syms)
+
+    def flush_view(self, force: bool = False) -> None:
+        """Write the pending ``tick_features`` rows: all with ``force``, else those of
+        boundaries every scorer finished or whose delay ran out (module doc, step 4)."""
+        if not self._view_rows:
+            return
+        if not force and time.monotonic() < self._view_rows[0][4]:
+            done = self.r.mget(self._scored_keys)
+            scored = min((int(v) if v else -1) for v in done)
+            if scored < self._view_rows[0][0]:
+                return
+        rows, self._view_rows = self._view_rows, []
+        for b, syms, vals, last, _ in rows:
             t0 = time.perf_counter()
             pad = np.full((len(syms), len(PIT_COLUMNS)), np.nan)
             pit = {"row_event_ns": np.full(len(syms), b, np.int64), "last_tick_ns": last}
             write_rows(self.r, self.layout, syms, np.hstack([vals, pad]), b, int_columns=pit)
             metrics.ONLINE_WRITE.labels(FEATURE_VIEW).observe(time.perf_counter() - t0)
-        self._log_rows(b, syms, vals, last)
-        return len(syms)
 
     def _announce(
         self,
@@ -453,6 +480,8 @@ def run_materializer(
             entries = consumer.read()
             for e in entries:
                 mats[e.shard].process(e, consumer)
+            for m in mats.values():
+                m.flush_view()
             if not entries:  # idle: acknowledge what the state already covers
                 for m in mats.values():
                     if m.unacked:
