@@ -136,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
         "--close-real-s",
         type=float,
         default=None,
-        help="paced replay: the last this-many market seconds before each close at 1x",
+        help="paced replay: the market seconds on each side of every close at 1x",
     )
     p.add_argument("--lockstep", action="store_true", help="feed waits for each boundary")
     p.add_argument("--sim-symbols", type=int, default=8, help="simulator: symbols")

@@ -191,12 +191,12 @@ class ReplayFeed:
     order). ``speed=None`` yields as fast as possible; ``speed=k`` replays at k x real time: a
     batch is yielded when its last tick's market time is due (scaled) and ``Clock(b)`` when
     ``b`` is due, with batches cut every ``PACE_S * k`` market seconds. ``close_real_s`` (with
-    ``speed``): the last this-many market seconds before every grid time are replayed at real
-    time (1x, batches every ``PACE_S``), so the workers meet each close under a live arrival
-    rate while the rest of the interval runs k times faster (a benchmark of close -> signals
-    that does not take an hour per 60 boundaries). ``max_seconds`` keeps the first
-    ``max_seconds`` of market time from the first tick. Clock markers: every grid time from
-    the first tick to the first grid time at or after the last tick (the final one).
+    ``speed``): the this-many market seconds on each side of every grid time are replayed at
+    real time (1x, batches every ``PACE_S``), so the workers meet each close, and score it,
+    under a live arrival rate while the rest of the interval runs k times faster (a benchmark
+    of close -> signals that does not take an hour per 60 boundaries). ``max_seconds`` keeps
+    the first ``max_seconds`` of market time from the first tick. Clock markers: every grid
+    time from the first tick to the first grid time at or after the last tick (the final one).
     """
 
     name = "replay"
@@ -270,32 +270,34 @@ class ReplayFeed:
 
 
 class _RealStretches:
-    """The market-time stretches ``(b - length, b]`` before each grid time ``b`` (clipped to the
-    previous grid time and the replay's start) that a paced replay plays at real time."""
+    """The market-time stretches ``(b - length, b + length]`` around each grid time ``b``
+    (made disjoint, from the replay's start) that a paced replay plays at real time."""
 
     def __init__(self, bounds: np.ndarray, t_ref: int, length_ns: int) -> None:
         b = np.asarray(bounds, dtype=np.int64)
-        prev = np.r_[np.int64(t_ref), b[:-1]] if b.size else b
-        self.bounds = b
-        self.start = np.maximum(b - length_ns, np.maximum(prev, t_ref)) if length_ns else b
-        self.cum = np.cumsum(np.maximum(b - self.start, 0)) if length_ns else np.zeros(b.size)
         self.on = bool(length_ns) and b.size > 0
+        end = b + length_ns
+        start = np.maximum(b - length_ns, t_ref)
+        if b.size:
+            start[1:] = np.maximum(start[1:], end[:-1])  # disjoint
+        self.start, self.end = start, np.maximum(end, start)
+        self.cum = np.cumsum(self.end - self.start)
 
     def overlap(self, t_ns: int) -> int:
         """Market ns of the stretches before ``t_ns``."""
         if not self.on:
             return 0
-        k = int(np.searchsorted(self.bounds, t_ns, side="left"))  # bounds[k] >= t_ns
+        k = int(np.searchsorted(self.end, t_ns, side="left"))  # end[k] >= t_ns
         done = int(self.cum[k - 1]) if k > 0 else 0
-        if k == self.bounds.size:
+        if k == self.end.size:
             return done
-        return done + max(0, min(t_ns, int(self.bounds[k])) - int(self.start[k]))
+        return done + max(0, t_ns - int(self.start[k]))
 
     def cuts(self, ts: np.ndarray, every_ns: int) -> np.ndarray | None:
         """Tick positions that cut batches every ``every_ns`` inside the stretches."""
         if not self.on:
             return None
-        grid = [np.arange(s, b, every_ns) for s, b in zip(self.start, self.bounds, strict=True)]
+        grid = [np.arange(s, e, every_ns) for s, e in zip(self.start, self.end, strict=True)]
         return np.searchsorted(ts, np.concatenate(grid), side="right")
 
 

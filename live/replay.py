@@ -40,7 +40,7 @@ class ReplaySpec:
     symbols: tuple[str, ...] | None = None
     speed: float | None = None
     max_seconds: float | None = None
-    close_real_s: float | None = None  # with speed: the last seconds before each close at 1x
+    close_real_s: float | None = None  # with speed: the seconds around each close at 1x
     lockstep: bool = True
     config: str | None = None
     registry: str | None = None  # None: <workdir>/models
