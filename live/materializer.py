@@ -19,8 +19,11 @@ marker from the feed, or a tick past the boundary when a feed sent none) it
    scorer finished that boundary (``<prefix>:<scorer>:last``), after ``view_delay_s`` at the
    latest, before the next boundary and before a checkpoint (at 5,000 symbols this 214-field
    write competed for the 2 cores with the scorer's read and inference),
-5. every ``checkpoint_every`` boundaries stores the engine state, the de-duplication state and the
-   last boundary in ``<prefix>:ckpt:<shard>`` and only then acknowledges the bus entries.
+5. every ``checkpoint_every`` boundaries (or 1,000 entries) stores the engine state, the
+   de-duplication state and the last boundary in ``<prefix>:ckpt:<shard>`` and only then
+   acknowledges the bus entries; like step 4 it waits until the scorers finished the boundary
+   (or ``view_delay_s``): at 5,000 symbols a checkpoint (engine state, the log's Parquet
+   files, one large Redis write) made the scorer's read of that boundary 3x slower.
 
 Clock markers are checked first: one more than ``max_clock_step_s`` beyond the shard's newest
 tick or accepted marker, or later than the wall clock plus ``max_clock_skew_s``, is refused
@@ -123,8 +126,11 @@ class ShardMaterializer:
         self.worker = f"materializer-{shard}"
         self._universe: set[str] = set()
         self._parts: dict[str, float] = {}  # the last boundary's timings (announced)
-        #: tick_features rows not yet written: (b, symbols, values, last tick ns, deadline)
-        self._view_rows: list[tuple[int, list[str], np.ndarray, np.ndarray, float]] = []
+        #: tick_features rows not yet written: (b, symbols, values, last tick ns)
+        self._view_rows: list[tuple[int, list[str], np.ndarray, np.ndarray]] = []
+        self._ckpt_due = False  # a checkpoint waits for settle()
+        #: after-work waits: (the newest boundary, the oldest waiting one's monotonic deadline)
+        self._settle_at: tuple[int, float] | None = None
         self._scored_keys = [config.key(scorer_name(config, i), "last")
                              for i in range(config.scorers)]  # fmt: skip
         self.restore()
@@ -158,10 +164,32 @@ class ShardMaterializer:
         )
         return True
 
+    def want_checkpoint(self) -> None:
+        """Checkpoint at the next :meth:`settle`."""
+        self._ckpt_due = True
+
+    def settle(self, consumer: BusConsumer, force: bool = False) -> None:
+        """The work boundaries leave for after their scoring (module doc, steps 4-5): done when
+        every scorer finished the newest of them, the oldest one's delay ran out, or
+        ``force``."""
+        if self._settle_at is None and not self._ckpt_due:
+            return
+        if not force and self._settle_at is not None:
+            b, deadline = self._settle_at
+            if time.monotonic() < deadline:
+                done = self.r.mget(self._scored_keys)
+                if min((int(v) if v else -1) for v in done) < b:
+                    return
+        self.flush_view()
+        if self._ckpt_due:
+            self.checkpoint(consumer)
+        self._settle_at = None
+
     def checkpoint(self, consumer: BusConsumer) -> None:
         """Write the view rows and the log, store the state, then acknowledge every entry it
         covers."""
-        self.flush_view(force=True)
+        self.flush_view()
+        self._ckpt_due = False
         self.flush_log()
         mapping = {
             "engine": self.engine.state_bytes(),
@@ -277,7 +305,10 @@ class ShardMaterializer:
                 self.r.hset(self.cfg.key("progress"), f"rows:{self.shard}", b)
             self.since_ckpt += rows > 0
             if self.since_ckpt >= self.cfg.checkpoint_every or len(self.unacked) > 1_000:
-                self.checkpoint(consumer)
+                self._ckpt_due = True  # after the scorers (settle)
+            # wait for the newest boundary, at most view_delay_s after the oldest waiting one
+            deadline = time.monotonic() + self.cfg.view_delay_s
+            self._settle_at = (b, deadline if self._settle_at is None else self._settle_at[1])
             b += self.fc.interval_ns
             if self.fc.market.local_day(b) != self.fc.market.local_day(b - self.fc.interval_ns):
                 b = next_boundary(self.fc, b)
@@ -319,7 +350,7 @@ class ShardMaterializer:
     def _write_boundary(self, b: int, close_wall_ns: int) -> int:
         """Write the rows of boundary ``b``; the number of rows."""
         queued_ms = (time.time_ns() - close_wall_ns) / 1e6  # close -> this shard starts b
-        self.flush_view(force=True)  # the previous boundary's rows first (order, bounded)
+        self.flush_view()  # the previous boundary's rows first (order, bounded)
         t_snap = time.perf_counter()
         syms, vals, last = self.engine.snapshot_arrays(b)
         self._parts = {"queued_ms": queued_ms, "snapshot_ms": (time.perf_counter() - t_snap) * 1e3}
@@ -350,23 +381,14 @@ class ShardMaterializer:
             self._universe |= new
         self._announce(b, close_wall_ns, len(syms), champion, written)
         if self.cfg.write_feature_view:
-            deadline = time.monotonic() + self.cfg.view_delay_s
-            self._view_rows.append((b, syms, vals, last, deadline))
+            self._view_rows.append((b, syms, vals, last))
         self._log_rows(b, syms, vals, last)
         return len(syms)
 
-    def flush_view(self, force: bool = False) -> None:
-        """Write the pending ``tick_features`` rows: all with ``force``, else those of
-        boundaries every scorer finished or whose delay ran out (module doc, step 4)."""
-        if not self._view_rows:
-            return
-        if not force and time.monotonic() < self._view_rows[0][4]:
-            done = self.r.mget(self._scored_keys)
-            scored = min((int(v) if v else -1) for v in done)
-            if scored < self._view_rows[0][0]:
-                return
+    def flush_view(self) -> None:
+        """Write the pending ``tick_features`` rows now (:meth:`settle` decides when)."""
         rows, self._view_rows = self._view_rows, []
-        for b, syms, vals, last, _ in rows:
+        for b, syms, vals, last in rows:
             t0 = time.perf_counter()
             pad = np.full((len(syms), len(PIT_COLUMNS)), np.nan)
             pit = {"row_event_ns": np.full(len(syms), b, np.int64), "last_tick_ns": last}
@@ -481,11 +503,9 @@ def run_materializer(
             for e in entries:
                 mats[e.shard].process(e, consumer)
             for m in mats.values():
-                m.flush_view()
-            if not entries:  # idle: acknowledge what the state already covers
-                for m in mats.values():
-                    if m.unacked:
-                        m.checkpoint(consumer)
+                if not entries and m.unacked:  # idle: acknowledge what the state covers
+                    m.want_checkpoint()
+                m.settle(consumer)
             if down:
                 log.info("redis reachable again", extra={"worker": name})
                 metrics.DEPENDENCY_UP.labels(name, "redis").set(1)

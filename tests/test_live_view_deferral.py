@@ -1,6 +1,7 @@
-"""The materializer writes Feast's full ``tick_features`` rows off the close -> signals path:
-after every scorer finished the boundary, or after ``view_delay_s``, and always before the next
-boundary and before a checkpoint; the rows are the same ones, only later."""
+"""The materializer writes Feast's full ``tick_features`` rows and its checkpoints off the close
+-> signals path: after every scorer finished the boundary, or after ``view_delay_s``; the rows
+always before the next boundary and before a checkpoint; the rows are the same ones, only
+later."""
 
 from __future__ import annotations
 
@@ -52,10 +53,15 @@ def test_tick_features_rows_wait_for_the_scorer_or_the_delay(redis_url, tmp_path
     assert int(r.xrange(cfg.key("boundaries"))[-1][1][b"b"]) == b1  # announced at once
     rows = read_rows(r, mat.layout, ["AAA", "BBB"])
     assert (rows.event_ts_ns == -1).all()  # ... the full view waits for the scorer
-    mat.flush_view()
+    mat.settle(consumer)
     assert (read_rows(r, mat.layout, ["AAA"]).event_ts_ns == -1).all()
+    assert not r.hgetall(mat.ckpt_key)  # nor does the checkpoint come before the scorer
+    mat.want_checkpoint()
+    mat.settle(consumer)
+    assert not r.hgetall(mat.ckpt_key)
     r.set(cfg.key("scorer", "last"), b1)  # the scorer finished b1
-    mat.flush_view()
+    mat.settle(consumer)
+    assert int(r.hget(mat.ckpt_key, "last_done")) == b1
     rows = read_rows(r, mat.layout, ["AAA", "BBB"])
     assert rows.event_ts_ns.tolist() == [b1, b1]
     want = mat.engine.snapshot(b1).set_index("symbol").loc[["AAA", "BBB"], mat.names]
@@ -74,16 +80,18 @@ def test_tick_features_rows_wait_for_the_scorer_or_the_delay(redis_url, tmp_path
     _drain(mat, consumer)  # b3's start wrote b2's rows
     assert read_rows(r, mat.layout, ["AAA"]).event_ts_ns.tolist() == [b2]
 
-    # the delay bounds the wait when no scorer runs; a checkpoint writes them too
+    r.set(cfg.key("scorer", "last"), b3)
+    mat.settle(consumer)  # nothing waits any more
+    # the delay bounds the wait when no scorer runs
     mat.cfg = cfg.model_copy(update={"view_delay_s": 0.2})
     b4 = b3 + MIN
     _ticks(r, cfg, b3 + 5 * 10**9)
     _clock(r, cfg, b4)
     _drain(mat, consumer)
     assert read_rows(r, mat.layout, ["AAA"]).event_ts_ns.tolist() == [b3]
+    mat.settle(consumer)
+    assert read_rows(r, mat.layout, ["AAA"]).event_ts_ns.tolist() == [b3]
     time.sleep(0.3)
-    mat.flush_view()
+    mat.settle(consumer)
     assert read_rows(r, mat.layout, ["AAA"]).event_ts_ns.tolist() == [b4]
-    mat.checkpoint(consumer)
-    assert not mat._view_rows
     r.close()
