@@ -122,6 +122,20 @@ def _vectors(columns: list[str], n: int, seed: int, data: pd.DataFrame) -> np.nd
     return x * (1.0 + 0.01 * rng.standard_normal(x.shape))
 
 
+def _full_rows(r: Any, universe: list[str]) -> None:
+    """The universe's ``tick_features`` rows, as the materializers keep them in live operation
+    (every feature of the symbol's hash; the vectors live in hashes of their own)."""
+    from live.materializer import FEATURE_VIEW
+    from live.online import OnlineLayout, write_rows
+    from tickml.features import PIT_COLUMNS, FeatureConfig, feature_names
+
+    names = [*feature_names(FeatureConfig()), *PIT_COLUMNS]
+    lay = OnlineLayout(PROJECT, FEATURE_VIEW, names, dtypes=dict.fromkeys(PIT_COLUMNS, "int64"))
+    vals = np.random.default_rng(0).normal(size=(len(universe), len(names)))
+    vals[:, -len(PIT_COLUMNS):] = np.nan
+    write_rows(r, lay, universe, vals, B0)
+
+
 class _Bench:
     """One universe on Redis: vectors written per boundary, one scorer stepping through."""
 
@@ -143,6 +157,7 @@ class _Bench:
         self.layout = layout_for(reg.manifest(self.version))
         self.universe = [f"U{i:05d}" for i in range(n)]
         self.r.sadd(self.cfg.key("universe"), *self.universe)
+        _full_rows(self.r, self.universe)
         self.scorer = Scorer(self.cfg, reg_root, client=self.r, index=index)
         self.seed = seed
 
@@ -350,7 +365,7 @@ def _feast_reader(url: str, universe: list[str], tmp: str, view: str) -> Any:
     apply(store, layout)
     sized = model_vector_view(view, make_sources(layout), "the champion's sized layout")
     store.apply([sized])
-    rows = [{"symbol": s} for s in universe]
+    rows = [{"vector_symbol": s} for s in universe]
 
     def read() -> tuple[np.ndarray, np.ndarray]:
         resp = store.get_online_features(features=[f"{view}:vector"], entity_rows=rows)

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlparse
 import yaml
 from feast import FeatureService, FeatureStore, RepoConfig
 
-from feature_repo.entities import symbol
+from feature_repo.entities import symbol, vector_symbol
 from feature_repo.services import make_services
 from feature_repo.sources import make_sources
 from feature_repo.views import make_views
@@ -76,7 +76,7 @@ def definitions(layout: Workdir, features: FeatureConfig | None = None) -> list[
     configuration's feature section; default: every family)."""
     sources = make_sources(layout)
     views = make_views(sources, features)
-    return [symbol, *sources, *views, *make_services(views)]
+    return [symbol, vector_symbol, *sources, *views, *make_services(views)]
 
 
 def apply(store: FeatureStore, layout: Workdir, features: FeatureConfig | None = None) -> list[str]:

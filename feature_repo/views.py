@@ -9,7 +9,7 @@ from typing import NamedTuple
 from feast import FeatureView, Field
 from feast.types import Array, Float64, Int64
 
-from feature_repo.entities import symbol
+from feature_repo.entities import symbol, vector_symbol
 from feature_repo.sources import Sources
 from tickml.features import PIT_COLUMNS, FeatureConfig, feature_names
 
@@ -50,10 +50,12 @@ def make_views(sources: Sources, features: FeatureConfig | None = None) -> Views
 
 def model_vector_view(name: str, sources: Sources, description: str) -> FeatureView:
     """A packed model-vector view: one ``Array(Float64)`` field ``vector`` per symbol (e.g. a
-    champion's sized layout, ``live.layout.VectorLayout.view``, registered for Feast's SDK)."""
+    champion's sized layout, ``live.layout.VectorLayout.view``, registered for Feast's SDK),
+    keyed by the ``vector_symbol`` entity (its own Redis hash; entity rows
+    ``{"vector_symbol": s}``, push frames with a ``vector_symbol`` column)."""
     return FeatureView(
         name=name,
-        entities=[symbol],
+        entities=[vector_symbol],
         ttl=timedelta(minutes=30),
         schema=[Field(name="vector", dtype=Array(Float64))],
         source=sources.model_vector_push,

@@ -11,7 +11,10 @@ vector is 75 values instead of 214.
 
 Each layout is its own Feast view in Feast's Redis layout: view ``model_vector_<digest>``
 (:attr:`VectorLayout.view`; the digest covers the column names and the dtype), one packed
-``Array(Float64)`` field ``vector`` and ``_ts:<view>`` per symbol. A name fixes the content, so
+``Array(Float64)`` field ``vector`` and ``_ts:<view>`` per symbol, under the ``vector_symbol``
+entity (:data:`live.wire.VECTOR_JOIN_KEY`): a Redis hash of its own per symbol, not a field of
+the symbol's ~216-field ``tick_features`` hash (measured at 5,000 symbols: 16 ms to read from
+the large hashes, 5.4 ms from their own). A name fixes the content, so
 a vector can never be read with another layout's columns.
 
 Switching on promotion, without ever scoring a boundary with a layout that does not match the

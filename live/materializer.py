@@ -57,7 +57,7 @@ from live.bus import BusEntry, TickBatch
 from live.config import LiveConfig
 from live.consume import BusConsumer, SeqDedup
 from live.layout import MARKET_COLUMNS, VECTOR_FEATURE, LayoutPlan, VectorLayout
-from live.online import OnlineLayout, roundtrip, vector_payload, write_rows
+from live.online import OnlineLayout, roundtrip, tune_allocator, vector_payload, write_rows
 from live.scaleout import scorer_name
 from tickml.execution.market import BOOK_FIELDS, market_values
 from tickml.features import PIT_COLUMNS, FeatureConfig, StreamingFeatureEngine, feature_names
@@ -482,6 +482,7 @@ def run_materializer(
     drops what was applied).
     """
     name = consumer_name or "mat-" + "-".join(map(str, shards))
+    tune_allocator()  # megabytes per boundary: keep them mapped (live.wire.tune_allocator)
     client = redis.Redis.from_url(config.redis_url)
     warm_up(feature_config or FeatureConfig())
     mats = {

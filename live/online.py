@@ -40,6 +40,7 @@ import redis
 
 from live.wire import (  # noqa: F401  (entity_key, timestamps: public API of this module)
     JOIN_KEY,
+    VECTOR_JOIN_KEY,
     bulk,
     check_client,
     entity_key,
@@ -261,7 +262,10 @@ def _hset_heads(
     project: str, view: str, feature: str, width: int, symbols: tuple[str, ...]
 ) -> list[bytes]:
     fkey = b"$4\r\n%s\r\n$%d\r\n" % (field_key(view, feature), width)
-    return [b"*6\r\n$4\r\nHSET\r\n" + bulk(entity_key(s, project)) + fkey for s in symbols]
+    return [
+        b"*6\r\n$4\r\nHSET\r\n" + bulk(entity_key(s, project, VECTOR_JOIN_KEY)) + fkey
+        for s in symbols
+    ]
 
 
 def write_vectors(
@@ -281,16 +285,20 @@ def write_vectors(
         roundtrip(client, payload, len(symbols))
 
 
-def _hmget(project: str, fields: Sequence[bytes], symbols: Sequence[str]) -> bytes:
+def _hmget(
+    project: str, fields: Sequence[bytes], symbols: Sequence[str], join_key: str = JOIN_KEY
+) -> bytes:
     """RESP of one ``HMGET key *fields`` per symbol."""
     tail = b"".join(bulk(f) for f in fields)
     head = b"*%d\r\n$5\r\nHMGET\r\n" % (len(fields) + 2)
-    return b"".join(head + bulk(entity_key(s, project)) + tail for s in symbols)
+    return b"".join(head + bulk(entity_key(s, project, join_key)) + tail for s in symbols)
 
 
 @functools.lru_cache(maxsize=8)  # the scorer asks for one universe, again and again
-def _universe(project: str, fields: tuple[bytes, ...], symbols: tuple[str, ...]) -> _Universe:
-    keys = [entity_key(s, project) for s in symbols]
+def _universe(
+    project: str, fields: tuple[bytes, ...], symbols: tuple[str, ...], join_key: str
+) -> _Universe:
+    keys = [entity_key(s, project, join_key) for s in symbols]
     digest = hashlib.blake2b(b"\0".join([*fields, *keys]), digest_size=16).hexdigest()
     lkey = f"{project}:online:universe:{digest}".encode()
     get = [x for f in fields for x in (b"GET", b"*->" + f)]
@@ -304,7 +312,7 @@ def _universe(project: str, fields: tuple[bytes, ...], symbols: tuple[str, ...])
         + resp(b"RPUSH", lkey, *keys)
         + resp(b"EXPIRE", lkey, b"%d" % UNIVERSE_TTL_S)
         + resp(b"EXEC"),
-        _hmget(project, fields, symbols),
+        _hmget(project, fields, symbols, join_key),
     )
 
 
@@ -343,7 +351,9 @@ def read_vectors(
     n = len(symbols)
     if n == 0:
         return np.zeros((0, 0)), np.zeros(0, dtype=np.int64)
-    u = _universe(project, (field_key(view, feature), ts_field(view)), tuple(symbols))
+    u = _universe(
+        project, (field_key(view, feature), ts_field(view)), tuple(symbols), VECTOR_JOIN_KEY
+    )
     flat = _fetch(client, u, n, 2)
     vecs = flat[0::2]
     ts = timestamps_of(flat[1::2])

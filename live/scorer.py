@@ -34,6 +34,7 @@ PostgreSQL keeps one row); after it, the boundary is done.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -47,7 +48,7 @@ from live.champion import UNKNOWN, Announced, ChampionSwitch
 from live.config import LiveConfig
 from live.layout import VECTOR_FEATURE, VectorLayout
 from live.ledger_records import encode_record
-from live.online import read_vectors, resp, roundtrip
+from live.online import read_vectors, resp, roundtrip, tune_allocator
 from live.scaleout import BreakerExchange, scorer_name, scorer_shards
 from live.sinks import Scored, SignalStore
 from tickml.decision import (
@@ -346,10 +347,12 @@ def run_scorer(
     done = -1
     backoff = 0.1
     last_key = config.key(scorer_name(config, index), "last")
+    tune_allocator()  # megabytes per read: keep them mapped (live.wire.tune_allocator)
     while not stop.is_set():
         try:
             if scorer is None:
                 scorer = Scorer(config, registry_root, decision, feature_config, index=index)
+                gc.freeze()  # the loaded models and state: out of every later collection
                 done = int(scorer.r.get(last_key) or -1)
                 metrics.scorer_started()
                 scorer.r.hset(config.key("ready"), scorer.name, time.time_ns())

@@ -22,6 +22,10 @@ except ImportError:  # pragma: no cover - another redis-py layout
 log = logging.getLogger(__name__)
 
 JOIN_KEY = "symbol"
+#: the packed model vectors' entity (feature_repo.entities.vector_symbol): their own Redis hashes
+#: of 2 fields instead of a field pair in the symbol's ~216-field hash (tick_features): reading
+#: 5,000 vectors took 16 ms from the large hashes, 5.4 ms from their own (this machine)
+VECTOR_JOIN_KEY = "vector_symbol"
 
 
 @functools.lru_cache(maxsize=1 << 17)

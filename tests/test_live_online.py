@@ -28,6 +28,7 @@ from live.online import (
     write_rows,
     write_vectors,
 )
+from live.wire import VECTOR_JOIN_KEY as VJ
 from tickml.features import FeatureConfig, compute_features, feature_names, with_pit_columns
 from tickml.simulator import SimConfig, simulate_day
 
@@ -96,7 +97,8 @@ def _same(got: np.ndarray, want: np.ndarray) -> None:
 
 def _feast_read(store, symbols: list[str]):
     refs = [f"tick_features:{c}" for c in [*NAMES, *PIT]] + ["model_vector:vector"]
-    resp = store.get_online_features(features=refs, entity_rows=[{"symbol": s} for s in symbols])
+    rows = [{"symbol": s, "vector_symbol": s} for s in symbols]
+    resp = store.get_online_features(features=refs, entity_rows=rows)
     d = resp.to_dict(include_event_timestamps=True)
     names = list(resp.proto.metadata.feature_names.val)
 
@@ -135,7 +137,8 @@ def test_layout_is_feasts(redis_url):
     r = redis.Redis.from_url(redis_url)
     vec = [1.5, np.nan, -0.0, 1e-300, np.inf]
     write_vectors(r, PROJECT, "model_vector", "vector", ["A"], np.array([vec]), 0)
-    raw = r.hget(entity_key("A", PROJECT), field_key("model_vector", "vector"))
+    raw = r.hget(entity_key("A", PROJECT, VJ), field_key("model_vector", "vector"))
+    assert not r.exists(entity_key("A", PROJECT))  # vectors: their own entity, own hash
     assert raw == ValueProto(double_list_val=DoubleList(val=vec)).SerializeToString()
     lay = OnlineLayout(PROJECT, "v", ["x", "n"], {"n": "int64"})
     write_rows(r, lay, ["A", "B"], np.array([[-0.0, 7], [np.nan, np.nan]]), 0)
@@ -186,7 +189,7 @@ def test_feast_push_reads_back_through_fast_reader(store, redis_url, feats):
     r = redis.Redis.from_url(redis_url)
     lay = _layout(store)
     store.push("tick_features_push", feats, to=PushMode.ONLINE)
-    vec_df = feats[["symbol", "event_timestamp"]].copy()
+    vec_df = feats[["symbol", "event_timestamp"]].rename(columns={"symbol": "vector_symbol"})
     vec_df["vector"] = list(feats[NAMES].to_numpy(np.float64))
     store.push("model_vector_push", vec_df, to=PushMode.ONLINE)
 
@@ -234,7 +237,8 @@ def test_missing_stale_and_overwritten(store, redis_url, feats):
 
     # Feast's push skips a row that is not newer than what is stored: it reads our timestamp
     stale = pd.DataFrame(
-        {"symbol": [syms[0]], "event_timestamp": [pd.Timestamp(old, tz="UTC")], "vector": [x[1]]}
+        {"vector_symbol": [syms[0]], "event_timestamp": [pd.Timestamp(old, tz="UTC")],
+         "vector": [x[1]]}
     )
     store.push("model_vector_push", stale, to=PushMode.ONLINE)
     got2, ts2 = read_vectors(r, PROJECT, "model_vector", "vector", syms[:1])
@@ -249,7 +253,7 @@ def test_mismatched_layouts_raise(redis_url):
     with pytest.raises(ValueError, match="not float64 vectors of one length"):
         read_vectors(r, PROJECT, "model_vector", "vector", ["A", "B"])
     # a scalar where a vector is expected (e.g. another view's layout)
-    r.hset(entity_key("C", PROJECT), field_key("model_vector", "vector"), b")" + bytes(8))
+    r.hset(entity_key("C", PROJECT, VJ), field_key("model_vector", "vector"), b")" + bytes(8))
     with pytest.raises(ValueError, match="not a packed float64 list"):
         read_vectors(r, PROJECT, "model_vector", "vector", ["C"])
     lay = OnlineLayout(PROJECT, "v", ["a", "b"], ["float64", "int64"])
@@ -302,7 +306,7 @@ def test_universe_list_and_pipeline_fallback(redis_url, feats, caplog):
     _same(got, x)
     lists = r.keys(f"{PROJECT}:online:universe:*")
     assert len(lists) == 1 and 0 < r.ttl(lists[0]) <= UNIVERSE_TTL_S
-    assert r.lrange(lists[0], 0, -1) == [entity_key(s, PROJECT) for s in syms]
+    assert r.lrange(lists[0], 0, -1) == [entity_key(s, PROJECT, VJ) for s in syms]
     r.delete(lists[0])
     got, ts = read_vectors(r, PROJECT, "model_vector", "vector", syms)
     _same(got, x)
