@@ -187,7 +187,7 @@ def model_experiment(
     version = reg.save(result, metadata={
         "horizons": [cfg.labels.short_horizon, cfg.labels.long_horizon],
         **({"mlflow": run} if run else {}),
-    })
+    }, feature_config=cfg.features)
     manifest = reg.manifest(version)
     service = manifest.get("feature_service")
     register_selection(feast.store(), service, manifest.get("features") or [])

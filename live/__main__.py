@@ -38,23 +38,29 @@ def _stop_event() -> threading.Event:
     return stop
 
 
-def _feature_config(path: str | None):  # noqa: ANN202
+def _run_config(path: str | None, source: str = "simulator"):  # noqa: ANN202
+    """The run configuration on the tick source's market (as the pipeline that trained the
+    champion reads it: ``RunConfig.for_source``; without a market section Binance is 24/7
+    UTC, not the equity session)."""
     from tickml.config import RunConfig
+    from tickml.sources import SOURCE_KINDS
 
-    return RunConfig.load(path).features if path else RunConfig().features
-
-
-def _decision_config(path: str | None):  # noqa: ANN202
-    from tickml.config import RunConfig
-
-    return RunConfig.load(path).experiment.decision if path else RunConfig().experiment.decision
+    kind = "binance" if source in ("binance", "binance-replay") else source
+    cfg = RunConfig.load(path) if path else RunConfig()
+    return cfg.for_source(kind) if kind in SOURCE_KINDS else cfg
 
 
-def _execution_config(path: str | None):  # noqa: ANN202
+def _feature_config(path: str | None, source: str = "simulator"):  # noqa: ANN202
+    return _run_config(path, source).features
+
+
+def _decision_config(path: str | None, source: str = "simulator"):  # noqa: ANN202
+    return _run_config(path, source).experiment.decision
+
+
+def _execution_config(path: str | None, source: str = "simulator"):  # noqa: ANN202
     """The book the shadow ledger runs: the run config's sized book (the experiment's)."""
-    from tickml.config import RunConfig
-
-    return (RunConfig.load(path) if path else RunConfig()).experiment.execution_config()
+    return _run_config(path, source).experiment.execution_config()
 
 
 def _rules(args: argparse.Namespace):  # noqa: ANN202
@@ -219,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         args.config = args.config or settings.run_config_path()
         args.registry = args.registry or str(settings.layout.models)
         cfg = _check(args, settings)
-        feed = feed_events(args, _feature_config(args.config)) if args.role == "feed" else None
+        fc0 = _feature_config(args.config, args.source)
+        feed = feed_events(args, fc0) if args.role == "feed" else None
     except Exception as exc:  # noqa: BLE001 - start-up problems are one line, not a traceback
         if debug_enabled():
             traceback.print_exception(exc)
@@ -239,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_role(args: argparse.Namespace, cfg: LiveConfig, settings: Settings, feed: Any) -> int:
-    fc = _feature_config(args.config)
+    fc = _feature_config(args.config, args.source)
     if args.role == "run":
         return _run_all(args, cfg, settings)
     stop = _stop_event()
@@ -279,11 +286,14 @@ def _run_role(args: argparse.Namespace, cfg: LiveConfig, settings: Settings, fee
     elif args.role == "scorer":
         from live.scorer import run_scorer
 
-        run_scorer(cfg, args.registry, stop, _decision_config(args.config), fc, index=args.index)
+        run_scorer(
+            cfg, args.registry, stop, _decision_config(args.config, args.source), fc,
+            index=args.index,
+        )
     elif args.role == "ledger":
         from live.ledger import run_ledger
 
-        run_ledger(cfg, stop, _execution_config(args.config), fc)
+        run_ledger(cfg, stop, _execution_config(args.config, args.source), fc)
     elif args.role == "writer":
         from live.writer import TickWriter
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import redis
@@ -39,6 +41,10 @@ class Announced:
     layouts: frozenset[str]  #: views every shard wrote
 
 
+class FeatureConfigMismatch(ValueError):
+    """A model version's recorded feature configuration is not the live one."""
+
+
 class ChampionSwitch:
     """The active version of one scorer (``name``) and its layout (module doc)."""
 
@@ -49,8 +55,11 @@ class ChampionSwitch:
         registry_root: str | Path,
         name: str,
         compiled: bool = True,
+        feature_digest: str | None = None,
     ) -> None:
         self.cfg, self.r, self.name, self.compiled = config, client, name, compiled
+        #: FeatureConfig.value_digest of the features this scorer is served (None: no check)
+        self.feature_digest = feature_digest
         # each scorer process of the machine gets its share of the cores for its predictors
         self.threads = max(1, (os.cpu_count() or 1) // max(1, config.scorers))
         self.registry = ModelRegistry(registry_root)
@@ -68,13 +77,16 @@ class ChampionSwitch:
             self._prepared.clear()  # keep at most the active and one pending version
             try:
                 reg = self.registry.load(version)
+                self._check_features(reg.manifest)
                 layout = layout_for(reg.manifest)
                 inf = Inference.of(
                     reg, layout.columns, compiled=self.compiled, threads=self.threads
                 )
             except (RegistryError, ValueError) as exc:
+                reason = "feature_config" if isinstance(exc, FeatureConfigMismatch) else "load"
+                metrics.VERSIONS_REFUSED.labels(self.name, reason).inc()
                 log.error("cannot load model version; keeping the current one",
-                          extra={"version": version, "error": str(exc)})
+                          extra={"version": version, "error": str(exc), "reason": reason})
                 self._prepared[version] = None
                 return None
             if inf.fallback_reason is not None:
@@ -87,6 +99,24 @@ class ChampionSwitch:
             inf.predict(np.zeros((1, len(layout.columns))))  # warm up
             self._prepared[version] = (inf, layout)
         return self._prepared[version]
+
+    def _check_features(self, manifest: Mapping[str, Any]) -> None:
+        """A version trained under another feature configuration would be served features of
+        the same names with other values (e.g. a changed fracdiff order): refuse it. Versions
+        saved before the digest was recorded load with a warning."""
+        want = manifest.get("feature_config_digest")
+        if self.feature_digest is None:
+            return
+        if want is None:
+            log.warning("model version records no feature configuration; not checked",
+                        extra={"version": manifest.get("version")})
+            return
+        if want != self.feature_digest:
+            raise FeatureConfigMismatch(
+                f"{manifest.get('version')} was trained under feature configuration {want}, "
+                f"this scorer's features are {self.feature_digest}: retrain, or run the live "
+                "workers with the training configuration"
+            )
 
     def _activate(self, version: str | None) -> bool:
         if version is None:

@@ -179,6 +179,12 @@ INFERENCE_RUNTIME = Gauge(
     "1 for the runtime the scorer's loaded models use (tl2cgen compiled, or lightgbm)",
     ["worker", "runtime"],
 )
+VERSIONS_REFUSED = Counter(
+    "tickml_model_versions_refused_total",
+    "model versions a scorer refused to load (reason feature_config: trained under another "
+    "feature configuration; load: unreadable)",
+    ["worker", "reason"],
+)
 RUNTIME_FALLBACKS = Counter(
     "tickml_inference_runtime_fallbacks_total",
     "model versions loaded with LightGBM because the compiled runtime was unusable",

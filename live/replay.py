@@ -60,7 +60,8 @@ class ReplaySpec:
 
 
 def children(cfg: LiveConfig, spec: ReplaySpec, env: dict[str, str]) -> list[Child]:
-    common = ["--shards", str(cfg.shards), "--scorers", str(cfg.scorers)]
+    # every worker computes on the source's market (RunConfig.for_source), as training did
+    common = ["--shards", str(cfg.shards), "--scorers", str(cfg.scorers), "--source", spec.source]
     if spec.config:
         common += ["--config", spec.config]
     if spec.workdir:
@@ -89,7 +90,7 @@ def children(cfg: LiveConfig, spec: ReplaySpec, env: dict[str, str]) -> list[Chi
     kids.append(Child("ledger", ["ledger", *common], env=env))
     if cfg.pg_url:
         kids.append(Child("writer", ["writer", *common], env=env))
-    feed = ["feed", *common, "--source", spec.source]
+    feed = ["feed", *common]
     for flag in (
         "ticks",
         "day",

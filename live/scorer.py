@@ -93,7 +93,9 @@ class Scorer:
         self.r = client or redis.Redis.from_url(config.redis_url)
         self.name = scorer_name(config, index)
         self.shards = set(scorer_shards(config, index))
-        self.champion = ChampionSwitch(config, self.r, registry_root, self.name, compiled)
+        self.champion = ChampionSwitch(
+            config, self.r, registry_root, self.name, compiled, self.fc.value_digest()
+        )
         self._universe: list[str] = []
         self._universe_n = -1
         self.breaker = BreakerExchange(config, self.r, self.name)

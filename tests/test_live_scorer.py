@@ -225,3 +225,44 @@ def test_scores_gates_hot_reload_and_restart(
     assert n == 4 * len(snap) + len(snap3) and set(versions) == {"", v1, v2, v3}
     acts = int(sum((x.decisions.decision != 0).sum() for x in (res, res_f, res2, res3)))
     assert r.xlen("tickml:signals") >= acts
+
+
+def test_a_version_trained_under_another_feature_configuration_is_refused(
+    rows: pd.DataFrame, redis_url: str, tmp_path: Path
+) -> None:
+    """A champion records the feature configuration its features were computed with; a scorer
+    whose features come from another one (same names, other values: here another fracdiff
+    order) refuses it, keeps the current version, says why and counts it. The family switches
+    do not count (they only add or remove names); a version without a record loads."""
+    from prometheus_client import REGISTRY
+
+    reg = ModelRegistry(tmp_path / "reg")
+    r = redis.Redis.from_url(redis_url)
+    cfg = LiveConfig(redis_url=redis_url, pg_url=None, shards=1)
+    b0 = pd.Timestamp(sorted(rows["event_timestamp"].unique())[200])
+    snap = rows[rows["event_timestamp"] == b0].reset_index(drop=True)
+    v1 = reg.save(_models(rows, 1), feature_config=FC)
+    assert reg.manifest(v1)["feature_config_digest"] == FC.value_digest()
+    assert reg.manifest(v1)["feature_config"]["fracdiff_d"] == FC.fracdiff_d
+    reg.set_champion(v1)
+    _write(r, snap, b0.value, reg)
+    fewer = FC.model_copy(update={"families": FC.families[:-1]})
+    assert fewer.value_digest() == FC.value_digest()  # switches only: the same values
+    assert Scorer(cfg, reg.root, feature_config=fewer, client=r).score(b0.value).model_version == v1
+
+    other = FC.model_copy(update={"fracdiff_d": FC.fracdiff_d + 0.1})
+    assert other.value_digest() != FC.value_digest()
+    key = {"worker": "scorer", "reason": "feature_config"}
+    before = REGISTRY.get_sample_value("tickml_model_versions_refused_total", key) or 0
+    scorer = Scorer(cfg, reg.root, feature_config=other, client=r, index=0)
+    res = scorer.score(b0.value)
+    assert res.model_version is None  # refused: nothing model-scored, the fallback decides
+    assert np.isnan(res.p_short).all()
+    assert REGISTRY.get_sample_value("tickml_model_versions_refused_total", key) == before + 1
+
+    v2 = reg.save(_models(rows, 2))  # no record (saved before the digest existed): loads
+    assert reg.manifest(v2)["feature_config_digest"] is None
+    reg.set_champion(v2)
+    _write(r, snap, b0.value + 60 * 10**9, reg)
+    assert scorer.score(b0.value + 60 * 10**9).model_version == v2
+    r.close()

@@ -126,3 +126,20 @@ def test_run_config_refuses_a_section_with_another_session():
     old = {"features": {"tz": NY, "session_open": "09:30:00", "session_close": "16:00:00"},
            "labels": {"tz": NY}, "experiment": {"walk_forward": {"tz": NY}}}
     assert RunConfig.model_validate(old) == RunConfig()
+
+
+@pytest.mark.parametrize("source", ["simulator", "equity-ticks", "binance", "binance-replay"])
+def test_live_workers_compute_on_the_market_the_pipeline_trained_on(source):
+    """The live workers' features (and gates) are the run configuration on the tick source's
+    market, as the pipeline reads it (``RunConfig.for_source``): same feature digest, so the
+    scorer accepts the champion; Binance without a market section is 24/7 UTC in both."""
+    from live.__main__ import _decision_config, _feature_config
+    from tickml.config import RunConfig
+
+    kind = "binance" if source.startswith("binance") else source
+    trained = RunConfig().for_source(kind)
+    live_fc = _feature_config(None, source)
+    assert live_fc.value_digest() == trained.features.value_digest()
+    assert _decision_config(None, source).market == trained.market
+    if kind == "binance":
+        assert live_fc.market.tz == "UTC" and not live_fc.market.has_session

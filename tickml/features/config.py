@@ -152,3 +152,16 @@ class FeatureConfig(OnMarket):
 
     def enabled(self, family: str) -> bool:
         return family in self.families
+
+    def value_digest(self) -> str:
+        """sha256 (16 hex) of every setting that can change a feature's value under an
+        unchanged name (windows, bars, fracdiff orders, leader, market, ...): everything but
+        the switches ``families`` and ``features``, which only add or remove names. A model
+        registry version records it; the live scorer refuses a champion trained under another
+        digest (its features would be served different values)."""
+        import hashlib
+        import json
+
+        cfg = self.model_dump(mode="json", exclude={"families", "features"})
+        text = json.dumps(cfg, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]

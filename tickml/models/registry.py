@@ -300,6 +300,7 @@ class ModelRegistry:
         source: Any,
         metadata: Mapping[str, Any] | None = None,
         build_runtime: bool = False,
+        feature_config: Any = None,
     ) -> str:
         """Save models as a new version; returns its name (``v1``, ``v2``, ...).
 
@@ -310,6 +311,10 @@ class ModelRegistry:
         ``horizons``, ``oos`` and ``backtest`` fill the manifest's fields of the same name when
         ``source`` does not provide them. ``build_runtime``: also compile the models now
         (:meth:`build_runtime`; otherwise that happens when the version becomes champion).
+        ``feature_config``: the :class:`~tickml.features.FeatureConfig` the training features
+        were computed with: its settings and :meth:`~tickml.features.FeatureConfig.value_digest`
+        go into the manifest (``feature_config``, ``feature_config_digest``), and the live
+        scorer refuses the version under another digest.
         """
         meta = dict(metadata or {})
         models, facts = self._collect(source)
@@ -364,6 +369,12 @@ class ModelRegistry:
                     "backtest": facts.get("backtest"),
                     "selection": facts.get("selection"),
                     "code_version": code_version(),
+                    "feature_config": None
+                    if feature_config is None
+                    else feature_config.model_dump(mode="json"),
+                    "feature_config_digest": None
+                    if feature_config is None
+                    else feature_config.value_digest(),
                     "libraries": library_versions(),
                     "metadata": _json_safe(meta),
                 }
