@@ -132,6 +132,13 @@ def test_volatility_sizing_strength_and_symbol_cap():
                   vol=np.array([5.0, 5.0]), strength=np.array([0.5, np.nan]))  # fmt: skip
     assert fills_frame(s.fills, book.symbols)["value"].tolist() == [1.0, 1.5]
     assert s.gate.tolist() == [1, 3]  # opened, capped_symbol
+    # a direction score is in volatilities: |4.0| is capped at max_strength (default 1)
+    cfg = cfg.model_copy(update={"max_position_value": None})
+    for cap, want in ((1.0, [2.0, 1.0]), (3.0, [6.0, 1.0])):
+        book = PositionBook(cfg.model_copy(update={"max_strength": cap}))
+        s = book.step(t(0), ["A", "B"], np.array([1, -1]), [50.0, 10.0], [0.01, 0.01],
+                      vol=np.array([5.0, 5.0]), strength=np.array([-4.0, 0.5]))  # fmt: skip
+        assert fills_frame(s.fills, book.symbols)["value"].tolist() == want
 
 
 def test_gross_and_net_exposure_caps_scale_or_refuse():

@@ -55,6 +55,13 @@ class ExecutionConfig(BaseModel):
         description="volatility sizing: multiply by the signal strength |score| (fallback rows, "
         "which have no score, count as 1)",
     )
+    max_strength: float = Field(
+        default=1.0,
+        gt=0.0,
+        description="strength_scaled: the strength multiplier is min(|score|, this). A short-"
+        "model score is at most 1; a direction model's is in volatilities and unbounded, so "
+        "without a cap one large prediction would size a position many times the others",
+    )
     max_position_value: float | None = Field(
         default=None, gt=0.0, description="cap on one position's value at entry (None: none)"
     )

@@ -58,7 +58,8 @@ def target_values(
             value = np.where(ok, cfg.risk_per_trade / (v * cfg.returns_unit), 0.0)
         if cfg.strength_scaled and strength is not None:
             s = np.asarray(strength, dtype=np.float64)
-            value = value * np.where(np.isfinite(s), np.abs(s), 1.0)
+            k = np.minimum(np.abs(s), cfg.max_strength)
+            value = value * np.where(np.isfinite(s), k, 1.0)
         gate[~ok] = G_REFUSED_NO_VOL
     if cfg.max_position_value is not None:
         over = (value > cfg.max_position_value) & (gate == G_OPENED)
