@@ -83,7 +83,7 @@ def feed_events(args: argparse.Namespace, feature_config):  # noqa: ANN001, ANN2
     from tickml.market import Market
 
     spec = SourceSpec(
-        kind=args.source,
+        kind="binance" if args.source == "binance-replay" else args.source,  # capture files
         path=Path(args.ticks) if args.ticks else None,
         symbols=tuple(args.symbols) if args.symbols else None,
         sim={
@@ -217,8 +217,6 @@ def _check(args: argparse.Namespace, settings: Settings) -> LiveConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.source == "binance-replay":
-        args.source = "binance"
     prog = f"python -m live {args.role}"
     try:
         settings = Settings.from_env().with_workdir(args.workdir)

@@ -543,3 +543,22 @@ def test_websocket_feed_iter_sync_for_threaded_callers(binance_root: Path) -> No
     pd.testing.assert_frame_equal(got, expected.ticks)
     names = [t.name for t in threading.enumerate()]
     assert "binance-test-sync-feed" not in names and not th.is_alive()
+
+
+@pytest.mark.unit
+def test_a_binance_capture_replay_reads_the_files_not_the_websocket(binance_root: Path) -> None:
+    """``python -m live feed --source binance-replay --ticks DIR`` replays the capture files
+    (it used to become ``--source binance``, the websocket feed); ``binance`` stays live."""
+    from live.__main__ import _parser, feed_events
+    from live.binance_ws import BinanceWebsocketFeed
+
+    args = _parser().parse_args(["feed", "--source", "binance-replay", "--ticks",
+                                 str(binance_root), "--day", "2024-08-08", "--max-seconds", "5"])
+    events = list(feed_events(args, FeatureConfig()))
+    assert events and any(isinstance(e, Ticks) for e in events)
+    syms = set(_collect(events)[0]["symbol"])
+    assert {"BTCUSDT", "ETHUSDT"} & syms
+    live_args = _parser().parse_args(["feed", "--source", "binance"])
+    gen = feed_events(live_args, FeatureConfig())  # a generator: nothing connects yet
+    assert gen.gi_code is BinanceWebsocketFeed.iter_sync.__code__
+    gen.close()
