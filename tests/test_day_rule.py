@@ -211,7 +211,8 @@ def test_the_live_feed_replays_the_configured_markets_day(tmp_path):
     london = tmp_path / "london.yaml"
     london.write_text("market: {tz: Europe/London}\n")
     base = dict(source="simulator", ticks=None, day="2024-03-05", symbols=None, sim_symbols=2,
-                signal_strength=0.0, seed=7, speed=None, max_seconds=None, sim_minutes=None)
+                signal_strength=0.0, seed=7, speed=None, max_seconds=None, sim_minutes=None,
+                close_real_s=None)
     for config, tz in ((str(london), "Europe/London"), (None, "America/New_York")):
         args = argparse.Namespace(**base, config=config)
         feed = feed_events(args, RunConfig.load(config).features)
