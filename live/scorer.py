@@ -2,10 +2,12 @@
 
 The scorer follows ``<prefix>:boundaries``: when every shard it owns announced boundary ``b`` (or
 ``boundary_wait_s`` passed since the first announcement) it reads its symbols' packed vectors
-from the champion's sized layout (:mod:`live.layout`) with the fast reader, runs every model of
-the champion through :class:`tickml.models.runtime.Inference` (the compiled runtime, exact;
-LightGBM when the artifact is missing, stale or fails, with a log line and a metric), and
-applies :func:`tickml.decision.decide`, the function the backtest uses. Vectors older than the
+from the champion's sized layout (:mod:`live.layout`) with the fast reader, runs the models the
+decision reads (:func:`tickml.decision.inputs_read`) through
+:class:`tickml.models.inference.Inference` (the compiled runtime, exact; LightGBM when the
+artifact is missing, stale or fails, with a log line and a metric), and applies
+:func:`tickml.decision.decide`, the function the backtest uses; the champion's other models
+run after the signals are published and are stored with them. Vectors older than the
 decision config's ``max_feature_age`` (or missing) are never scored: the gate says ``stale``.
 Without a champion the ``fallback`` gate ("last move persists") decides.
 
@@ -278,8 +280,8 @@ class Scorer:
             return [], []
         by_direction = self.models.decision_model == "direction"
         reads = inputs_read(self.dc, by_direction)
-        names = list(self.models.models)
-        hot = [m for m in names if _MODEL_INPUT.get(m) in reads]
+        names = [m for m in self.models.models if m in _MODEL_INPUT]  # what Scored stores
+        hot = [m for m in names if _MODEL_INPUT[m] in reads]
         return hot, [m for m in names if m not in hot]
 
     def _publish(
