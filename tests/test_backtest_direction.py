@@ -58,6 +58,25 @@ def test_trap_gate_counts():
     assert off.metrics["gate_counts"] == {"traded": len(frame)}
 
 
+def _assert_live_equal(back: pd.DataFrame, frame: pd.DataFrame, dec, by_direction) -> None:  # noqa: ANN001
+    """The backtest's decisions equal one live ``decide`` call per timestamp (in time order,
+    one state); ``by_direction(group)``: that timestamp's version has a direction model."""
+    state = DecisionState()
+    live = []
+    for t, g in frame.sort_values(["event_timestamp", "symbol"]).groupby("event_timestamp"):
+        d = decide(
+            dec, state, t, g["symbol"].tolist(), g[SHORT_COLS].to_numpy(),
+            g[LONG_COLS].to_numpy(), g["last_return"].to_numpy(), g["recent_vol"].to_numpy(),
+            g["feature_age"].to_numpy(),
+            direction=g["direction"].to_numpy() if by_direction(g) else None,
+        )  # fmt: skip
+        live.append(d.to_frame())
+    live_frame = pd.concat(live, ignore_index=True)
+    for col in ("symbol", "event_timestamp", "decision", "gate"):
+        assert back[col].tolist() == live_frame[col].tolist(), col
+    np.testing.assert_array_equal(back["score"].to_numpy(), live_frame["score"].to_numpy())
+
+
 def test_decisions_equal_per_timestamp_live_calls_with_direction():
     frame = _random_frame(11)
     rng = np.random.default_rng(11)
@@ -71,20 +90,8 @@ def test_decisions_equal_per_timestamp_live_calls_with_direction():
         circuit_breaker_share=0.8,
     )
     res = run_backtest(frame, dec, BacktestConfig(horizon=dt.timedelta(minutes=5)))
-    state = DecisionState()
-    live = []
-    for ts, g in frame.sort_values(["event_timestamp", "symbol"]).groupby("event_timestamp"):
-        d = decide(
-            dec, state, ts, g["symbol"].tolist(), g[SHORT_COLS].to_numpy(),
-            g[LONG_COLS].to_numpy(), g["last_return"].to_numpy(), g["recent_vol"].to_numpy(),
-            g["feature_age"].to_numpy(), direction=g["direction"].to_numpy(),
-        )  # fmt: skip
-        live.append(d.to_frame())
-    live_frame = pd.concat(live, ignore_index=True)
     back = res.decisions
-    for col in ("symbol", "event_timestamp", "decision", "gate"):
-        assert back[col].tolist() == live_frame[col].tolist(), col
-    np.testing.assert_array_equal(back["score"].to_numpy(), live_frame["score"].to_numpy())
+    _assert_live_equal(back, frame, dec, lambda g: True)
     assert {"traded", "trap", "min_confidence", "disagree", "fallback"} <= set(back["gate"])
     traded = back[back["gate"] == "traded"]
     assert (np.sign(traded["score"]) == traded["decision"].map({"LONG": 1, "SHORT": -1})).all()
@@ -105,22 +112,8 @@ def test_a_day_mixing_versions_with_and_without_a_direction_model():
     dec = DecisionConfig(min_direction=0.1, max_trap_prob=0.3, cooldown=dt.timedelta(minutes=4))
     bcfg = BacktestConfig(horizon=dt.timedelta(minutes=5))
     res = run_backtest(frame, dec, bcfg)
-    state = DecisionState()
-    live = []
-    for t, g in frame.sort_values(["event_timestamp", "symbol"]).groupby("event_timestamp"):
-        by_dir = bool(g["direction_model"].iloc[0])
-        d = decide(
-            dec, state, t, g["symbol"].tolist(), g[SHORT_COLS].to_numpy(),
-            g[LONG_COLS].to_numpy(), g["last_return"].to_numpy(), g["recent_vol"].to_numpy(),
-            g["feature_age"].to_numpy(),
-            direction=g["direction"].to_numpy() if by_dir else None,
-        )  # fmt: skip
-        live.append(d.to_frame())
-    live_frame = pd.concat(live, ignore_index=True)
     back = res.decisions
-    for col in ("symbol", "event_timestamp", "decision", "gate"):
-        assert back[col].tolist() == live_frame[col].tolist(), col
-    np.testing.assert_array_equal(back["score"].to_numpy(), live_frame["score"].to_numpy())
+    _assert_live_equal(back, frame, dec, lambda g: bool(g["direction_model"].iloc[0]))
     early = (back["event_timestamp"] < cut).to_numpy()
     # v1's rows traded on the short model's score, not on the fallback
     assert (back["gate"][early] == "traded").any()

@@ -1,15 +1,14 @@
 """The one place a registered version's models become scores.
 
 :class:`Inference` maps "the registered models of a version" to class probabilities (and a
-regression model, the direction model, to its prediction, shape (n,)): every
-model of the version (short, long, direction, and any model added later) is evaluated,
-concurrently, on
-its own feature columns of one input matrix, with the compiled runtime
+regression model, the direction model, to its prediction, shape (n,)): every model of the
+version (short, long, direction, and any model added later) is evaluated on its own feature
+columns of one input matrix, with the compiled runtime
 (:mod:`tickml.models.runtime`, exact) or, when it is unusable, LightGBM itself (the reason is
 kept). Adding a model to the registry needs no change here.
 
 A call may ask for some models only (``names``): the live scorer evaluates the models the
-decision reads before it publishes, the others after (:func:`tickml.decision.models_needed`).
+decision reads before it publishes, the others after (:func:`tickml.decision.inputs_read`).
 Models that read the same columns share one prepared input (gathered, guarded and converted
 once, :class:`~tickml.models.runtime.PreparedRows`). With ``threads`` > 1 and at least
 :data:`SPLIT_MIN_ROWS` rows, the rows are split into ``threads`` parts scored in parallel (each

@@ -180,8 +180,8 @@ class CompiledModel:
 
     def raw(self, x: np.ndarray | PreparedRows) -> np.ndarray:
         """Raw scores (n, k) of ``x`` (float64 rows in the model's feature order), or of rows
-        :func:`prepare_rows` made once for several models with the same features."""
-        rows = x if isinstance(x, PreparedRows) else prepare_rows(x)
+        :class:`PreparedRows` made once for several models with the same features."""
+        rows = x if isinstance(x, PreparedRows) else PreparedRows(x)
         m = rows.values
         if not len(m):
             return np.zeros((0, self.n_classes))
@@ -223,10 +223,6 @@ class PreparedRows:
 
             self._dm = tl2cgen.DMatrix(self.values, dtype="float64")
         return self._dm
-
-
-def prepare_rows(values: np.ndarray) -> PreparedRows:
-    return PreparedRows(values)
 
 
 def _check_exact(name: str, lib: CompiledModel, model: TrainedModel) -> None:
