@@ -22,6 +22,8 @@ from prometheus_client import (
     start_http_server,
 )
 
+from tickml.errors import UsageError
+
 log = logging.getLogger(__name__)
 disable_created_metrics()  # no `_created` series per counter/histogram: half the series
 
@@ -220,7 +222,10 @@ def serve(port: int | None, host: str = "127.0.0.1") -> None:
     """Start the /metrics endpoint (no-op when ``port`` is None)."""
     if port is None:
         return
-    start_http_server(port, addr=host)
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:  # a busy port is the operator's to fix: one line, not a traceback
+        raise UsageError(f"metrics port {host}:{port}: {exc.strerror or exc}") from None
     log.info("metrics on http://%s:%d/metrics", host, port)
 
 

@@ -299,11 +299,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         writer = TickWriter(
             config, args.consumer, shards, args.group, claim_idle_ms=args.claim_idle_ms
         )
-    except ValueError as exc:  # a pydantic error, a bad shard list, no TICKML_PG_URL
+        metrics.serve(config.metrics_port)
+    except ValueError as exc:  # pydantic, a bad shard list, no TICKML_PG_URL, a busy port
         sys.stderr.write(f"python -m live.writer: error: {one_line(exc)}\n")
         return EXIT_USAGE
     logs.setup(WORKER, settings.log_level or "INFO")
-    metrics.serve(config.metrics_port)
     stop = threading.Event()
 
     def _stop(signum: int, _frame: Any) -> None:

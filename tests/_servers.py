@@ -4,6 +4,7 @@ its whole process group afterwards (SIGTERM, then SIGKILL)."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -18,10 +19,36 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port that is free now, below the kernel's ephemeral range and never the same
+    twice in this process. A port from ``bind(0)`` is ephemeral: between picking it and the
+    server binding it, an outgoing connection (a scrape, a Redis or PostgreSQL client of a
+    concurrent run) can land on it and keep it for minutes; CI once lost a replay to that."""
+    low, _ = _ephemeral_range()
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    for _ in range(200):
+        port = rng.randrange(20000, max(20001, min(low, 32768)))
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 @contextmanager

@@ -3,6 +3,7 @@ seconds, no traceback (``tickml ...`` and ``python -m live ...``)."""
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -145,3 +146,16 @@ def test_the_installed_commands_exit_with_the_status(files) -> None:
     error_line(run([TICKML, "live", "replay", "--day", "bad"], timeout=60), 2, "not a date")
     error_line(run([*LIVE, "feed", "--day", "bad"], timeout=60), 2, "not a date")
     error_line(run([sys.executable, "-m", "live", "nope"], timeout=60), 2, "invalid choice")
+
+
+def test_a_busy_metrics_port_is_one_line(capsys, monkeypatch, tmp_path) -> None:
+    """A worker whose metrics port is taken stops at start-up with one line naming the port
+    (it used to print a traceback per restart under the supervisor)."""
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        argv = ["exporter", "--metrics-port", str(port), "--reports", str(tmp_path)]
+        rc = live_main.main(argv)
+        _judge(rc, capsys.readouterr(), 2, f"metrics port 127.0.0.1:{port}")

@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import pandas as pd
 import pytest
 import redis
 from _netproxy import TcpProxy
+from _servers import free_port
 
 from live.bus import TickBus
 from live.config import LiveConfig
@@ -56,12 +56,6 @@ def _publish(cfg: LiveConfig, ticks: pd.DataFrame) -> None:
             bus.publish(ev.frame)
     # no scorer or ledger here: drained() ignores them
     client.mset({cfg.key("scorer", "last"): 2**62, cfg.key("ledger", "last"): 2**62})
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start(redis_url: str, workdir: Path, log: Path, *extra: str) -> subprocess.Popen:
@@ -161,7 +155,7 @@ def test_redis_outage_is_ridden_out(
     db = redis_url.rsplit("/", 1)[1]
     with TcpProxy("127.0.0.1", 6379) as proxy:
         logf = tmp_path / "mat.log"
-        port = _free_port()
+        port = free_port()
         proc = _start(
             f"redis://127.0.0.1:{proxy.port}/{db}", tmp_path, logf, "--metrics-port", str(port)
         )
