@@ -31,11 +31,9 @@ from tickml.settings import Settings
 log = logging.getLogger("live")
 
 
-def _stop_event() -> threading.Event:
-    stop = threading.Event()
+def _stop_on_signals(stop: threading.Event) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    return stop
 
 
 def _run_config(path: str | None, source: str = "simulator"):  # noqa: ANN202
@@ -69,15 +67,18 @@ def _rules(args: argparse.Namespace):  # noqa: ANN202
     return RunConfig.load(args.config).validation if args.config else RunConfig().validation
 
 
-def feed_events(args: argparse.Namespace, feature_config):  # noqa: ANN001, ANN201
-    """The feed a command line asks for (replay of stored/simulated ticks, or Binance)."""
+def feed_events(  # noqa: ANN201
+    args: argparse.Namespace, feature_config, stop: threading.Event | None = None  # noqa: ANN001
+):
+    """The feed a command line asks for (replay of stored/simulated ticks, or Binance; the
+    websocket feed ends when ``stop`` is set, even while no frame comes)."""
     if args.source == "binance":
         from live.binance_ws import BinanceWebsocketFeed
 
         feed = BinanceWebsocketFeed(
             url=args.url, symbols=tuple(args.symbols or ["btcusdt"]), feature_config=feature_config
         )
-        return feed.iter_sync()
+        return feed.iter_sync(stop)
     from live.feeds import ReplayFeed
     from tickml.ingest import SourceSpec, load_day
     from tickml.market import Market
@@ -224,30 +225,33 @@ def main(argv: list[str] | None = None) -> int:
         args.registry = args.registry or str(settings.layout.models)
         cfg = _check(args, settings)
         fc0 = _feature_config(args.config, args.source)
-        feed = feed_events(args, fc0) if args.role == "feed" else None
+        stop = threading.Event()
+        feed = feed_events(args, fc0, stop) if args.role == "feed" else None
+        if args.role != "run":  # the supervisor's children serve theirs (see _run_all)
+            metrics.serve(cfg.metrics_port)
     except Exception as exc:  # noqa: BLE001 - start-up problems are one line, not a traceback
         if debug_enabled():
             traceback.print_exception(exc)
         sys.stderr.write(f"{prog}: error: {one_line(exc)}\n")
         return exit_code(exc)
     logs.setup(args.role, settings.log_level or "INFO")
-    if args.role != "run":  # the supervisor's children serve theirs (see _run_all)
-        metrics.serve(cfg.metrics_port)
     log.info(
         "starting", extra={"role": args.role, "redis": redact(cfg.redis_url), "shards": cfg.shards}
     )
     try:
-        return _run_role(args, cfg, settings, feed)
+        return _run_role(args, cfg, settings, feed, stop)
     except Exception as exc:  # noqa: BLE001 - a crash is one structured log line
         log.error("worker failed: %s", one_line(exc), exc_info=exc)
         return exit_code(exc)
 
 
-def _run_role(args: argparse.Namespace, cfg: LiveConfig, settings: Settings, feed: Any) -> int:
+def _run_role(
+    args: argparse.Namespace, cfg: LiveConfig, settings: Settings, feed: Any, stop: threading.Event
+) -> int:
     fc = _feature_config(args.config, args.source)
     if args.role == "run":
         return _run_all(args, cfg, settings)
-    stop = _stop_event()
+    _stop_on_signals(stop)
     if args.role == "exporter":
         from live.exporter import run_exporter
 

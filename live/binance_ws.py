@@ -167,9 +167,11 @@ class BinanceWebsocketFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
 
-    def iter_sync(self) -> Iterator[FeedEvent]:
+    def iter_sync(self, stop: threading.Event | None = None) -> Iterator[FeedEvent]:
         """The events for non-async callers: the feed runs in a daemon thread with its own
-        event loop; closing the iterator (or leaving the loop) stops it and joins the thread.
+        event loop; closing the iterator (or leaving the loop) stops it and joins the thread,
+        and so does ``stop`` (checked every 0.2 s while no event comes: a worker told to stop
+        while the exchange is unreachable ends instead of waiting for the next frame).
         Events queue up unbounded while the caller is busy (the socket keeps being read)."""
         q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         end = object()
@@ -190,7 +192,13 @@ class BinanceWebsocketFeed:
         thread = threading.Thread(target=run, name=f"{self.name}-feed", daemon=True)
         thread.start()
         try:
-            while (item := q.get()) is not end:
+            while stop is None or not stop.is_set():
+                try:
+                    item = q.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if item is end:
+                    return
                 if isinstance(item, BaseException):
                     raise item
                 yield item

@@ -545,6 +545,46 @@ def test_websocket_feed_iter_sync_for_threaded_callers(binance_root: Path) -> No
     assert "binance-test-sync-feed" not in names and not th.is_alive()
 
 
+@pytest.mark.integration
+def test_a_websocket_feed_with_no_exchange_stops_on_sigterm(tmp_path: Path) -> None:
+    """``python -m live feed --source binance`` while nothing answers: the feed backs off and
+    reconnects, and SIGTERM ends it within seconds with status 0 (it used to wait in the
+    feed's queue for a frame that never came, until SIGKILL)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from _servers import free_port
+    from conftest import REDIS_URL
+
+    url = f"ws://127.0.0.1:{free_port()}/stream"  # nothing listens there
+    env = {**os.environ, "TICKML_REDIS_URL": REDIS_URL, "TICKML_LOG_LEVEL": "INFO"}
+    log = tmp_path / "feed.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "live", "feed", "--source", "binance", "--url", url],
+            stderr=err, env=env, cwd=tmp_path,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while b'"starting"' not in log.read_bytes() and time.monotonic() < deadline:
+                assert proc.poll() is None, log.read_text()[-2000:]
+                time.sleep(0.1)
+            time.sleep(2.0)  # connecting, refused, backing off
+            assert proc.poll() is None, log.read_text()[-2000:]
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert rc == 0, log.read_text()[-2000:]
+    assert time.monotonic() - t0 < 15
+    assert "Traceback" not in log.read_text()
+
+
 @pytest.mark.unit
 def test_a_binance_capture_replay_reads_the_files_not_the_websocket(binance_root: Path) -> None:
     """``python -m live feed --source binance-replay --ticks DIR`` replays the capture files
