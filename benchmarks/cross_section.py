@@ -82,7 +82,10 @@ def _dataset(days: int, n_sym: int, seed: int) -> tuple[pd.DataFrame, list[str]]
     cfg = SimConfig(n_symbols=n_sym, seed=seed, signal_strength=1.0)
     dates = list(pd.bdate_range("2024-01-08", periods=days).date)
     ticks = pd.concat([simulate_day(cfg, d).ticks for d in dates], ignore_index=True)
-    fcfg = FeatureConfig(leader=cfg.leader_name)
+    # the pipeline's and the live workers' default features (leader SPY: absent from the
+    # simulator, so its columns are NaN in training as they are live); training with the
+    # simulator's own leader gave a champion whose live inputs differed from its training ones
+    fcfg = FeatureConfig()
     feats = compute_features(ticks, fcfg)
     labels = make_labels(ticks, feats[["symbol", "event_timestamp"]], LabelConfig())
     ds = prepare_dataset(feats, labels)
@@ -96,13 +99,14 @@ def _dataset(days: int, n_sym: int, seed: int) -> tuple[pd.DataFrame, list[str]]
 
 def champion_registry(sim_days: int, sim_symbols: int, seed: int, registry: str | None) -> Path:
     """A registry whose champion is the pipeline's default model (cached), and its data."""
+    from tickml.features import FeatureConfig
     from tickml.models.experiment import ExperimentConfig, run_experiment
     from tickml.models.registry import ModelRegistry
 
     if registry:
         return Path(registry).resolve()
     root = Settings.from_env().workdir / "bench" / "cross_section"
-    path = root / f"registry-d{sim_days}-s{sim_symbols}-seed{seed}"
+    path = root / f"registry-v2-d{sim_days}-s{sim_symbols}-seed{seed}"
     reg = ModelRegistry(path)
     if reg.champion() is None:
         ds, names = _dataset(sim_days, sim_symbols, seed)
@@ -110,7 +114,8 @@ def champion_registry(sim_days: int, sim_symbols: int, seed: int, registry: str 
         # extras that do not change them (bootstrap, logistic baseline, baseline backtests) off
         cfg = ExperimentConfig(n_boot=0, logistic_baseline=False, baseline_backtests=False)
         result = run_experiment(ds, names, cfg)
-        reg.set_champion(reg.save(result))  # promotion builds the compiled runtime
+        # promotion builds the compiled runtime; the scorer checks the recorded features
+        reg.set_champion(reg.save(result, feature_config=FeatureConfig()))
     champion = reg.champion()
     if champion is None:
         raise ValueError(f"{path}: the registry has no champion")

@@ -73,6 +73,14 @@ class LiveConfig(BaseModel):
         description="the tick_features rows of a boundary are written once every scorer "
         "finished it (off the close -> signals path), or after this long at the latest",
     )
+    warm_symbols: int = Field(
+        256,
+        ge=0,
+        description="materializer: after a read that found the bus drained, compute ahead of "
+        "the close the ring moments of up to this many symbols that ticked since theirs were "
+        "last computed (the boundary's snapshot then reuses them while no tick came; rows "
+        "identical either way). 0: off",
+    )
     online_log_dir: str | None = Field(
         None,
         description="lake holding the offline log of rows pushed online (<lake>/online_log; "

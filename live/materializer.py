@@ -503,6 +503,9 @@ def run_materializer(
             entries = consumer.read()
             for e in entries:
                 mats[e.shard].process(e, consumer)
+            if len(entries) < consumer.count and config.warm_symbols:  # caught up: idle time
+                for m in mats.values():
+                    m.engine.warm(config.warm_symbols)
             for m in mats.values():
                 if not entries and m.unacked:  # idle: acknowledge what the state covers
                     m.want_checkpoint()

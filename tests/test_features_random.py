@@ -89,7 +89,10 @@ def random_ticks(seed: int, n: int, start_s: int) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def replay(cfg: FeatureConfig, ticks: pd.DataFrame) -> pd.DataFrame:
+def replay(cfg: FeatureConfig, ticks: pd.DataFrame, warm_seed: int | None = None) -> pd.DataFrame:
+    """``warm_seed``: between ticks, at random, the engine computes ring moments ahead of the
+    boundary (``warm()``, all symbols or one), as an idle live materializer does."""
+    rng = np.random.default_rng(warm_seed) if warm_seed is not None else None
     ev = ticks.sort_values(["ts", "seq"], kind="stable")
     ts = ev["ts"].to_numpy(dtype="datetime64[ns]").view(np.int64)
     engine = StreamingFeatureEngine(cfg, ["AAA", "BBB"])
@@ -101,6 +104,8 @@ def replay(cfg: FeatureConfig, ticks: pd.DataFrame) -> pd.DataFrame:
             frames.append(engine.snapshot(next_b))
             next_b += step
         engine.update(row[0], int(ts[i]), *row[1:])
+        if rng is not None and rng.random() < 0.3:
+            engine.warm(None if rng.random() < 0.5 else 1)
     if cfg.every_n_ticks:
         engine.flush()
         return engine.drain()
@@ -169,12 +174,14 @@ def test_no_lookahead_random(mode: str, seed: int, n: int, start: int, frac: flo
 @pytest.mark.unit
 @pytest.mark.parametrize("mode", sorted(CONFIGS))
 @SETTINGS
-@given(seed=seeds, n=sizes, start=starts)
-def test_parity_random(mode: str, seed: int, n: int, start: int) -> None:
+@given(seed=seeds, n=sizes, start=starts, warm=st.booleans())
+def test_parity_random(mode: str, seed: int, n: int, start: int, warm: bool) -> None:
+    """Stream rows equal batch rows bit for bit, with or without ring moments warmed ahead
+    of the boundaries at random moments."""
     cfg = CONFIGS[mode]
     ticks = random_ticks(seed, n, start)
     batch = compute_features(ticks, cfg)
-    stream = replay(cfg, ticks)
+    stream = replay(cfg, ticks, seed if warm else None)
     key = ["symbol", "event_timestamp"]
     stream = stream.merge(batch[key], on=key).sort_values(key).reset_index(drop=True)
     assert same(batch.sort_values(key).reset_index(drop=True), stream)

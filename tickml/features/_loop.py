@@ -1,6 +1,8 @@
 """Compiled drivers: the batch day loop and the streaming snapshot over all symbols.
 
-Both call the same ``update`` per tick and the same ``snapshot_row`` per row; the only thing
+Both call the same ``update`` per tick and write a row with the same three steps
+(``snapshot_row`` = ``ring_prepare``, ``time_prepare``, ``write_row``; the streaming snapshot
+keeps each symbol's ring moments between boundaries while it gets no tick); the only thing
 they decide is *when* a row is written, with the same rules:
 
 - interval mode: a row at each grid time b (grid aligned to the local midnight) from the first
@@ -13,8 +15,8 @@ they decide is *when* a row is written, with the same rules:
 from __future__ import annotations
 
 from tickml.features import _layout as L
-from tickml.features._jit import kernel
-from tickml.features._snapshot import snapshot_row
+from tickml.features._jit import inline_kernel, kernel
+from tickml.features._snapshot import ring_prepare, snapshot_row, time_prepare, write_row
 from tickml.features._update import mark_row, reset_day, update
 
 
@@ -104,19 +106,58 @@ def run_day(F, IS, prg, lead, work, ts, bid, ask, bsz, asz, price, size, day, st
     return nrow
 
 
+@inline_kernel
+def _rings_fresh(IS, k, key):
+    """Whether key row k still describes symbol k's rings (same day, no tick since)."""
+    return key[k, 0] == IS[k, L.I_DAY_START] and key[k, 1] == IS[k, L.I_N_TICKS]
+
+
 @kernel
-def snapshot_all(F, IS, prg, lead, work, t, n_sym, out, out_idx, out_last):
+def warm_rings(F, IS, P, ck, modes, work, W, key, n_sym, budget):
+    """Ring moments (:func:`ring_prepare`, the first P_W_BARS values of the scratch buffer)
+    into W[k] for up to ``budget`` symbols whose rings changed since W[k] was written; key[k]
+    = (day start, ticks applied) they describe. Returns how many were computed. Every tick
+    changes I_N_TICKS and nothing else changes a ring, so a fresh W[k] holds exactly what the
+    boundary would compute."""
+    nw = W.shape[1]
+    done = 0
+    for k in range(n_sym):
+        if done >= budget:
+            break
+        if _rings_fresh(IS, k, key):
+            continue
+        ring_prepare(F, IS, k, P, ck, modes, work)
+        for j in range(nw):
+            W[k, j] = work[j]
+        key[k, 0] = IS[k, L.I_DAY_START]
+        key[k, 1] = IS[k, L.I_N_TICKS]
+        done += 1
+    return done
+
+
+@kernel
+def snapshot_all(F, IS, prg, lead, work, W, key, t, n_sym, out, out_idx, out_last):
     """Rows at grid time t for every symbol that gets one (lead = (F, IS, lk, larr): the
-    leader is row lk of the same arrays). Returns the count, or -1 - k when symbol k already
-    holds a tick newer than t (the caller snapshotted too late)."""
-    P = prg[0]
+    leader is row lk of the same arrays). A symbol's ring moments come from W[k] while fresh
+    (see :func:`warm_rings`; one sequential copy instead of the ring scans), else they are
+    computed. Returns the count, or -1 - k when symbol k already holds a tick newer than t (the
+    caller snapshotted too late)."""
+    P, PF, prog, scale, refs, ck, modes = prg
+    LF, LI, lk, larr = lead
+    nw = W.shape[1]
     nrow = 0
     for k in range(n_sym):
         if IS[k, L.I_LAST_TS] > t and IS[k, L.I_DAY_START] < t <= IS[k, L.I_DAY_END]:
             return -1 - k
         if not row_allowed(IS, k, P, t):
             continue
-        _row(F, IS, k, prg, lead, work, t, out[nrow])
+        if _rings_fresh(IS, k, key):
+            for j in range(nw):
+                work[j] = W[k, j]
+        else:
+            ring_prepare(F, IS, k, P, ck, modes, work)
+        time_prepare(F, IS, k, P, ck, t, LF, LI, lk, larr, work)
+        write_row(F, IS, k, P, PF, prog, scale, refs, ck, t, work, out[nrow])
         out_idx[nrow] = k
         out_last[nrow] = IS[k, L.I_LAST_TS]
         nrow += 1

@@ -151,8 +151,10 @@ def _ring_op(F, IS, k, P, PF, prog, i, ck, w):
 
 
 @kernel
-def _prepare(F, IS, k, P, ck, modes, t, LF, LI, lk, larr, w):
-    """Fill the scratch buffer: ring moments, gathered bars, leader closes and returns."""
+def ring_prepare(F, IS, k, P, ck, modes, w):
+    """The ring part of the scratch buffer: prefix moments of the event and trade rings. They
+    depend on the rings alone (not on the row's time), so a streaming engine may compute them
+    ahead of the boundary and keep them while the symbol gets no tick."""
     n = IS[k, L.I_N_EV]
     if P[L.P_NCK_EV] > 1 and n > 0:
         b0 = IS[k, L.I_EV_BOOK0]
@@ -165,6 +167,12 @@ def _prepare(F, IS, k, P, ck, modes, t, LF, LI, lk, larr, w):
         off, cap, pos = P[L.P_TR_OFF], P[L.P_TR_CAP], IS[k, L.I_TR_POS]
         ring_moments(F, k, off, cap, L.N_TR_INPUTS, pos, n, -1, ck[1], P[L.P_NCK_TR],
                      modes[1], w, P[L.P_W_MOM_TR])  # fmt: skip
+
+
+@kernel
+def time_prepare(F, IS, k, P, ck, t, LF, LI, lk, larr, w):
+    """The rest of the scratch buffer, which depends on the row's time t: time windows,
+    gathered bars, leader closes and returns."""
     if P[L.P_NTW] > 0:
         gather_time(F, IS, k, P, t, ck[2], P[L.P_NTW], w, P[L.P_W_TIME])
     bm = P[L.P_BAR_M]
@@ -203,7 +211,15 @@ def snapshot_row(
     out,
 ):
     """Write the program's features for row k at time t into out (len(prog) values)."""
-    _prepare(F, IS, k, P, ck, modes, t, LF, LI, lk, larr, work)
+    ring_prepare(F, IS, k, P, ck, modes, work)
+    time_prepare(F, IS, k, P, ck, t, LF, LI, lk, larr, work)
+    write_row(F, IS, k, P, PF, prog, scale, refs, ck, t, work, out)
+
+
+@kernel
+def write_row(F, IS, k, P, PF, prog, scale, refs, ck, t, work, out):
+    """Walk the program over a prepared scratch buffer (:func:`ring_prepare` and
+    :func:`time_prepare` of row k at t) and write its features into out."""
     for i in range(prog.shape[0]):
         op = prog[i, L.C_OP]
         if op < 30:

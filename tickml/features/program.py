@@ -109,6 +109,11 @@ class Program:
         return int(self.P[L.P_W_SIZE])
 
     @property
+    def ring_work_size(self) -> int:
+        """The scratch buffer's ring-moment part (its first values, before the bars)."""
+        return int(self.P[L.P_W_BARS])
+
+    @property
     def nf(self) -> int:
         return int(self.P[L.P_NF])
 

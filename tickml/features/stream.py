@@ -32,7 +32,7 @@ from tickml.features._layout import (
     ST_NEED_DAY,
     ST_ROW_DUE,
 )
-from tickml.features._loop import row_allowed, snapshot_all, snapshot_one
+from tickml.features._loop import row_allowed, snapshot_all, snapshot_one, warm_rings
 from tickml.features._loop import update_many as _update_many
 from tickml.features._update import mark_row, reset_day
 from tickml.features._update import update as _update
@@ -58,6 +58,10 @@ class StreamingFeatureEngine:
         self._I = np.zeros((0, p.ni), dtype=np.int64)  # noqa: N815
         self._larr = np.full(p.bars_per_day, np.nan)
         self._work = np.zeros(p.work_size)  # snapshot scratch
+        # interval snapshots: each symbol's ring moments computed ahead (warm()), valid while
+        # the symbol's (day, ticks applied) equals its key row
+        self._W = np.zeros((0, p.ring_work_size))  # noqa: N815
+        self._wkey = np.full((0, 2), -1, dtype=np.int64)
         self._lk = -1
         self._every_n = self.config.every_n_ticks or 0
         self._rows: list[tuple[str, int, np.ndarray]] = []
@@ -80,6 +84,10 @@ class StreamingFeatureEngine:
             grow = max(8, k)
             self._F = np.vstack([self._F, np.full((grow, self.program.nf), np.nan)])
             self._I = np.vstack([self._I, np.zeros((grow, self.program.ni), dtype=np.int64)])
+        if not self._every_n and k == self._W.shape[0]:
+            grow = self._F.shape[0] - k
+            self._W = np.vstack([self._W, np.zeros((grow, self.program.ring_work_size))])
+            self._wkey = np.vstack([self._wkey, np.full((grow, 2), -1, dtype=np.int64)])
         self._symbols.append(symbol)
         self._index[symbol] = k
         if self.config.leader is not None and symbol == self.config.leader:
@@ -203,7 +211,8 @@ class StreamingFeatureEngine:
         idx = np.empty(n_sym, dtype=np.int64)
         last = np.empty(n_sym, dtype=np.int64)
         n = snapshot_all(
-            self._F, self._I, p.arrays, self._lead(), self._work, b, n_sym, out, idx, last
+            self._F, self._I, p.arrays, self._lead(), self._work, self._W, self._wkey, b, n_sym,
+            out, idx, last,
         )
         if n < 0:
             sym = self._symbols[-1 - n]
@@ -213,6 +222,23 @@ class StreamingFeatureEngine:
             )
         vals = out[:n] if p.all_outputs else out[:n][:, p.out_idx]
         return [self._symbols[i] for i in idx[:n]], vals, last[:n]
+
+    def warm(self, budget: int | None = None) -> int:
+        """Compute, ahead of the boundary, the ring moments of up to ``budget`` symbols (None:
+        all) that got ticks since theirs were last computed; returns how many. The next
+        :meth:`snapshot_arrays` reuses them for every symbol with no tick since, so a caller
+        with idle time between ticks (a live materializer) moves most of a snapshot's cost
+        before the close. The rows are the same bit for bit, warmed or not."""
+        if self._every_n:
+            return 0
+        p, n_sym = self.program, len(self._symbols)
+        P, ck, modes = p.arrays[0], p.arrays[5], p.arrays[6]
+        cap = n_sym if budget is None else max(int(budget), 0)
+        return int(
+            warm_rings(
+                self._F, self._I, P, ck, modes, self._work, self._W, self._wkey, n_sym, cap
+            )
+        )
 
     def snapshot(self, boundary_ts: int | pd.Timestamp) -> pd.DataFrame:
         """Feature rows stamped ``boundary_ts`` (same columns as :func:`compute_features`)."""
@@ -292,6 +318,9 @@ class StreamingFeatureEngine:
                 raise ValueError("checkpoint arrays do not match the feature program")
             eng._F = np.array(z["F"], dtype=np.float64)
             eng._I = np.array(z["I"], dtype=np.int64)
+            if not eng._every_n:
+                eng._W = np.zeros((n, eng.program.ring_work_size))
+                eng._wkey = np.full((n, 2), -1, dtype=np.int64)
             eng._larr[:] = z["larr"]
         eng._symbols = list(meta["symbols"])
         eng._index = {s: i for i, s in enumerate(eng._symbols)}
