@@ -138,3 +138,62 @@ def test_snapshot_after_newer_tick_raises() -> None:
     engine.update("X", t0 + 120 * 10**9, 10.0, 10.02, 100.0, 200.0, np.nan, 0.0)
     with pytest.raises(ValueError, match="later tick"):
         engine.snapshot(pd.Timestamp("2013-10-08 14:02", tz="UTC"))
+
+
+def test_ring_moments_computed_ahead_change_no_row(ticks: pd.DataFrame) -> None:
+    """A live materializer's pattern: symbols added as their first tick comes (the state grows
+    past its first 8 rows), ring moments computed ahead of the boundaries a few symbols at a
+    time (``warm``), a checkpoint restored mid-way: every row equals batch bit for bit."""
+    window = ticks[(ticks["ts"] >= "2013-10-08 14:00Z") & (ticks["ts"] < "2013-10-08 14:40Z")]
+    copies = [window[window["symbol"] == "SPY"]]
+    for c in range(9):  # nine renamed copies of IBM: the universe grows one symbol at a time
+        part = window[window["symbol"] == "IBM"].copy()
+        part["symbol"] = f"IBM{c}"
+        part["ts"] += pd.Timedelta(milliseconds=37 * c)  # their own times, not ties
+        copies.append(part)
+    data = pd.concat(copies, ignore_index=True)
+    cfg = FeatureConfig()
+    batch = compute_features(data, cfg)
+    syms, ts, bid, ask, bsz, asz, price, size = _stream_order(data)
+    engine = StreamingFeatureEngine(cfg)
+    step = cfg.interval_ns
+    day_start = cfg.market.day_of(ts[0])[0]
+    next_b = day_start + ((ts[0] - day_start + step - 1) // step) * step
+    frames, warmed, restored = [], 0, False
+    for i, t in enumerate(ts):
+        while next_b < t:
+            frames.append(engine.snapshot(next_b))
+            next_b += step
+            if not restored and len(frames) > 20:
+                engine = StreamingFeatureEngine.from_state_bytes(engine.state_bytes(), cfg)
+                restored = True
+        engine.update(syms[i], t, bid[i], ask[i], bsz[i], asz[i], price[i], size[i])
+        if i % 40 == 0:
+            warmed += engine.warm(3)
+    frames.append(engine.snapshot(next_b))
+    stream = pd.concat([f for f in frames if len(f)], ignore_index=True)
+    assert restored and warmed > 1000 and len(engine.symbols) == 10
+    batch = batch[batch["event_timestamp"] <= stream["event_timestamp"].max()]  # to the close
+    assert_same_rows(batch, stream, engine.names)
+
+
+def test_moments_kept_across_growth_of_the_universe(ticks: pd.DataFrame) -> None:
+    """Quiet symbols keep their moments computed ahead while a new symbol grows the state
+    (their rows then come from the kept moments): equal to an engine that never warms."""
+    ibm = ticks[(ticks["symbol"] == "IBM") & (ticks["ts"] >= "2013-10-08 14:00Z")].head(600)
+    cols = [ibm[c].to_numpy(dtype=float) for c in COLS]
+    ts = ibm["ts"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    cfg = FeatureConfig(leader=None)
+    warm, plain = StreamingFeatureEngine(cfg), StreamingFeatureEngine(cfg)
+    b = cfg.interval_ns * (int(ts[-1]) // cfg.interval_ns + 1)
+    for eng in (warm, plain):
+        for c in range(8):  # fills the first 8 state rows
+            eng.update_many(f"Q{c}", ts[:400], *(a[:400] for a in cols))
+    assert warm.warm() == 8
+    for eng in (warm, plain):  # a ninth symbol: the state grows
+        eng.update_many("NEW", ts[400:], *(a[400:] for a in cols))
+    assert warm.warm() == 1  # only the new one: the quiet ones' moments are kept
+    ws, wv, _ = warm.snapshot_arrays(b)
+    ps, pv, _ = plain.snapshot_arrays(b)
+    assert ws == ps and len(ws) == 9
+    assert ((wv == pv) | (np.isnan(wv) & np.isnan(pv))).all()

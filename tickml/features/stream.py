@@ -58,8 +58,9 @@ class StreamingFeatureEngine:
         self._I = np.zeros((0, p.ni), dtype=np.int64)  # noqa: N815
         self._larr = np.full(p.bars_per_day, np.nan)
         self._work = np.zeros(p.work_size)  # snapshot scratch
-        # interval snapshots: each symbol's ring moments computed ahead (warm()), valid while
-        # the symbol's (day, ticks applied) equals its key row
+        # interval snapshots: each symbol's ring moments computed ahead (warm(), which
+        # allocates them: 8 * ring_work_size bytes per symbol), valid while the symbol's (day,
+        # ticks applied) equals its key row
         self._W = np.zeros((0, p.ring_work_size))  # noqa: N815
         self._wkey = np.full((0, 2), -1, dtype=np.int64)
         self._lk = -1
@@ -84,9 +85,6 @@ class StreamingFeatureEngine:
             grow = max(8, k)
             self._F = np.vstack([self._F, np.full((grow, self.program.nf), np.nan)])
             self._I = np.vstack([self._I, np.zeros((grow, self.program.ni), dtype=np.int64)])
-        if not self._every_n and k == self._W.shape[0]:
-            grow = self._F.shape[0] - k
-            self._W = np.vstack([self._W, np.zeros((grow, self.program.ring_work_size))])
             self._wkey = np.vstack([self._wkey, np.full((grow, 2), -1, dtype=np.int64)])
         self._symbols.append(symbol)
         self._index[symbol] = k
@@ -234,6 +232,9 @@ class StreamingFeatureEngine:
         p, n_sym = self.program, len(self._symbols)
         P, ck, modes = p.arrays[0], p.arrays[5], p.arrays[6]
         cap = n_sym if budget is None else max(int(budget), 0)
+        if self._W.shape[0] < n_sym:  # keep what is there: its key rows say it is valid
+            extra = np.zeros((self._F.shape[0] - self._W.shape[0], p.ring_work_size))
+            self._W = np.vstack([self._W, extra])
         return int(
             warm_rings(
                 self._F, self._I, P, ck, modes, self._work, self._W, self._wkey, n_sym, cap
@@ -318,9 +319,7 @@ class StreamingFeatureEngine:
                 raise ValueError("checkpoint arrays do not match the feature program")
             eng._F = np.array(z["F"], dtype=np.float64)
             eng._I = np.array(z["I"], dtype=np.int64)
-            if not eng._every_n:
-                eng._W = np.zeros((n, eng.program.ring_work_size))
-                eng._wkey = np.full((n, 2), -1, dtype=np.int64)
+            eng._wkey = np.full((n, 2), -1, dtype=np.int64)
             eng._larr[:] = z["larr"]
         eng._symbols = list(meta["symbols"])
         eng._index = {s: i for i, s in enumerate(eng._symbols)}
