@@ -116,6 +116,7 @@ def test_scores_gates_hot_reload_and_restart(
     snap = rows[rows["event_timestamp"] == b0].reset_index(drop=True)
     _write(r, snap, b0.value, reg)
     scorer = Scorer(cfg, reg.root, feature_config=FC, client=r)
+    scorer.warm_up()  # run_scorer's start-up step, without a champion
     res = scorer.score(b0.value)
     assert res.model_version is None
     assert "min_confidence" not in set(res.decisions.gate_names)  # no model was consulted
@@ -200,6 +201,13 @@ def test_scores_gates_hot_reload_and_restart(
     assert len(acted) == int((res3.decisions.decision != 0).sum())
     for f in acted:
         assert float(f[b"direction"]) == res3.direction[res3.symbols.index(f[b"symbol"].decode())]
+
+    # the start-up warm-up with every model leaves no trace: state, volatility, streams
+    state, vol = scorer.state.to_json(), scorer.vol.to_bytes()
+    streams = r.xlen("tickml:signals"), r.xlen("tickml:decisions")
+    scorer.warm_up()
+    assert (scorer.state.to_json(), scorer.vol.to_bytes()) == (state, vol)
+    assert (r.xlen("tickml:signals"), r.xlen("tickml:decisions")) == streams
 
     # restart: the decision state (cooldowns, daily counts) and the recent-volatility state
     # come back; every boundary committed one record for the shadow ledger, with its fresh rows

@@ -151,3 +151,35 @@ def test_no_compiler_means_no_artifact_and_a_logged_fallback(
     assert reg.champion() == v
     assert "no C compiler" in caplog.text
     assert Inference.of(reg.load(v), FEATURES).fallback_reason == "missing"
+
+
+def test_aliased_rows_are_exact_and_scored_by_one_lightgbm_thread(
+    registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Values one ulp below a power of two (low 32 bits all ones: TL2cgen's missing marker) are
+    common in computed features; their rows go to LightGBM, on one thread (its default OpenMP
+    team waited 5-17 ms for a core on a busy machine: the scorer's stalls at 500 symbols)."""
+    champ = registry.load()
+    inf = Inference.of(champ, FEATURES)
+    x = _frame(400, 5)[FEATURES].to_numpy()
+    near_one, near_quarter = np.nextafter(1.0, 0.0), np.nextafter(-0.25, -1.0)
+    assert int(np.float64(near_one).view(np.uint64)) & 0xFFFFFFFF == 0xFFFFFFFF
+    x[7, :] = near_one
+    x[100, 2] = near_quarter
+    x[250, 9] = -near_one
+    calls: list[dict[str, object]] = []
+    for lib in inf.compiled.values():  # type: ignore[union-attr]
+        real = lib.model.booster.predict
+
+        def spy(data: np.ndarray, *args: object, _real=real, **kw: object) -> np.ndarray:
+            calls.append({"rows": len(data), **kw})
+            return _real(data, *args, **kw)
+
+        monkeypatch.setattr(lib.model.booster, "predict", spy)
+    got = inf.predict(x)
+    frame = pd.DataFrame(x, columns=FEATURES)
+    for name, m in champ.models.items():
+        monkeypatch.undo()  # the offline reference: LightGBM itself, default threads
+        np.testing.assert_array_equal(got[name], _offline(m, frame))
+    assert calls and all(c["num_threads"] == 1 and c["rows"] <= 3 for c in calls), calls
+    assert sum(lib.aliased for lib in inf.compiled.values()) >= 3  # type: ignore[union-attr]

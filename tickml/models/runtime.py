@@ -153,9 +153,10 @@ class CompiledModel:
     ``missing != -1``: a (non-NaN) double whose low 32 bits are all ones, e.g.
     -0.24999999999999997 (one ulp below -0.25, a common LightGBM threshold), is taken for a
     missing value. Rows holding one are scored by LightGBM itself (:func:`aliased_rows`; about
-    one value in 4 billion at random, more often at such thresholds), so the result stays
-    exact; ``aliased`` counts them. Values LightGBM reads as zero (:data:`ZERO_THRESHOLD`) are
-    zeroed first, as LightGBM does.
+    one value in 4 billion at random, far more often in practice: any value one ulp below a
+    power of two, e.g. a ratio that rounds to 0.9999999999999999), so the result stays exact;
+    ``aliased`` counts them. That LightGBM call runs on one thread (see :meth:`raw`). Values
+    LightGBM reads as zero (:data:`ZERO_THRESHOLD`) are zeroed first, as LightGBM does.
     """
 
     def __init__(self, path: Path, model: TrainedModel) -> None:
@@ -190,7 +191,9 @@ class CompiledModel:
         if rows.aliased.any():
             bad = rows.aliased
             self.aliased += int(bad.sum())
-            fix = self.model.booster.predict(m[bad], raw_score=True)
+            # one thread: a handful of rows; LightGBM's default OpenMP team waits for a core
+            # on a busy machine (a 1-row call took 5-17 ms under load instead of 0.1)
+            fix = self.model.booster.predict(m[bad], raw_score=True, num_threads=1)
             raw[bad] = np.asarray(fix, dtype=np.float64).reshape(-1, self.n_classes)
         return raw
 
