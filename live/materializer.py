@@ -109,7 +109,6 @@ class ShardMaterializer:
         self.last_done = -1  # newest boundary written
         self.data_ns = -1  # newest tick applied (the shard's data time)
         #: symbol -> (bid, ask, bid_size, ask_size) of its last two-sided tick
-        self.mid: dict[str, tuple[float, ...]] = {}
         self.unacked: list[BusEntry] = []
         self._logbuf: list[tuple] = []
         self.since_ckpt = 0
@@ -148,10 +147,8 @@ class ShardMaterializer:
         self.dedup = SeqDedup.from_json(data[b"dedup"].decode())
         self.last_done = int(data[b"last_done"])
         pad = (np.nan,) * len(BOOK_FIELDS)  # checkpoints before the sizes: (bid, ask)
-        self.mid = {
-            k: (*v, *pad)[: len(BOOK_FIELDS)] for k, v in json.loads(data[b"mid"]).items()
-        }
-        for sym, book in self.mid.items():
+        books = {k: (*v, *pad)[: len(BOOK_FIELDS)] for k, v in json.loads(data[b"mid"]).items()}
+        for sym, book in books.items():
             k = self._symbol_id(sym)  # may grow self._book: index it afterwards
             self._book[k] = book
         log.info(
@@ -195,7 +192,7 @@ class ShardMaterializer:
             "engine": self.engine.state_bytes(),
             "dedup": self.dedup.to_json(),
             "last_done": str(self.last_done),
-            "mid": json.dumps(self.mid),
+            "mid": json.dumps(self.books()),
             "saved_wall_ns": str(time.time_ns()),
         }
         self.r.hset(self.ckpt_key, mapping=mapping)
@@ -270,21 +267,19 @@ class ShardMaterializer:
         if not len(batch.ts):
             return
         self.data_ns = max(self.data_ns, int(batch.ts.max()))
-        sym = batch.symbols
-        uniq, inv = np.unique(sym.astype(str), return_inverse=True)
+        # grouped by symbol (stable: each symbol's ticks keep their order), one compiled call
+        uniq, inv = np.unique(batch.symbols.astype(str), return_inverse=True)
         order = np.argsort(inv, kind="stable")
-        cuts = np.searchsorted(inv[order], np.arange(1, len(uniq)))
-        for s, idx in zip(uniq, np.split(order, cuts), strict=True):
-            px = batch.px[idx]
-            self.engine.update_many(
-                str(s), batch.ts[idx], px[:, 0], px[:, 1], px[:, 2], px[:, 3], px[:, 4], px[:, 5]
-            )
-            ok = np.isfinite(px[:, 0]) & np.isfinite(px[:, 1])
-            k = self._symbol_id(str(s))
-            if ok.any():
-                j = int(np.flatnonzero(ok)[-1])
-                self.mid[str(s)] = tuple(float(v) for v in px[j, : len(BOOK_FIELDS)])
-                self._book[k] = px[j, : len(BOOK_FIELDS)]
+        bounds = np.searchsorted(inv[order], np.arange(len(uniq) + 1))
+        px, syms = batch.px[order], uniq.tolist()
+        self.engine.update_groups(syms, bounds, batch.ts[order], *(px[:, j] for j in range(6)))
+        # each symbol's book: its last tick with a bid and an ask
+        ok = np.isfinite(px[:, 0]) & np.isfinite(px[:, 1])
+        last = np.maximum.reduceat(np.where(ok, np.arange(len(px)), -1), bounds[:-1])
+        has = last >= bounds[:-1]
+        if has.any():
+            ks = np.fromiter(map(self._symbol_id, syms), np.int64, len(syms))
+            self._book[ks[has]] = px[last[has], : len(BOOK_FIELDS)]
         metrics.ticks_processed(self.worker, len(batch.ts))
 
     def _close_until(self, t_ns: int, close_wall_ns: int, consumer: BusConsumer) -> None:
@@ -314,6 +309,14 @@ class ShardMaterializer:
                 b = next_boundary(self.fc, b)
         self.last_done = max(self.last_done, t_ns)
         self.r.hset(self.cfg.key("progress"), f"done:{self.shard}", self.last_done)
+
+    def books(self) -> dict[str, tuple[float, ...]]:
+        """Each symbol's book (``BOOK_FIELDS`` of its last tick with a bid and an ask)."""
+        return {
+            s: tuple(float(v) for v in self._book[k])
+            for s, k in self._sid.items()
+            if np.isfinite(self._book[k, 0])
+        }
 
     def _symbol_id(self, symbol: str) -> int:
         k = self._sid.get(symbol)
@@ -489,6 +492,7 @@ def run_materializer(
         s: ShardMaterializer(config, s, client, feature_config, log_dir, registry) for s in shards
     }
     for s in shards:
+        mats[s].plan.current()  # the champion's layout read now, not at the first boundary
         metrics.worker_started(f"materializer-{s}", dependencies=())
     metrics.worker_started(name, boundaries=False)  # the consumer: bus lag, Redis up
     # own pending entries are normal between checkpoints: claim only a long-dead consumer's
@@ -498,6 +502,7 @@ def run_materializer(
     client.hset(config.key("ready"), mapping={f"mat:{s}": time.time_ns() for s in shards})
     backoff = 0.1
     down = False
+    next_lag = 0.0  # the lag gauge: every loop took 0.2-5 ms at the close (measured at 500)
     while not stop.is_set():
         try:
             entries = consumer.read()
@@ -515,8 +520,10 @@ def run_materializer(
                 metrics.DEPENDENCY_UP.labels(name, "redis").set(1)
                 down = False
             backoff = 0.1
-            for s, lag in consumer.lag().items():
-                metrics.LAG.labels(name, str(s)).set(lag)
+            if time.monotonic() >= next_lag:  # a gauge: once a second (two Redis calls)
+                next_lag = time.monotonic() + 1.0
+                for s, lag in consumer.lag().items():
+                    metrics.LAG.labels(name, str(s)).set(lag)
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
             # ResponseError: e.g. the stream or group vanished (a flush); groups are recreated
             metrics.ERRORS.labels(name, "redis").inc()

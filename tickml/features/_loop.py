@@ -172,6 +172,26 @@ def snapshot_one(F, IS, k, prg, lead, work, t, out):
 
 
 @kernel
+def update_groups(F, IS, ks, bounds, P, PF, ts, bid, ask, bsz, asz, price, size, larr, g0, i0):
+    """:func:`update_many` of several symbols in one call: ticks bounds[g]:bounds[g + 1] are
+    symbol ks[g]'s, applied group after group from (g0, i0); stops at the first tick that
+    needs the caller (returns its group, index and status; (len(ks), n, 0) when all were
+    applied)."""
+    i = i0
+    for g in range(g0, ks.shape[0]):
+        k = ks[g]
+        if i < bounds[g]:
+            i = bounds[g]
+        while i < bounds[g + 1]:
+            st = update(F, IS, k, P, PF, ts[i], bid[i], ask[i], bsz[i], asz[i], price[i], size[i],
+                        larr)  # fmt: skip
+            if st != 0:
+                return g, i, st
+            i += 1
+    return ks.shape[0], i, 0
+
+
+@kernel
 def update_many(F, IS, k, P, PF, ts, bid, ask, bsz, asz, price, size, larr):
     """Apply ticks in order; stops at the first one that needs the caller (returns its index
     and status, or (n, 0) when all were applied)."""

@@ -15,14 +15,13 @@ bit. Contract of the caller (what a live materializer does):
 
 from __future__ import annotations
 
-import io
-import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from tickml.features._checkpoint import pack_state, unpack_state
 from tickml.features._layout import (
     I_DAY_END,
     I_DAY_START,
@@ -33,6 +32,7 @@ from tickml.features._layout import (
     ST_ROW_DUE,
 )
 from tickml.features._loop import row_allowed, snapshot_all, snapshot_one, warm_rings
+from tickml.features._loop import update_groups as _update_groups
 from tickml.features._loop import update_many as _update_many
 from tickml.features._update import mark_row, reset_day
 from tickml.features._update import update as _update
@@ -42,6 +42,13 @@ from tickml.features.program import compile_program
 from tickml.market import ts_ns
 
 log = logging.getLogger(__name__)
+
+
+def _tick_arrays(ts: np.ndarray, *cols: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(int64 times, float64 columns), contiguous: what the update kernels take."""
+    return np.ascontiguousarray(ts, dtype=np.int64), [
+        np.ascontiguousarray(a, dtype=np.float64) for a in cols
+    ]
 
 
 class StreamingFeatureEngine:
@@ -145,11 +152,7 @@ class StreamingFeatureEngine:
         k = self._index.get(symbol)
         if k is None:
             k = self.add_symbol(symbol)
-        arrs = [
-            np.ascontiguousarray(a, dtype=np.float64)
-            for a in (bid, ask, bid_size, ask_size, price, size)
-        ]
-        t = np.ascontiguousarray(ts, dtype=np.int64)
+        t, arrs = _tick_arrays(ts, bid, ask, bid_size, ask_size, price, size)
         i0, n = 0, t.shape[0]
         p = self.program
         while i0 < n:
@@ -160,6 +163,42 @@ class StreamingFeatureEngine:
             if st:
                 self._slow(k, st, int(t[i0]), *(float(a[i0]) for a in arrs))
                 i0 += 1
+
+    def update_groups(
+        self,
+        symbols: Sequence[str],
+        bounds: np.ndarray,
+        ts: np.ndarray,
+        bid: np.ndarray,
+        ask: np.ndarray,
+        bid_size: np.ndarray,
+        ask_size: np.ndarray,
+        price: np.ndarray,
+        size: np.ndarray,
+    ) -> None:
+        """Ticks of several symbols in one compiled call: rows ``bounds[g]:bounds[g + 1]`` are
+        ``symbols[g]``'s (in time order); exactly :meth:`update_many` of each group in turn (a
+        live materializer's batch: no Python step per symbol)."""
+        ks = np.fromiter(
+            (self._index[s] if s in self._index else self.add_symbol(s) for s in symbols),
+            np.int64,
+            len(symbols),
+        )
+        b = np.ascontiguousarray(bounds, dtype=np.int64)
+        if b.shape != (len(symbols) + 1,) or b[0] != 0 or (np.diff(b) < 0).any():
+            raise ValueError("bounds must be 0, ..., len(ts): one more than symbols, rising")
+        t, arrs = _tick_arrays(ts, bid, ask, bid_size, ask_size, price, size)
+        if t.shape[0] != b[-1] or any(a.shape != t.shape for a in arrs):
+            raise ValueError("ts, the tick columns and bounds[-1] must have the same length")
+        p = self.program
+        g, i = 0, 0
+        while g < len(ks):
+            g, i, st = _update_groups(
+                self._F, self._I, ks, b, p.P, p.PF, t, *arrs, self._larr, g, i
+            )
+            if st:
+                self._slow(int(ks[g]), st, int(t[i]), *(float(a[i]) for a in arrs))
+                i += 1
 
     def _slow(self, k: int, st: int, ts: int, *tick: float) -> None:
         p = self.program
@@ -276,7 +315,7 @@ class StreamingFeatureEngine:
             self.names,
         )
 
-    # ---- checkpoints ---------------------------------------------------------------------
+    # ---- checkpoints (tickml.features._checkpoint) ----------------------------------------
     def state_bytes(self) -> bytes:
         """The engine's whole state as bytes (an ``.npz`` of numeric arrays, no pickle).
 
@@ -293,34 +332,24 @@ class StreamingFeatureEngine:
             "day_end": self._day_end,
             "dropped_late": self.dropped_late,
         }
-        buf = io.BytesIO()
-        np.savez(
-            buf,
-            F=self._F[:n],
-            I=self._I[:n],
-            larr=self._larr,
-            meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
-        )
-        return buf.getvalue()
+        return pack_state(self._F[:n], self._I[:n], self._larr, meta)
 
     @classmethod
     def from_state_bytes(
         cls, data: bytes, config: FeatureConfig | None = None
     ) -> StreamingFeatureEngine:
         """An engine restored from :meth:`state_bytes` (its config must equal ``config``)."""
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            meta = json.loads(z["meta"].tobytes().decode("utf-8"))
-            saved = FeatureConfig.model_validate(meta["config"])
-            if config is not None and config != saved:
-                raise ValueError("checkpoint was taken with a different FeatureConfig")
-            eng = cls(saved)
-            n = len(meta["symbols"])
-            if z["F"].shape != (n, eng.program.nf) or z["I"].shape != (n, eng.program.ni):
-                raise ValueError("checkpoint arrays do not match the feature program")
-            eng._F = np.array(z["F"], dtype=np.float64)
-            eng._I = np.array(z["I"], dtype=np.int64)
-            eng._wkey = np.full((n, 2), -1, dtype=np.int64)
-            eng._larr[:] = z["larr"]
+        F, I, larr, meta = unpack_state(data)  # noqa: N806, E741
+        saved = FeatureConfig.model_validate(meta["config"])
+        if config is not None and config != saved:
+            raise ValueError("checkpoint was taken with a different FeatureConfig")
+        eng = cls(saved)
+        n = len(meta["symbols"])
+        if F.shape != (n, eng.program.nf) or I.shape != (n, eng.program.ni):
+            raise ValueError("checkpoint arrays do not match the feature program")
+        eng._F, eng._I = F, I
+        eng._wkey = np.full((n, 2), -1, dtype=np.int64)
+        eng._larr[:] = larr
         eng._symbols = list(meta["symbols"])
         eng._index = {s: i for i, s in enumerate(eng._symbols)}
         eng._lk = int(meta["lk"])
