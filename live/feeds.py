@@ -257,6 +257,9 @@ class ReplayFeed:
             else:
                 self._wait(wall0, int(ts[e - 1]), t_ref, real)
                 yield Ticks(self.frame.iloc[s:e], time.time_ns())
+        if real.on:  # the real-time stretch after the final close too: a live feed does not
+            # end at a close (the feed process's exit competed with the scoring of the last one)
+            self._wait(wall0, int(bounds[-1]) + self.close_real_ns, t_ref, real)
 
     def _wait(self, wall0: float, t_ns: int, t_ref: int, real: _RealStretches) -> None:
         if self.speed is None:
