@@ -99,7 +99,8 @@ class ShardMaterializer:
         self.plan = LayoutPlan(client, config.prefix, registry)
         self._full = {c: i for i, c in enumerate(vector_columns(self.fc))}
         self._sel: dict[VectorLayout, np.ndarray | None] = {}
-        # last book per symbol, as arrays (symbol -> row): vectorized market columns
+        # last book per symbol (BOOK_FIELDS of its last two-sided tick; symbol -> row): the
+        # market columns, vectorized, and the checkpoint's books()
         self._sid: dict[str, int] = {}
         self._book = np.full((0, len(BOOK_FIELDS)), np.nan)
         self._rows_key: list[str] = []
@@ -108,7 +109,6 @@ class ShardMaterializer:
         self.dedup = SeqDedup()
         self.last_done = -1  # newest boundary written
         self.data_ns = -1  # newest tick applied (the shard's data time)
-        #: symbol -> (bid, ask, bid_size, ask_size) of its last two-sided tick
         self.unacked: list[BusEntry] = []
         self._logbuf: list[tuple] = []
         self.since_ckpt = 0
