@@ -50,9 +50,10 @@ from live.champion import UNKNOWN, Announced, ChampionSwitch
 from live.config import LiveConfig
 from live.layout import VECTOR_FEATURE, VectorLayout
 from live.ledger_records import encode_record
-from live.online import read_vectors, resp, roundtrip, tune_allocator
+from live.online import read_vectors, roundtrip, tune_allocator
 from live.scaleout import BreakerExchange, scorer_name, scorer_shards
 from live.sinks import Scored, SignalStore
+from live.wire import xadd_commands
 from tickml.decision import (
     DecisionConfig,
     Decisions,
@@ -323,21 +324,18 @@ class Scorer:
         act = np.flatnonzero(d.decision != 0)
         version = (self.version or "").encode()
         if len(act):
-            stream = self.cfg.key("signals").encode()
-            names = d.decision_names[act].astype("S").tolist()
-            gates = d.gate_names[act].astype("S").tolist()
-            scores = [repr(v).encode() for v in d.score[act].tolist()]
-            sym = [syms[i].encode() for i in act.tolist()]
-            bb = b"%d" % b
-            extra: list[tuple[bytes, ...]] = [()] * len(act)
+            fields: list[tuple[bytes, bytes | list[bytes]]] = [
+                (b"symbol", [syms[i].encode() for i in act.tolist()]),
+                (b"b", b"%d" % b),
+                (b"decision", d.decision_names[act].astype("S").tolist()),
+                (b"gate", d.gate_names[act].astype("S").tolist()),
+                (b"score", [repr(v).encode() for v in d.score[act].tolist()]),
+                (b"model_version", version),
+            ]
             if direction is not None:
-                extra = [(b"direction", repr(v).encode()) for v in direction[act].tolist()]
-            payload = b"".join(
-                resp(b"XADD", stream, b"MAXLEN", b"~", b"100000", b"*", b"symbol", s, b"b", bb,
-                     b"decision", dn, b"gate", g, b"score", sc, b"model_version", version, *ex)
-                for s, dn, g, sc, ex in zip(sym, names, gates, scores, extra, strict=True)
-            )  # fmt: skip
-            roundtrip(self.r, payload, len(act))
+                fields.append((b"direction", [repr(v).encode() for v in direction[act].tolist()]))
+            stream = self.cfg.key("signals").encode()
+            roundtrip(self.r, xadd_commands(stream, 100_000, fields, len(act)), len(act))
         latency = (time.time_ns() - close_wall_ns) / 1e9
         parts["publish_ms"] = (time.perf_counter() - t0) * 1e3
         record = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import mmh3
@@ -134,13 +134,15 @@ def check_client(client: redis.Redis) -> None:
         raise ValueError("live.online needs a Redis client with decode_responses=False")
 
 
-def roundtrip(client: redis.Redis, payload: bytes | list[Any], n: int) -> list[Any]:
+def roundtrip(client: redis.Redis, payload: bytes | Iterable[bytes], n: int) -> list[Any]:
     """Send pre-packed RESP commands and return their ``n`` replies (the first error reply is
-    raised after all replies are read, so the connection stays in sync)."""
+    raised after all replies are read, so the connection stays in sync). ``payload`` may be an
+    iterable of parts (a generator: each part is sent as soon as it is built, Redis executes it
+    while the next one is built)."""
     pool = client.connection_pool
     conn = pool.get_connection()
     try:
-        conn.send_packed_command(payload if isinstance(payload, list) else [payload])
+        conn.send_packed_command([payload] if isinstance(payload, bytes) else payload)
         parser: Any = getattr(conn, "_parser", None)
         replies: list[Any] = []
         if (
@@ -169,3 +171,34 @@ def roundtrip(client: redis.Redis, payload: bytes | list[Any], n: int) -> list[A
 
 def resp(*args: bytes) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join(map(bulk, args))
+
+
+def xadd_commands(
+    stream: bytes,
+    maxlen: int,
+    fields: Sequence[tuple[bytes, bytes | Sequence[bytes]]],
+    n: int,
+    chunk: int = 256,
+) -> Iterator[bytes]:
+    """RESP of ``n`` ``XADD stream MAXLEN ~ maxlen * field value ...`` commands, ``chunk``
+    commands per part (for :func:`roundtrip`: Redis appends one part while the next is built).
+    A field's value is one ``bytes`` for every entry or a sequence of ``n``. Each command is one
+    ``%`` format of a template (3,000 signals: 4 ms to build instead of 18-33 with :func:`resp`
+    per entry; the chunks overlap the rest with Redis's ~3 us per XADD)."""
+    cols = [v for _, v in fields if not isinstance(v, bytes)]
+    if any(len(c) != n for c in cols):
+        raise ValueError(f"every per-entry field needs {n} values")
+
+    def lit(b: bytes) -> bytes:
+        return bulk(b).replace(b"%", b"%%")
+
+    head = [b"XADD", stream, b"MAXLEN", b"~", b"%d" % maxlen, b"*"]
+    fmt = b"*%d\r\n" % (len(head) + 2 * len(fields)) + b"".join(map(lit, head))
+    for name, value in fields:
+        fmt += lit(name) + (lit(value) if isinstance(value, bytes) else b"%s")
+    for i in range(0, n, chunk):
+        if not cols:
+            yield (fmt % ()) * min(chunk, n - i)
+            continue
+        parts = [[b"$%d\r\n%s\r\n" % (len(v), v) for v in c[i : i + chunk]] for c in cols]
+        yield b"".join([fmt % t for t in zip(*parts, strict=True)])
