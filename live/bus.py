@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,9 +47,33 @@ class TickBatch:
     px: np.ndarray  # float64 (n, 6): bid, ask, bid_size, ask_size, price, size
     wall_ns: int = 0
     src: str = ""
+    #: (codes int64 per tick, distinct symbols): ``symbols == uniques[codes]``, kept from the
+    #: bus entry's own encoding (the consumer's checks, the de-duplication and the engine's
+    #: grouping need it; hashing the symbols again cost more than the rest for a small entry)
+    factor: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.ts)
+
+    def factorized(self) -> tuple[np.ndarray, np.ndarray]:
+        """(codes, distinct symbols) of the ticks: -1 for a null symbol; a symbol may be unused
+        after :meth:`take`."""
+        if self.factor is None:
+            codes, uniques = pd.factorize(self.symbols, use_na_sentinel=True)
+            self.factor = (codes.astype(np.int64), np.asarray(uniques, dtype=object))
+        return self.factor
+
+    def groups(self) -> tuple[list[str], np.ndarray]:
+        """(the batch's symbols, sorted, once each; per tick its symbol's position among them):
+        ``np.unique(symbols, return_inverse=True)`` from :meth:`factorized` (every symbol set)."""
+        codes, uniques = self.factorized()
+        used = np.zeros(len(uniques), dtype=bool)
+        used[codes] = True
+        ids = np.flatnonzero(used)
+        order = np.argsort(uniques[ids].astype(str), kind="stable")
+        rank = np.empty(len(uniques), dtype=np.int64)
+        rank[ids[order]] = np.arange(len(ids))
+        return uniques[ids[order]].tolist(), rank[codes]
 
     def to_frame(self) -> pd.DataFrame:
         """Canonical ticks (:data:`tickml.schema.TICK_COLUMNS`), ts tz-aware UTC."""
@@ -93,8 +117,9 @@ class TickBatch:
 
     def take(self, mask_or_idx: Any) -> TickBatch:
         i = np.asarray(mask_or_idx)
+        f = None if self.factor is None else (self.factor[0][i], self.factor[1])
         return TickBatch(
-            self.symbols[i], self.ts[i], self.seq[i], self.px[i], self.wall_ns, self.src
+            self.symbols[i], self.ts[i], self.seq[i], self.px[i], self.wall_ns, self.src, f
         )
 
     @classmethod
@@ -204,8 +229,10 @@ def decode_entry(shard: int, entry_id: bytes, fields: dict[bytes, bytes] | None)
         raise BadEntry("null (NaT) timestamp")
     px = np.frombuffer(raw[b"px"], dtype="<f8").astype(np.float64).reshape(n, 6)
     seq = np.frombuffer(raw[b"seq"], dtype="<i8").astype(np.int64)
-    symbols = np.array(syms, dtype=object)[codes]
-    batch = TickBatch(symbols, ts, seq, px, _int(fields, b"wall"), src)
+    uniques = np.array(syms, dtype=object)
+    # the entry's own factorization, unless a producer listed a symbol twice
+    factor = (codes.astype(np.int64), uniques) if len(set(syms)) == len(syms) else None
+    batch = TickBatch(uniques[codes], ts, seq, px, _int(fields, b"wall"), src, factor)
     return BusEntry(shard, entry_id, "t", batch, None, batch.wall_ns)
 
 

@@ -268,10 +268,10 @@ class ShardMaterializer:
             return
         self.data_ns = max(self.data_ns, int(batch.ts.max()))
         # grouped by symbol (stable: each symbol's ticks keep their order), one compiled call
-        uniq, inv = np.unique(batch.symbols.astype(str), return_inverse=True)
+        syms, inv = batch.groups()
         order = np.argsort(inv, kind="stable")
-        bounds = np.searchsorted(inv[order], np.arange(len(uniq) + 1))
-        px, syms = batch.px[order], uniq.tolist()
+        bounds = np.searchsorted(inv[order], np.arange(len(syms) + 1))
+        px = batch.px[order]
         self.engine.update_groups(syms, bounds, batch.ts[order], *(px[:, j] for j in range(6)))
         # each symbol's book: its last tick with a bid and an ask
         ok = np.isfinite(px[:, 0]) & np.isfinite(px[:, 1])

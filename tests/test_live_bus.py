@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from live.bus import BadEntry, BusEntry, TickBatch, TickBus, decode_entry, trim
+from live.bus import BadEntry, BusEntry, TickBatch, TickBus, decode_entry, encode_ticks, trim
 from live.config import LiveConfig
 from live.consume import BusConsumer, SeqDedup
 from tickml.schema import TICK_COLUMNS
@@ -228,6 +228,13 @@ def test_seq_dedup_matches_a_reference(batches) -> None:
         tss = np.array([t for _, t, _ in rows], dtype=np.int64)
         seqs = np.array([q for _, _, q in rows], dtype=np.int64)
         b = TickBatch(syms, tss, seqs, np.zeros((len(rows), 6)))
+        if i % 3 == 1 and rows:  # through the bus encoding: the entry's own factorization
+            codes, uniq = pd.factorize(syms)
+            px = np.zeros((len(rows), 6))
+            fields = encode_ticks(np.asarray(uniq, dtype=object), codes, tss, seqs, px, 0, "")
+            b = decode_entry(0, b"1-0", fields).batch
+            assert b is not None and b.factor is not None
+            assert (b.factor[1][b.factor[0]] == syms).all()
         assert d.filter(b).tolist() == _reference_dedup(syms, tss, seqs, ref).tolist()
         if i % 2:
             d = SeqDedup.from_json(d.to_json())  # checkpoint and restore mid-stream
@@ -397,3 +404,34 @@ def test_throughput_publish_and_read(r, cfg) -> None:
     log.warning("bus: publish %.0f ticks/s, read+decode+ack %.0f ticks/s", n / t_pub, n / t_read)
     assert n == len(ticks)
     assert n / t_pub > 200_000 and n / t_read > 200_000
+
+
+@pytest.mark.unit
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(["B", "A", "Ω", "A.B", "a", "Z9"]), min_size=1, max_size=30),
+    st.lists(st.booleans(), min_size=30, max_size=30),
+    st.booleans(),
+)
+def test_groups_equal_np_unique_after_decode_and_take(syms, mask, listed_twice):
+    """The engine's grouping from the entry's factorization equals np.unique of the symbols,
+    for a decoded entry, a subset of it (unused symbols) and a producer that listed a symbol
+    twice (no factorization kept: computed again)."""
+    symbols = np.array(syms, dtype=object)
+    codes, uniq = pd.factorize(symbols)
+    uniq = np.asarray(uniq, dtype=object)
+    n = len(syms)
+    z = np.zeros(n, dtype=np.int64)
+    fields = encode_ticks(uniq, codes, z, z, np.zeros((n, 6)), 0, "")
+    if listed_twice:
+        listed = json.loads(fields[b"syms"])
+        fields[b"syms"] = json.dumps([*listed, listed[0]]).encode()
+    batch = decode_entry(0, b"1-0", fields).batch
+    assert batch is not None and (batch.factor is None) == listed_twice
+    keep = np.array(mask[:n])
+    for b in (batch, batch.take(keep)):
+        if not len(b):
+            continue
+        names, inv = b.groups()
+        want, want_inv = np.unique(b.symbols.astype(str), return_inverse=True)
+        assert names == want.tolist() and inv.tolist() == want_inv.tolist()
