@@ -48,8 +48,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import redis
 
 from live import metrics
@@ -61,7 +59,7 @@ from live.online import OnlineLayout, roundtrip, tune_allocator, vector_payload,
 from live.scaleout import scorer_name
 from tickml.execution.market import BOOK_FIELDS, market_values
 from tickml.features import PIT_COLUMNS, FeatureConfig, StreamingFeatureEngine, feature_names
-from tickml.lake import online_log_dir
+from tickml.lake import LoggedRows, write_online_log
 from tickml.validation import DEFAULT_RULES, ValidationConfig
 
 log = logging.getLogger(__name__)
@@ -110,7 +108,7 @@ class ShardMaterializer:
         self.last_done = -1  # newest boundary written
         self.data_ns = -1  # newest tick applied (the shard's data time)
         self.unacked: list[BusEntry] = []
-        self._logbuf: list[tuple] = []
+        self._logbuf: list[LoggedRows] = []
         self.since_ckpt = 0
         self.layout = OnlineLayout(
             config.feast_project,
@@ -429,32 +427,14 @@ class ShardMaterializer:
         self._logbuf.append((b, syms, vals, last, time.time_ns()))
 
     def flush_log(self) -> None:
-        """Write the buffered rows: one Parquet file per local day and flush, named by its
-        first and last boundary (a replay after a crash may write a boundary twice; readers
-        keep the latest ``logged_at``)."""
+        """Write the buffered rows: one file per local day and flush
+        (:func:`tickml.lake.write_online_log`)."""
         buf, self._logbuf = self._logbuf, []
-        by_day: dict[dt.date, list] = {}
+        by_day: dict[dt.date, list[LoggedRows]] = {}
         for item in buf:
             by_day.setdefault(self.fc.market.local_day(item[0]), []).append(item)
         for day, items in by_day.items():
-            folder = online_log_dir(self.lake, day) / f"shard={self.shard}"
-            folder.mkdir(parents=True, exist_ok=True)
-            vals = np.vstack([it[2] for it in items])
-            n = [len(it[1]) for it in items]
-            ts = pa.array(np.repeat([it[0] for it in items], n).astype(np.int64))
-            cols = {
-                "symbol": pa.array([s for it in items for s in it[1]], pa.string()),
-                "event_timestamp": ts.cast(pa.timestamp("ns", tz="UTC")),
-            }
-            for k, name in enumerate(self.names):
-                cols[name] = pa.array(vals[:, k])
-            stamp = pa.timestamp("ns", tz="UTC")
-            cols["last_tick_ts"] = pa.array(np.concatenate([it[3] for it in items])).cast(stamp)
-            cols["logged_at"] = pa.array(np.repeat([it[4] for it in items], n)).cast(stamp)
-            path = folder / f"{items[0][0]}-{items[-1][0]}.parquet"
-            tmp = path.with_suffix(".tmp")
-            pq.write_table(pa.table(cols), tmp)
-            tmp.replace(path)
+            write_online_log(self.lake, day, self.shard, self.names, items)
 
 
 def warm_up(fc: FeatureConfig) -> None:

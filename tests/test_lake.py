@@ -140,3 +140,27 @@ def test_rewriting_some_symbols_keeps_the_others(tmp_path):
     # an empty full rewrite removes the day (as if it was never written)
     lake.write_day(_ticks(n=0), day)
     assert lake.days() == []
+
+
+def test_online_log_round_trip_keeps_the_latest_logging(tmp_path):
+    from tickml.lake import read_online_log, write_online_log
+
+    day = dt.date(2024, 1, 2)
+    b0 = int(pd.Timestamp("2024-01-02 15:00", tz="UTC").value)
+    b1 = b0 + 60 * 10**9
+    names = ["f1", "f2"]
+    last = np.array([b0 - 5, b0 - 7], dtype=np.int64)
+    first = [(b0, ["AAA", "BBB"], np.array([[1.0, np.nan], [2.0, -0.0]]), last, 10),
+             (b1, ["AAA"], np.array([[3.0, 4.0]]), last[:1] + 60 * 10**9, 11)]  # fmt: skip
+    again = [(b1, ["AAA"], np.array([[5.0, 6.0]]), last[:1] + 60 * 10**9, 12)]  # a replay
+    write_online_log(tmp_path, day, 0, names, first)
+    path = write_online_log(tmp_path, day, 1, names, again)
+    assert path.name == f"{b1}-{b1}.parquet" and path.parent.name == "shard=1"
+    got = read_online_log(tmp_path, day)
+    assert got["symbol"].tolist() == ["AAA", "BBB", "AAA"]
+    assert got["event_timestamp"].astype("int64").tolist() == [b0, b0, b1]
+    x = got[names].to_numpy()
+    assert np.array_equal(x, [[1.0, np.nan], [2.0, -0.0], [5.0, 6.0]], equal_nan=True)
+    assert np.signbit(x[1, 1])  # bit for bit: -0.0 stays -0.0
+    assert got["logged_at"].astype("int64").tolist() == [10, 10, 12]
+    assert got["last_tick_ts"].astype("int64").tolist() == [b0 - 5, b0 - 7, b0 - 5 + 60 * 10**9]

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -293,14 +294,49 @@ def online_log_dir(root: str | os.PathLike[str], day: dt.date) -> Path:
 
 
 def online_log_files(root: str | os.PathLike[str], day: dt.date) -> list[Path]:
-    """The day's log files, every shard (``shard=S/<boundary_ns>.parquet``), sorted."""
+    """The day's log files, every shard (``shard=S/<first>-<last>.parquet``), sorted."""
     return sorted(online_log_dir(root, day).glob("shard=*/*.parquet"))
+
+
+#: one boundary's logged rows: (boundary ns, symbols, values [n, features], last tick ns [n],
+#: logged at ns)
+LoggedRows = tuple[int, Sequence[str], np.ndarray, np.ndarray, int]
+
+
+def write_online_log(
+    root: str | os.PathLike[str], day: dt.date, shard: int, names: Sequence[str],
+    items: Sequence[LoggedRows],
+) -> Path:
+    """Write boundaries' rows of one shard and local ``day`` as one file of the layout
+    :func:`read_online_log` reads, named by its first and last boundary (written aside, then
+    renamed: a reader never sees half a file; a replay after a crash may write a boundary
+    again, readers keep the latest ``logged_at``)."""
+    folder = online_log_dir(root, day) / f"shard={shard}"
+    folder.mkdir(parents=True, exist_ok=True)
+    vals = np.vstack([it[2] for it in items])
+    n = [len(it[1]) for it in items]
+    stamp = pa.timestamp("ns", tz="UTC")
+    ts = pa.array(np.repeat([it[0] for it in items], n).astype(np.int64))
+    cols = {
+        "symbol": pa.array([s for it in items for s in it[1]], pa.string()),
+        "event_timestamp": ts.cast(stamp),
+    }
+    for k, name in enumerate(names):
+        cols[name] = pa.array(vals[:, k])
+    cols["last_tick_ts"] = pa.array(np.concatenate([it[3] for it in items])).cast(stamp)
+    cols["logged_at"] = pa.array(np.repeat([it[4] for it in items], n)).cast(stamp)
+    path = folder / f"{items[0][0]}-{items[-1][0]}.parquet"
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(pa.table(cols), tmp)
+    tmp.replace(path)
+    return path
 
 
 def read_online_log(root: str | os.PathLike[str], day: dt.date) -> pd.DataFrame:
     """Every feature row the live materializer pushed online on ``day`` (all shards).
 
-    Files are ``ROOT/online_log/date=D/shard=S/<boundary_ns>.parquet`` with ``symbol``,
+    Files are ``ROOT/online_log/date=D/shard=S/<first>-<last>.parquet``
+    (:func:`write_online_log`) with ``symbol``,
     ``event_timestamp`` (UTC), one float64 column per feature, ``last_tick_ts`` and
     ``logged_at``. A row logged twice (a boundary replayed after a restart) is kept once, the
     latest ``logged_at``. Sorted by (event_timestamp, symbol). No log: an empty frame.
