@@ -65,6 +65,7 @@ In blocked mode with ``n_test_groups > 1`` a row is tested by several folds: met
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -617,8 +618,70 @@ def run_experiment(
     for rule, values in rules.items():
         pred[f"score_{rule}"] = values[pred["row"].to_numpy(dtype=np.int64)] if len(pred) else []
 
-    # -- metrics ---------------------------------------------------------------------------
     t = time.perf_counter()
+    models, baselines, ic_rows = _oos_reports(
+        pred, cfg, folds, fold_models, infer, list(rules), ensemble_folds if use_ensemble else None
+    )
+    timings["metrics"] = time.perf_counter() - t
+    tick("metrics")
+
+    t = time.perf_counter()
+    backtest, backtest_sized = _backtests(ds, pred, cfg, baselines)
+    timings["backtest"] = time.perf_counter() - t
+    tick("backtest")
+
+    selection = aggregate_importance(fold_imps, cfg.selection.top_k)
+    t = time.perf_counter()
+    production, window = _production_models(ds, cfg, x_all, y_dir, selection.features, days)
+    for entry in models:
+        pm = production.get(entry["model"])
+        if pm is not None:
+            entry["production"] = {
+                "best_iteration": pm.best_iteration,
+                "size": pm.size(),
+                "n_train": pm.info["n_train"],
+                "n_val": pm.info["n_val"],
+            }
+    timings["production"] = time.perf_counter() - t
+    tick("production")
+    t = time.perf_counter()
+    hash_cols = [*REQUIRED_COLUMNS, *feats]
+    digest = dataset_hash(ds, hash_cols)
+    timings["hash"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t_all
+    return ExperimentResult(
+        config=cfg,
+        feature_cols=feats,
+        folds=folds,
+        models=models,
+        baselines=baselines,
+        backtest=backtest,
+        selection=selection,
+        fold_importances=fold_imps,
+        fold_features=fold_feats,
+        ic_by_fold=[ic_rows[f.fold] for f in folds],
+        production=production,
+        training_window=window,
+        data_hash=digest,
+        timings=timings,
+        predictions=pred,
+        n_rows=len(ds),
+        backtest_sized=backtest_sized,
+        decision_model=DIRECTION if use_direction else None,
+    )
+
+
+def _oos_reports(
+    pred: pd.DataFrame,
+    cfg: ExperimentConfig,
+    folds: Sequence[Fold],
+    fold_models: dict[str, list[dict[str, Any]]],
+    infer: dict[str, list[float]],
+    rules: list[str],
+    ensemble_folds: list[dict[str, Any]] | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[int, dict[str, Any]]]:
+    """Out-of-sample reports of the walk-forward predictions: (the models' entries, the
+    baselines' entries, per fold the information coefficients)."""
     models: list[dict[str, Any]] = []
     baselines: list[dict[str, Any]] = []
     ic_rows: dict[int, dict[str, Any]] = {
@@ -679,9 +742,9 @@ def run_experiment(
     if len(pred):
         s_models, s_baselines = score_entries(
             pred,
-            direction_folds=fold_models[DIRECTION] if use_direction else None,
-            ensemble_folds=ensemble_folds if use_ensemble else None,
-            rules=list(rules),
+            direction_folds=fold_models[DIRECTION] if cfg.direction.enabled else None,
+            ensemble_folds=ensemble_folds,
+            rules=rules,
             horizon=horizon_name(cfg.short_horizon),
             n_boot=cfg.n_boot,
             seed=cfg.seed,
@@ -689,100 +752,74 @@ def run_experiment(
         models += s_models
         baselines += s_baselines
         add_fold_ics(ic_rows, s_models + s_baselines)
-    timings["metrics"] = time.perf_counter() - t
-    tick("metrics")
+    return models, baselines, ic_rows
 
-    # -- backtests -------------------------------------------------------------------------
-    t = time.perf_counter()
+
+def _backtests(
+    ds: pd.DataFrame, pred: pd.DataFrame, cfg: ExperimentConfig, baselines: list[dict[str, Any]]
+) -> tuple[BacktestResult | None, BacktestResult | None]:
+    """(the models' backtest, the sized one) over the walk-forward predictions; with
+    ``baseline_backtests`` each baseline entry gets its backtest's metrics."""
     bt_cfg = cfg.backtest_config()
-    backtest = backtest_sized = None
-    if len(pred):
-        bt_frame = _backtest_frame(ds, pred, "p")
-        backtest = run_backtest(bt_frame, cfg.decision, bt_cfg)
-        sized_cfg = cfg.sized_backtest_config()
-        if sized_cfg is not None:
-            backtest_sized = run_backtest(bt_frame, cfg.decision, sized_cfg)
-        if cfg.baseline_backtests:
-            for entry in baselines:
-                if not entry["classes"]:  # a rule: no probabilities to decide on
-                    continue
-                prefix = f"p_{entry['kind']}"
-                res = run_backtest(_backtest_frame(ds, pred, prefix), cfg.decision, bt_cfg)
-                entry["backtest"] = dict(res.metrics)
-    timings["backtest"] = time.perf_counter() - t
-    tick("backtest")
+    if not len(pred):
+        return None, None
+    bt_frame = _backtest_frame(ds, pred, "p")
+    backtest = run_backtest(bt_frame, cfg.decision, bt_cfg)
+    sized_cfg = cfg.sized_backtest_config()
+    backtest_sized = None if sized_cfg is None else run_backtest(bt_frame, cfg.decision, sized_cfg)
+    if cfg.baseline_backtests:
+        for entry in baselines:
+            if not entry["classes"]:  # a rule: no probabilities to decide on
+                continue
+            prefix = f"p_{entry['kind']}"
+            res = run_backtest(_backtest_frame(ds, pred, prefix), cfg.decision, bt_cfg)
+            entry["backtest"] = dict(res.metrics)
+    return backtest, backtest_sized
 
-    # -- pooled selection and production models ----------------------------------------------
-    selection = aggregate_importance(fold_imps, cfg.selection.top_k)
-    t = time.perf_counter()
+
+def _production_models(
+    ds: pd.DataFrame,
+    cfg: ExperimentConfig,
+    x_all: pd.DataFrame,
+    y_dir: np.ndarray | None,
+    features: Sequence[str],
+    days: Sequence[dt.date],
+) -> tuple[dict[str, TrainedModel], dict[str, Any]]:
+    """(the models trained on the latest data with the pooled selection, their training
+    window) when ``production_models``; else nothing."""
     production: dict[str, TrainedModel] = {}
     everything = _training_rows(ds, np.arange(len(ds), dtype=np.int64), cfg)
     window: dict[str, Any] = {"start": None, "end": None, "n_rows": 0}
-    if cfg.production_models:
-        p_tr, p_va = _latest_slice(ds, everything, cfg.walk_forward.val_share)
-        for name, (lab, _, cls) in HORIZONS.items():
-            production[name] = train_model(
-                x_all.iloc[p_tr],
-                ds[lab].to_numpy(dtype=object)[p_tr],
-                x_all.iloc[p_va],
-                ds[lab].to_numpy(dtype=object)[p_va],
-                cls,
-                cfg.train,
-                selection.features,
-            )
-        if y_dir is not None:
-            production[DIRECTION] = fit_direction(
-                x_all, y_dir, p_tr, p_va, selection.features, cfg.train, cfg.direction
-            )
-        used = np.concatenate([p_tr, p_va])
-        if used.size:
-            ts_used = pd.DatetimeIndex(ds["event_timestamp"].iloc[used])
-            window = {
-                "start": ts_used.min().isoformat(),
-                "end": ts_used.max().isoformat(),
-                "label_end_max": pd.DatetimeIndex(ds["label_end"].iloc[used]).max().isoformat(),
-                "n_rows": int(used.size),
-                "n_train": int(p_tr.size),
-                "n_val": int(p_va.size),
-                "days": [d.isoformat() for d in days],
-            }
-        for entry in models:
-            pm = production.get(entry["model"])
-            if pm is None:
-                continue
-            entry["production"] = {
-                "best_iteration": pm.best_iteration,
-                "size": pm.size(),
-                "n_train": pm.info["n_train"],
-                "n_val": pm.info["n_val"],
-            }
-    timings["production"] = time.perf_counter() - t
-    tick("production")
-    t = time.perf_counter()
-    hash_cols = [*REQUIRED_COLUMNS, *feats]
-    digest = dataset_hash(ds, hash_cols)
-    timings["hash"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - t_all
-    return ExperimentResult(
-        config=cfg,
-        feature_cols=feats,
-        folds=folds,
-        models=models,
-        baselines=baselines,
-        backtest=backtest,
-        selection=selection,
-        fold_importances=fold_imps,
-        fold_features=fold_feats,
-        ic_by_fold=[ic_rows[f.fold] for f in folds],
-        production=production,
-        training_window=window,
-        data_hash=digest,
-        timings=timings,
-        predictions=pred,
-        n_rows=len(ds),
-        backtest_sized=backtest_sized,
-        decision_model=DIRECTION if use_direction else None,
-    )
+    if not cfg.production_models:
+        return production, window
+    p_tr, p_va = _latest_slice(ds, everything, cfg.walk_forward.val_share)
+    for name, (lab, _, cls) in HORIZONS.items():
+        production[name] = train_model(
+            x_all.iloc[p_tr],
+            ds[lab].to_numpy(dtype=object)[p_tr],
+            x_all.iloc[p_va],
+            ds[lab].to_numpy(dtype=object)[p_va],
+            cls,
+            cfg.train,
+            features,
+        )
+    if y_dir is not None:
+        production[DIRECTION] = fit_direction(
+            x_all, y_dir, p_tr, p_va, features, cfg.train, cfg.direction
+        )
+    used = np.concatenate([p_tr, p_va])
+    if used.size:
+        ts_used = pd.DatetimeIndex(ds["event_timestamp"].iloc[used])
+        window = {
+            "start": ts_used.min().isoformat(),
+            "end": ts_used.max().isoformat(),
+            "label_end_max": pd.DatetimeIndex(ds["label_end"].iloc[used]).max().isoformat(),
+            "n_rows": int(used.size),
+            "n_train": int(p_tr.size),
+            "n_val": int(p_va.size),
+            "days": [d.isoformat() for d in days],
+        }
+    return production, window
 
 
 def _backtest_frame(ds: pd.DataFrame, pred: pd.DataFrame, prefix: str) -> pd.DataFrame:
