@@ -55,7 +55,7 @@ from live.bus import BusEntry, TickBatch
 from live.config import LiveConfig
 from live.consume import BusConsumer, SeqDedup
 from live.layout import MARKET_COLUMNS, VECTOR_FEATURE, LayoutPlan, VectorLayout
-from live.online import OnlineLayout, roundtrip, tune_allocator, vector_payload, write_rows
+from live.online import OnlineLayout, roundtrip, tune_allocator, vector_commands, write_rows
 from live.scaleout import scorer_name
 from tickml.execution.market import BOOK_FIELDS, market_values
 from tickml.features import PIT_COLUMNS, FeatureConfig, StreamingFeatureEngine, feature_names
@@ -367,13 +367,13 @@ class ShardMaterializer:
             return 0
         full = np.hstack([vals, market_values(self._book[rows])])
         t0 = time.perf_counter()
-        payload = [
-            vector_payload(
+        parts = [  # in chunks: Redis stores one while the next is joined (live.online)
+            vector_commands(
                 self.cfg.feast_project, lay.view, VECTOR_FEATURE, syms, full[:, self._sel[lay]], b
             )
             for lay in written
         ]
-        roundtrip(self.r, b"".join(payload), len(syms) * len(written))
+        roundtrip(self.r, itertools.chain.from_iterable(parts), len(syms) * len(written))
         self._parts["write_ms"] = (time.perf_counter() - t0) * 1e3
         metrics.ONLINE_WRITE.labels("model_vector").observe(time.perf_counter() - t0)
         new = set(syms) - self._universe

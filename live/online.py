@@ -32,7 +32,7 @@ import hashlib
 import itertools
 import logging
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
 import numpy as np
@@ -233,14 +233,45 @@ def vector_payload(
     event_ts_ns: np.ndarray | int,
 ) -> bytes:
     """RESP of one ``HSET key <feature field> <packed Array(Float64)> _ts:<view> <ts>`` per
-    symbol (row of ``matrix``, float64 [n, d]); built without a per-symbol Python loop (the
-    commands' heads are cached per universe, the rows cut by numpy)."""
+    symbol (row of ``matrix``, float64 [n, d]): :func:`vector_commands` joined."""
+    return b"".join(vector_commands(project, view, feature, symbols, matrix, event_ts_ns))
+
+
+def vector_commands(
+    project: str,
+    view: str,
+    feature: str,
+    symbols: Sequence[str],
+    matrix: np.ndarray,
+    event_ts_ns: np.ndarray | int,
+    chunk: int = 256,
+) -> Iterator[bytes]:
+    """:func:`vector_payload`'s commands, ``chunk`` symbols per part: given to
+    :func:`~live.wire.roundtrip`, Redis executes a part while the next is joined (2,500
+    vectors of 72 values: 11.5 -> 7.7 ms written, same bytes). Built without a per-symbol
+    Python loop (the commands' heads are cached per universe, the rows cut by numpy); the
+    arguments are checked before the first part."""
     m = np.asarray(matrix, dtype="<f8")
     n = len(symbols)
     if m.ndim != 2 or m.shape[0] != n or m.shape[1] == 0:
         raise ValueError(f"matrix has shape {m.shape}, expected ({n}, d >= 1)")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    return _vector_parts(project, view, feature, symbols, m, event_ts_ns, chunk)
+
+
+def _vector_parts(
+    project: str,
+    view: str,
+    feature: str,
+    symbols: Sequence[str],
+    m: np.ndarray,
+    event_ts_ns: np.ndarray | int,
+    chunk: int,
+) -> Iterator[bytes]:
+    n = len(symbols)
     if n == 0:
-        return b""
+        return
     hdr = _vector_header(m.shape[1])
     width = len(hdr) + m.shape[1] * 8
     buf = np.empty((n, width), np.uint8)
@@ -250,11 +281,12 @@ def vector_payload(
     heads = _hset_heads(project, view, feature, width, tuple(symbols))
     tsf = b"\r\n" + bulk(ts_field(view))
     if np.ndim(event_ts_ns) == 0:
-        tails: Any = itertools.repeat(tsf + bulk(timestamp_bytes(int(event_ts_ns))), n)
+        tails: Sequence[bytes] = [tsf + bulk(timestamp_bytes(int(event_ts_ns)))] * n
     else:
         tails = [tsf + bulk(t) for t in event_ts_bytes(event_ts_ns, n)]
-    parts: Iterable[bytes] = itertools.chain.from_iterable(zip(heads, rows, tails, strict=False))
-    return b"".join(parts)
+    for a in range(0, n, chunk):
+        z = zip(heads[a : a + chunk], rows[a : a + chunk], tails[a : a + chunk], strict=True)
+        yield b"".join(itertools.chain.from_iterable(z))
 
 
 @functools.lru_cache(maxsize=16)  # one entry per (universe, layout): the materializer's shards
@@ -278,11 +310,11 @@ def write_vectors(
     event_ts_ns: np.ndarray | int,
 ) -> None:
     """HSET one packed Array(Float64) value (row of ``matrix``, float64 [n, d]) + ``_ts:<view>``
-    per symbol, one pipeline (:func:`vector_payload`)."""
+    per symbol, one pipeline (:func:`vector_commands`)."""
     check_client(client)
-    payload = vector_payload(project, view, feature, symbols, matrix, event_ts_ns)
-    if payload:
-        roundtrip(client, payload, len(symbols))
+    parts = vector_commands(project, view, feature, symbols, matrix, event_ts_ns)
+    if len(symbols):
+        roundtrip(client, parts, len(symbols))
 
 
 def _hmget(
