@@ -421,7 +421,7 @@ def test_direction_model_in_the_registry(
     small_sim: tuple[pd.DataFrame, list[str]], tmp_path: Path
 ) -> None:
     from tickml.models import ModelRegistry
-    from tickml.models.experiment import _backtest_frame
+    from tickml.models.experiment_reports import backtest_frame
     from tickml.models.train import predict_value
 
     ds, feats = small_sim
@@ -442,10 +442,10 @@ def test_direction_model_in_the_registry(
         predict_value(loaded.models["direction"], x), predict_value(res.production["direction"], x)
     )
     ordered = ds.sort_values(["event_timestamp", "symbol"], kind="stable").reset_index(drop=True)
-    frame = _backtest_frame(ordered, res.predictions, "p")
+    frame = backtest_frame(ordered, res.predictions, "p")
     by_row = res.predictions.groupby("row")["direction"].mean()
     np.testing.assert_array_equal(frame["direction"].to_numpy(), by_row.to_numpy())
-    assert "direction" not in _backtest_frame(ordered, res.predictions, "p_momentum").columns
+    assert "direction" not in backtest_frame(ordered, res.predictions, "p_momentum").columns
 
 
 @pytest.mark.slow

@@ -65,275 +65,73 @@ In blocked mode with ``n_test_groups > 1`` a row is tested by several folds: met
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
-from tickml.backtest import BacktestConfig, BacktestResult, run_backtest
-from tickml.decision import LONG_CLASSES, SHORT_CLASSES, DecisionConfig
 from tickml.evaluation.baselines import LogisticBaseline, MomentumBaseline
-from tickml.evaluation.metrics import direction_score, report_by_fold
+from tickml.evaluation.metrics import direction_score
 from tickml.evaluation.rules import rule_scores
 from tickml.evaluation.splits import (
-    Fold,
-    WalkForwardConfig,
     assert_no_leakage,
     walk_forward_splits,
 )
-from tickml.execution import ExecutionConfig, sized_preset
-from tickml.labels import CLASSES_3, CLASSES_5, consensus_filter
 from tickml.market import local_days, utc_ns
 from tickml.models.direction import (
     DIRECTION,
-    DirectionConfig,
     fit_direction,
     fold_entry,
     normalized_return,
     predict_direction,
     volatility,
 )
-from tickml.models.ensemble import EnsembleConfig
+from tickml.models.experiment_config import (
+    BACKTEST_OPTIONAL,
+    HORIZONS,
+    REQUIRED_COLUMNS,
+    ExperimentConfig,
+    ExperimentResult,
+    Progress,
+    horizon_name,
+)
+from tickml.models.experiment_reports import (
+    backtests,
+    labelled,
+    oos_reports,
+    prob_cols,
+    production_models,
+    score_of,
+    training_rows,
+)
 from tickml.models.registry import dataset_hash
-from tickml.models.scores import add_fold_ics, score_entries
 from tickml.models.selection import (
     FoldImportance,
-    SelectionConfig,
-    SelectionResult,
     aggregate_importance,
     fold_importance,
 )
 from tickml.models.stacking import ENSEMBLE, fold_ensemble
-from tickml.models.train import TrainConfig, TrainedModel, predict_proba, train_model
+from tickml.models.train import predict_proba, train_model
 from tickml.volatility import recent_vol
 
 log = logging.getLogger(__name__)
 
-#: Columns every dataset needs besides the features.
-REQUIRED_COLUMNS: tuple[str, ...] = (
-    "symbol",
-    "event_timestamp",
-    "label_end",
-    "label_short",
-    "label_long",
-    "fwd_return_short",
-    "fwd_return_long",
-    "mid",
-    "spread",
-)
-#: Optional columns passed on to the backtest when present.
-BACKTEST_OPTIONAL: tuple[str, ...] = ("last_return", "recent_vol", "feature_age")
-
-if tuple(CLASSES_5) != tuple(SHORT_CLASSES) or tuple(CLASSES_3) != tuple(LONG_CLASSES):
-    raise ImportError("label classes and decision classes disagree")
-
-#: model name -> (label column, return column, classes)
-HORIZONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "short": ("label_short", "fwd_return_short", tuple(CLASSES_5)),
-    "long": ("label_long", "fwd_return_long", tuple(CLASSES_3)),
-}
-
-Progress = Callable[[str, int, int], None]
-
-
-class ExperimentConfig(BaseModel):
-    """Every knob of the evaluation: folds, training, selection, decision gates and costs."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    short_horizon: str = Field(
-        default="15min",
-        description="horizon of the short labels (must match the labels config): names the "
-        "short model and is the backtest's holding period",
-    )
-    long_horizon: str = Field(
-        default="30min", description="horizon of the long labels (must match the labels config)"
-    )
-    walk_forward: WalkForwardConfig = Field(
-        default_factory=WalkForwardConfig,
-        description="walk-forward folds: mode, folds, training days, embargo, validation share",
-    )
-    train: TrainConfig = Field(
-        default_factory=TrainConfig, description="LightGBM training of both models"
-    )
-    selection: SelectionConfig = Field(
-        default_factory=SelectionConfig, description="SHAP selection: top-K, rows explained"
-    )
-    decision: DecisionConfig = Field(
-        default_factory=DecisionConfig,
-        description="the live decision function's gates (used by the backtest)",
-    )
-    backtest: BacktestConfig | None = Field(
-        default=None,
-        description="execution and costs (None: defaults with the short horizon as holding period)",
-    )
-    sized: ExecutionConfig | None = Field(
-        default_factory=sized_preset,
-        description="the sized book (volatility sizing, caps, risk limit; tickml.execution) "
-        "backtested beside the unit-size one and run by the live shadow ledger; its horizon "
-        "follows short_horizon (None: unit size only)",
-    )
-    consensus: Literal["off", "keep", "opposite", "drop"] = Field(
-        default="off",
-        description="training-set filter on the train/validation rows only (never the test "
-        "rows): off, or keep rows whose horizons agree with traps kept / agreeing with the "
-        "opposite direction / dropped",
-    )
-    train_on_truncated: bool = Field(
-        default=True,
-        description="train on labels cut short by the session close (truncated_* columns)",
-    )
-    momentum_column: str = Field(
-        default="ret_b1",
-        description="last interval's return for the momentum baseline (falls back to last_return)",
-    )
-    direction: DirectionConfig = Field(
-        default_factory=DirectionConfig,
-        description="the direction model (the decision score): a regression of the "
-        "volatility-normalized short-horizon return (tickml.models.direction)",
-    )
-    ensemble: EnsembleConfig | None = Field(
-        default_factory=EnsembleConfig,
-        description="the regime ensemble of the direction model, both classifiers and the "
-        "plain rules, fitted per fold on its validation slice (tickml.models.stacking); "
-        "reported, not served (None: off)",
-    )
-    rule_baselines: bool = Field(
-        default=True,
-        description="score the plain rules (micro-price deviation, book imbalance; "
-        "tickml.evaluation.rules) on the same folds",
-    )
-    logistic_baseline: bool = Field(
-        default=True, description="fit the logistic-regression baseline on the same features"
-    )
-    baseline_backtests: bool = Field(
-        default=True, description="also backtest the baselines' probabilities"
-    )
-    production_models: bool = Field(
-        default=True, description="train the production models on all rows (for the registry)"
-    )
-    n_boot: int = Field(default=1000, ge=0, description="day-block bootstrap replicates of the IC")
-    seed: int = Field(default=0, description="seed of the bootstrap")
-    max_equity_points: int = Field(
-        default=5000, ge=10, description="equity curve points kept in to_dict (evenly thinned)"
-    )
-
-    def backtest_config(self) -> BacktestConfig:
-        if self.backtest is not None:
-            return self.backtest
-        return BacktestConfig(horizon=pd.Timedelta(self.short_horizon).to_pytimedelta())
-
-    def sized_backtest_config(self) -> BacktestConfig | None:
-        """The unit backtest's columns and costs with the sized book's execution rules."""
-        if self.sized is None:
-            return None
-        horizon = pd.Timedelta(self.short_horizon).to_pytimedelta()
-        return self.backtest_config().model_copy(
-            update={**self.sized.model_dump(), "horizon": horizon}
-        )
-
-    def execution_config(self) -> ExecutionConfig:
-        """What the live shadow ledger runs: the sized book (or the unit one without it)."""
-        return (self.sized_backtest_config() or self.backtest_config()).execution()
-
-
-def horizon_name(horizon: str) -> str:
-    """'15min' -> '15m', '90s' -> '90s', '2h' -> '120m'."""
-    td = pd.Timedelta(horizon)
-    secs = int(td.total_seconds())
-    return f"{secs // 60}m" if secs % 60 == 0 else f"{secs}s"
-
-
-@dataclass(eq=False)
-class ExperimentResult:
-    """Everything :func:`run_experiment` produced. :meth:`to_dict` is evaluation.json."""
-
-    config: ExperimentConfig
-    feature_cols: list[str]
-    folds: list[Fold]
-    #: LightGBM models' entries (name, horizon, classes, oos, per_fold, ...)
-    models: list[dict[str, Any]]
-    baselines: list[dict[str, Any]]
-    backtest: BacktestResult | None
-    selection: SelectionResult
-    fold_importances: list[FoldImportance]
-    #: per fold: the features its models used
-    fold_features: list[list[str]]
-    ic_by_fold: list[dict[str, Any]]
-    #: "short" / "long": trained on all rows with the pooled selection (empty if disabled)
-    production: dict[str, TrainedModel]
-    #: first/last event_timestamp and rows of the data the production models saw
-    training_window: dict[str, Any]
-    data_hash: str
-    timings: dict[str, float]
-    #: one row per (test row, fold): ids, labels, returns, every model's probabilities
-    predictions: pd.DataFrame = field(repr=False)
-    n_rows: int = 0
-    #: the same rows through the sized book (:attr:`ExperimentConfig.sized`)
-    backtest_sized: BacktestResult | None = None
-    #: the model whose prediction is the decision score ("direction"; None: the short model)
-    decision_model: str | None = None
-
-    def model(self, name: str) -> dict[str, Any]:
-        for m in self.models + self.baselines:
-            if m["name"] == name:
-                return m
-        raise KeyError(name)
-
-    def backtest_dict(self, sized: bool = False) -> dict[str, Any] | None:
-        bt = self.backtest_sized if sized else self.backtest
-        if bt is None:
-            return None
-        out = dict(bt.metrics)
-        eq = bt.equity
-        n = len(eq)
-        step = max(1, int(np.ceil(n / self.config.max_equity_points)))
-        idx = np.unique(np.r_[np.arange(0, n, step), n - 1]) if n else np.zeros(0, np.int64)
-        ts = pd.DatetimeIndex(pd.to_datetime(eq["event_timestamp"], utc=True))[idx]
-        vals = eq["equity"].to_numpy(dtype=np.float64)[idx]
-        out["equity_curve"] = [[t.isoformat(), float(v)] for t, v in zip(ts, vals, strict=True)]
-        out["daily"] = [
-            {"day": d.isoformat(), "pnl": float(p), "n_trades": int(k)}
-            for d, p, k in bt.daily[["day", "pnl", "n_trades"]].itertuples(index=False)
-        ]
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable summary (evaluation.json)."""
-        folds = []
-        for f, feats in zip(self.folds, self.fold_features, strict=True):
-            s = f.summary()
-            s["test_start"] = f.test_start.isoformat()
-            s["test_end"] = f.test_end.isoformat()
-            s["features"] = list(feats)
-            folds.append(s)
-        return {
-            "horizons": {
-                "short": horizon_name(self.config.short_horizon),
-                "long": horizon_name(self.config.long_horizon),
-            },
-            "n_rows": self.n_rows,
-            "n_features_in": len(self.feature_cols),
-            "data_hash": self.data_hash,
-            "training_window": self.training_window,
-            "models": self.models,
-            "baselines": self.baselines,
-            "decision_model": self.decision_model,
-            "backtest": self.backtest_dict(),
-            "backtest_sized": self.backtest_dict(sized=True),
-            "selection": self.selection.to_dict(),
-            "folds": folds,
-            "ic_by_fold": self.ic_by_fold,
-            "timings": {k: round(v, 3) for k, v in self.timings.items()},
-            "config": self.config.model_dump(mode="json"),
-        }
-
+__all__ = [  # the experiment's API (its contract and reports live in the two modules above)
+    "BACKTEST_OPTIONAL",
+    "HORIZONS",
+    "REQUIRED_COLUMNS",
+    "ExperimentConfig",
+    "ExperimentResult",
+    "Progress",
+    "add_market_columns",
+    "horizon_name",
+    "prepare_dataset",
+    "run_experiment",
+    "score_of",
+]
 
 # -- dataset -----------------------------------------------------------------------------------
 
@@ -417,57 +215,7 @@ def _check_horizons(ds: pd.DataFrame, cfg: ExperimentConfig) -> None:
             )
 
 
-def _training_rows(ds: pd.DataFrame, rows: np.ndarray, cfg: ExperimentConfig) -> np.ndarray:
-    """Rows of a training/validation set that pass the training-set filters."""
-    if rows.size == 0:
-        return rows
-    keep = np.ones(rows.size, dtype=bool)
-    if not cfg.train_on_truncated:
-        for col in ("truncated_short", "truncated_long"):
-            if col in ds.columns:
-                keep &= ~ds[col].iloc[rows].fillna(False).to_numpy(dtype=bool)
-    if cfg.consensus != "off":
-        keep &= consensus_filter(
-            ds["label_short"].iloc[rows], ds["label_long"].iloc[rows], traps=cfg.consensus
-        )
-    return rows[keep]
-
-
-def _labelled(ds: pd.DataFrame, rows: np.ndarray, label_col: str) -> np.ndarray:
-    return rows[ds[label_col].iloc[rows].notna().to_numpy()]
-
-
-def _latest_slice(ds: pd.DataFrame, rows: np.ndarray, share: float) -> tuple[np.ndarray, ...]:
-    """(train, val) for the production models: the latest ``share`` of ``rows`` (cut at a
-    timestamp) is the validation slice; training rows overlapping it are purged."""
-    if share <= 0 or rows.size == 0:
-        return rows, np.zeros(0, dtype=np.int64)
-    ev = utc_ns(ds["event_timestamp"].iloc[rows])
-    le = utc_ns(ds["label_end"].iloc[rows])
-    order = np.sort(ev)
-    n_val = int(np.ceil(share * rows.size))
-    cut = order[rows.size - n_val]
-    is_val = ev >= cut
-    v_start, v_end = ev[is_val].min(), le[is_val].max()
-    overlap = (ev <= v_end) & (le >= v_start) & ~is_val
-    return rows[~is_val & ~overlap], rows[is_val]
-
-
 # -- the runner ----------------------------------------------------------------------------------
-
-
-def _prob_cols(prefix: str, classes: Sequence[str]) -> list[str]:
-    return [f"{prefix}_{c}" for c in classes]
-
-
-def _strip(report: dict[str, Any]) -> dict[str, Any]:
-    """A per-fold report without the bulky reliability tables (ECEs kept)."""
-    out = {k: v for k, v in report.items() if k != "calibration"}
-    cal = report.get("calibration") or {}
-    out["ece"] = cal.get("ece")
-    out["brier"] = cal.get("brier")
-    return out
-
 
 def run_experiment(
     dataset: pd.DataFrame,
@@ -525,8 +273,8 @@ def run_experiment(
     t_sel = t_train = t_base = 0.0
     infer: dict[str, list[float]] = {"short": [0.0, 0.0], "long": [0.0, 0.0]}  # seconds, rows
     for f in folds:
-        tr = _training_rows(ds, f.train, cfg)
-        va = _training_rows(ds, f.val, cfg)
+        tr = training_rows(ds, f.train, cfg)
+        va = training_rows(ds, f.val, cfg)
         t = time.perf_counter()
         imp = fold_importance(ds, f, feats, labels_sel, cfg.train, cfg.selection, tr, va)
         sel = imp.top(cfg.selection.top_k)
@@ -565,7 +313,7 @@ def run_experiment(
             p = predict_proba(model, x_test)
             infer[name][0] += time.perf_counter() - t
             infer[name][1] += len(test)
-            part[_prob_cols(f"p_{name}", cls)] = p
+            part[prob_cols(f"p_{name}", cls)] = p
             if use_ensemble:
                 val_sc[name] = direction_score(predict_proba(model, x_all.iloc[va]), cls)
                 test_sc[name] = direction_score(p, cls)
@@ -581,15 +329,15 @@ def run_experiment(
                 }
             )
             t = time.perf_counter()
-            lrn = _labelled(ds, learn, lab)
+            lrn = labelled(ds, learn, lab)
             y_lrn = ds[lab].to_numpy(dtype=object)[lrn]
             if cfg.logistic_baseline:
                 lb = LogisticBaseline(cls).fit(x_all.iloc[lrn][sel].to_numpy(np.float64), y_lrn)
-                part[_prob_cols(f"p_logistic_{name}", cls)] = lb.predict_proba(
+                part[prob_cols(f"p_logistic_{name}", cls)] = lb.predict_proba(
                     x_test[sel].to_numpy(np.float64)
                 )
             mb = MomentumBaseline(cls).fit(mom[lrn], y_lrn)
-            part[_prob_cols(f"p_momentum_{name}", cls)] = mb.predict_proba(mom[test])
+            part[prob_cols(f"p_momentum_{name}", cls)] = mb.predict_proba(mom[test])
             part[f"call_momentum_{name}"] = mb.predict(mom[test])
             part[f"score_momentum_{name}"] = mb.score(mom[test])
             t_base += time.perf_counter() - t
@@ -619,20 +367,20 @@ def run_experiment(
         pred[f"score_{rule}"] = values[pred["row"].to_numpy(dtype=np.int64)] if len(pred) else []
 
     t = time.perf_counter()
-    models, baselines, ic_rows = _oos_reports(
+    models, baselines, ic_rows = oos_reports(
         pred, cfg, folds, fold_models, infer, list(rules), ensemble_folds if use_ensemble else None
     )
     timings["metrics"] = time.perf_counter() - t
     tick("metrics")
 
     t = time.perf_counter()
-    backtest, backtest_sized = _backtests(ds, pred, cfg, baselines)
+    backtest, backtest_sized = backtests(ds, pred, cfg, baselines)
     timings["backtest"] = time.perf_counter() - t
     tick("backtest")
 
     selection = aggregate_importance(fold_imps, cfg.selection.top_k)
     t = time.perf_counter()
-    production, window = _production_models(ds, cfg, x_all, y_dir, selection.features, days)
+    production, window = production_models(ds, cfg, x_all, y_dir, selection.features, days)
     for entry in models:
         pm = production.get(entry["model"])
         if pm is not None:
@@ -669,189 +417,3 @@ def run_experiment(
         backtest_sized=backtest_sized,
         decision_model=DIRECTION if use_direction else None,
     )
-
-
-def _oos_reports(
-    pred: pd.DataFrame,
-    cfg: ExperimentConfig,
-    folds: Sequence[Fold],
-    fold_models: dict[str, list[dict[str, Any]]],
-    infer: dict[str, list[float]],
-    rules: list[str],
-    ensemble_folds: list[dict[str, Any]] | None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[int, dict[str, Any]]]:
-    """Out-of-sample reports of the walk-forward predictions: (the models' entries, the
-    baselines' entries, per fold the information coefficients)."""
-    models: list[dict[str, Any]] = []
-    baselines: list[dict[str, Any]] = []
-    ic_rows: dict[int, dict[str, Any]] = {
-        f.fold: {"fold": f.fold, "test_days": [d.isoformat() for d in f.test_days]} for f in folds
-    }
-    kinds = [("lightgbm", "p")]
-    if cfg.logistic_baseline:
-        kinds.append(("logistic", "p_logistic"))
-    kinds.append(("momentum", "p_momentum"))
-    for kind, prefix in kinds:
-        for name, (lab, ret, cls) in HORIZONS.items():
-            m = pred[lab].notna().to_numpy()
-            sub = pred[m]
-            proba = sub[_prob_cols(f"{prefix}_{name}", cls)].to_numpy(np.float64)
-            extra: dict[str, Any] = {}
-            if kind == "momentum":
-                extra = {
-                    "y_pred": sub[f"call_momentum_{name}"].to_numpy(dtype=object),
-                    "score": sub[f"score_momentum_{name}"].to_numpy(np.float64),
-                }
-            rep = report_by_fold(
-                sub[lab].to_numpy(dtype=object),
-                proba,
-                cls,
-                sub["fold"].to_numpy(),
-                fwd_return=sub[ret].to_numpy(np.float64),
-                day=sub["day"].to_numpy(),
-                n_boot=cfg.n_boot,
-                seed=cfg.seed,
-                **extra,
-            )
-            horizon = cfg.short_horizon if name == "short" else cfg.long_horizon
-            entry: dict[str, Any] = {
-                "name": f"{kind}_{name}" if kind != "lightgbm" else name,
-                "kind": kind,
-                "model": name,
-                "horizon": horizon_name(horizon),
-                "label": lab,
-                "classes": list(cls),
-                "oos": rep["pooled"],
-                "per_fold": [_strip(r) for r in rep["folds"]],
-            }
-            for r in rep["folds"]:
-                ic_rows[int(r["fold"])][f"ic_{entry['name']}"] = r["ic"]
-                ic_rows[int(r["fold"])][f"n_{entry['name']}"] = r["n_ic"]
-            if kind == "lightgbm":
-                entry["fold_models"] = fold_models[name]
-                secs, rows = infer[name]
-                entry["inference"] = {
-                    "note": "predict_proba over each fold's test rows in one batch (LightGBM, "
-                    f"{cfg.train.num_threads} threads), wall time per row",
-                    "rows": int(rows),
-                    "us_per_row": secs / rows * 1e6 if rows else None,
-                }
-                models.append(entry)
-            else:
-                baselines.append(entry)
-    if len(pred):
-        s_models, s_baselines = score_entries(
-            pred,
-            direction_folds=fold_models[DIRECTION] if cfg.direction.enabled else None,
-            ensemble_folds=ensemble_folds,
-            rules=rules,
-            horizon=horizon_name(cfg.short_horizon),
-            n_boot=cfg.n_boot,
-            seed=cfg.seed,
-        )
-        models += s_models
-        baselines += s_baselines
-        add_fold_ics(ic_rows, s_models + s_baselines)
-    return models, baselines, ic_rows
-
-
-def _backtests(
-    ds: pd.DataFrame, pred: pd.DataFrame, cfg: ExperimentConfig, baselines: list[dict[str, Any]]
-) -> tuple[BacktestResult | None, BacktestResult | None]:
-    """(the models' backtest, the sized one) over the walk-forward predictions; with
-    ``baseline_backtests`` each baseline entry gets its backtest's metrics."""
-    bt_cfg = cfg.backtest_config()
-    if not len(pred):
-        return None, None
-    bt_frame = _backtest_frame(ds, pred, "p")
-    backtest = run_backtest(bt_frame, cfg.decision, bt_cfg)
-    sized_cfg = cfg.sized_backtest_config()
-    backtest_sized = None if sized_cfg is None else run_backtest(bt_frame, cfg.decision, sized_cfg)
-    if cfg.baseline_backtests:
-        for entry in baselines:
-            if not entry["classes"]:  # a rule: no probabilities to decide on
-                continue
-            prefix = f"p_{entry['kind']}"
-            res = run_backtest(_backtest_frame(ds, pred, prefix), cfg.decision, bt_cfg)
-            entry["backtest"] = dict(res.metrics)
-    return backtest, backtest_sized
-
-
-def _production_models(
-    ds: pd.DataFrame,
-    cfg: ExperimentConfig,
-    x_all: pd.DataFrame,
-    y_dir: np.ndarray | None,
-    features: Sequence[str],
-    days: Sequence[dt.date],
-) -> tuple[dict[str, TrainedModel], dict[str, Any]]:
-    """(the models trained on the latest data with the pooled selection, their training
-    window) when ``production_models``; else nothing."""
-    production: dict[str, TrainedModel] = {}
-    everything = _training_rows(ds, np.arange(len(ds), dtype=np.int64), cfg)
-    window: dict[str, Any] = {"start": None, "end": None, "n_rows": 0}
-    if not cfg.production_models:
-        return production, window
-    p_tr, p_va = _latest_slice(ds, everything, cfg.walk_forward.val_share)
-    for name, (lab, _, cls) in HORIZONS.items():
-        production[name] = train_model(
-            x_all.iloc[p_tr],
-            ds[lab].to_numpy(dtype=object)[p_tr],
-            x_all.iloc[p_va],
-            ds[lab].to_numpy(dtype=object)[p_va],
-            cls,
-            cfg.train,
-            features,
-        )
-    if y_dir is not None:
-        production[DIRECTION] = fit_direction(
-            x_all, y_dir, p_tr, p_va, features, cfg.train, cfg.direction
-        )
-    used = np.concatenate([p_tr, p_va])
-    if used.size:
-        ts_used = pd.DatetimeIndex(ds["event_timestamp"].iloc[used])
-        window = {
-            "start": ts_used.min().isoformat(),
-            "end": ts_used.max().isoformat(),
-            "label_end_max": pd.DatetimeIndex(ds["label_end"].iloc[used]).max().isoformat(),
-            "n_rows": int(used.size),
-            "n_train": int(p_tr.size),
-            "n_val": int(p_va.size),
-            "days": [d.isoformat() for d in days],
-        }
-    return production, window
-
-
-def _backtest_frame(ds: pd.DataFrame, pred: pd.DataFrame, prefix: str) -> pd.DataFrame:
-    """Probabilities of one model family (prefix "p", "p_logistic", "p_momentum") renamed to the
-    backtest's input columns, with the market columns; averaged over folds per row."""
-    cols_s = _prob_cols(f"{prefix}_short", SHORT_CLASSES)
-    cols_l = _prob_cols(f"{prefix}_long", LONG_CLASSES)
-    extra = [DIRECTION] if prefix == "p" and DIRECTION in pred.columns else []
-    frame = pred[["row", *cols_s, *cols_l, *extra]]
-    if frame["row"].duplicated().any():
-        frame = frame.groupby("row", sort=True).mean().reset_index()
-    rows = frame["row"].to_numpy()
-    out = pd.DataFrame(
-        {
-            "symbol": ds["symbol"].to_numpy()[rows],
-            "event_timestamp": ds["event_timestamp"].iloc[rows].to_numpy(),
-        }
-    )
-    out["event_timestamp"] = pd.to_datetime(out["event_timestamp"], utc=True)
-    out[_prob_cols("p_short", SHORT_CLASSES)] = frame[cols_s].to_numpy()
-    out[_prob_cols("p_long", LONG_CLASSES)] = frame[cols_l].to_numpy()
-    if extra:  # the decision score (tickml.decision: ``direction``)
-        out[DIRECTION] = frame[DIRECTION].to_numpy(dtype=np.float64)
-    for col in ("mid", "spread", *BACKTEST_OPTIONAL):
-        if col in ds.columns:
-            out[col] = ds[col].to_numpy(dtype=np.float64)[rows]
-    return out
-
-
-def score_of(pred: pd.DataFrame, model: str = "short", kind: str = "lightgbm") -> np.ndarray:
-    """P(UP) - P(DOWN) of one model's probabilities in :attr:`ExperimentResult.predictions`
-    (``kind``: lightgbm, logistic or momentum)."""
-    _, _, cls = HORIZONS[model]
-    prefix = f"p_{model}" if kind == "lightgbm" else f"p_{kind}_{model}"
-    return direction_score(pred[_prob_cols(prefix, cls)].to_numpy(np.float64), cls)
